@@ -1,0 +1,145 @@
+"""The one error tree of contentmill.
+
+Every error a user can see is one of these; each message says what to fix::
+
+    ContentmillError
+    ├── ConfigError                  a setting is missing or wrong
+    │   └── MissingCredential        an API key is not set (names the variable to set)
+    ├── CatalogError
+    │   ├── UnknownModel             "provider:model" is not in the catalog or names no provider
+    │   └── UnpricedModel            the model has no price: refused rather than billed at 0
+    ├── GatewayError                 refused before any provider was called
+    │   ├── RateLimited              no capacity now (retry_after seconds)
+    │   ├── BudgetExceeded           a hard budget would be overshot
+    │   └── RequestTooLarge          input + max output exceed the model's context window
+    ├── ProviderError                the provider was called and failed (status, request_id kept)
+    │   ├── AuthenticationError      401/403: wrong or revoked key; never retried
+    │   ├── BadRequest               400/404/422: the request itself is wrong; never retried
+    │   ├── ProviderRateLimited      429 from the provider (retry_after from Retry-After)
+    │   ├── ProviderUnavailable      5xx or connection failure
+    │   ├── ProviderTimeout          no answer in time
+    │   └── MalformedResponse        the answer could not be read
+    └── EngineError                  a local engine (llama.cpp, espeak-ng, ffmpeg) failed
+"""
+
+from __future__ import annotations
+
+
+class ContentmillError(Exception):
+    """Base of every contentmill error."""
+
+
+class ConfigError(ContentmillError):
+    """A setting is missing or has a value that cannot be used."""
+
+
+class MissingCredential(ConfigError):
+    """An API key is needed and not set."""
+
+    def __init__(self, variable: str, purpose: str) -> None:
+        self.variable = variable
+        super().__init__(f"{purpose} needs an API key: set the environment variable {variable}")
+
+
+class CatalogError(ContentmillError):
+    """The model catalog cannot answer for a model."""
+
+
+class UnknownModel(CatalogError):
+    def __init__(self, model: str, known: list[str] | None = None) -> None:
+        self.model = model
+        hint = ""
+        if known:
+            hint = f"; known models: {', '.join(sorted(known)[:12])}" + (" ..." if len(known) > 12 else "")
+        super().__init__(
+            f"unknown model {model!r}: name it as 'provider:model' and add it to your catalog file "
+            f"(CONTENTMILL_CATALOG_FILE){hint}"
+        )
+
+
+class UnpricedModel(CatalogError):
+    def __init__(self, model: str, missing: str) -> None:
+        self.model = model
+        super().__init__(
+            f"model {model!r} has no {missing} price, so its cost cannot be known: give its price in your "
+            f"catalog file (CONTENTMILL_CATALOG_FILE) or mark it 'free: true' if it really costs nothing"
+        )
+
+
+class GatewayError(ContentmillError):
+    """The gateway refused the call before any provider was paid."""
+
+
+class RateLimited(GatewayError):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class BudgetExceeded(GatewayError):
+    def __init__(self, budget: str, spent: float, reserved: float, limit: float, requested: float) -> None:
+        self.budget, self.spent, self.reserved, self.limit = budget, spent, reserved, limit
+        self.requested = requested
+        super().__init__(
+            f"budget {budget} would be exceeded: spent {spent:.6f} USD, reserved {reserved:.6f} USD, "
+            f"this call needs up to {requested:.6f} USD, limit {limit:.6f} USD"
+        )
+
+
+class RequestTooLarge(GatewayError):
+    def __init__(self, model: str, input_tokens: int, max_tokens: int, context_window: int) -> None:
+        self.model = model
+        super().__init__(
+            f"{model}: {input_tokens} input tokens + max_tokens {max_tokens} exceed its context window of "
+            f"{context_window} tokens; shorten the input or lower max_tokens"
+        )
+
+
+class ProviderError(ContentmillError):
+    """A provider was called and did not give a usable answer."""
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        model: str = "",
+        status: int | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.provider, self.model, self.status = provider, model, status
+        self.request_id, self.retry_after = request_id, retry_after
+        where = f"{model or provider}" + (f" (HTTP {status})" if status else "")
+        tail = f" [request id {request_id}]" if request_id else ""
+        super().__init__(f"{where}: {message}{tail}" if where else message + tail)
+
+
+class AuthenticationError(ProviderError):
+    pass
+
+
+class BadRequest(ProviderError):
+    pass
+
+
+class ProviderRateLimited(ProviderError):
+    retryable = True
+
+
+class ProviderUnavailable(ProviderError):
+    retryable = True
+
+
+class ProviderTimeout(ProviderError):
+    retryable = True
+
+
+class MalformedResponse(ProviderError):
+    retryable = True
+
+
+class EngineError(ContentmillError):
+    """A local engine failed or is not installed."""

@@ -1,0 +1,1 @@
+"""Providers: one protocol per modality (base.py) and the implementations beside it."""

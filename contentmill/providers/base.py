@@ -1,0 +1,133 @@
+"""One protocol per modality. Every provider (remote API, local engine, fake) implements one of these.
+
+Providers report usage the way their vendor bills it; where they cannot (a local engine's own count), the
+``Usage.estimated`` flag says so. Wrappers (rate limits, budgets, fallbacks) share these interfaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from contentmill.metering import Usage
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True, slots=True)
+class TextRequest:
+    """A text generation. ``prompt`` asks a completion model directly; ``messages`` ask a chat model.
+
+    Exactly one of them is given. ``max_tokens`` bounds the output and so the cost of the call.
+    """
+
+    messages: tuple[Message, ...] = ()
+    prompt: str | None = None
+    max_tokens: int = 256
+    temperature: float = 0.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    response_format: Literal["text", "json"] = "text"
+
+    def __post_init__(self) -> None:
+        if bool(self.messages) == (self.prompt is not None):
+            raise ValueError("give either messages or prompt, not both and not neither")
+        if self.max_tokens <= 0:
+            raise ValueError(f"max_tokens must be positive (got {self.max_tokens})")
+
+    @classmethod
+    def chat(cls, user: str, *, system: str | None = None, **kwargs: Any) -> TextRequest:
+        messages = ((Message("system", system),) if system else ()) + (Message("user", user),)
+        return cls(messages=messages, **kwargs)
+
+    def as_messages(self) -> list[dict[str, str]]:
+        """Chat messages for the request; a bare prompt becomes one user message."""
+        if self.messages:
+            return [m.as_dict() for m in self.messages]
+        return [{"role": "user", "content": self.prompt or ""}]
+
+    def input_text(self) -> str:
+        return self.prompt if self.prompt is not None else "\n".join(m.content for m in self.messages)
+
+
+@dataclass(frozen=True, slots=True)
+class TextResult:
+    text: str
+    model: str  # "provider:model"
+    usage: Usage
+    finish_reason: str = "stop"
+    request_id: str | None = None
+    latency_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TextChunk:
+    """One piece of a streamed answer; the last chunk carries ``usage`` and ``finish_reason``."""
+
+    delta: str
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechRequest:
+    text: str
+    voice: str = "default"
+    language: str = "en"
+    speed: float = 1.0
+    format: Literal["wav"] = "wav"
+
+    def __post_init__(self) -> None:
+        if not self.text.strip():
+            raise ValueError("speech needs some text")
+        if not 0.25 <= self.speed <= 4.0:
+            raise ValueError(f"speed must be between 0.25 and 4.0 (got {self.speed})")
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResult:
+    audio: bytes  # a complete WAV file
+    model: str
+    usage: Usage  # characters billed, seconds of audio
+    sample_rate: int
+    duration_s: float
+    request_id: str | None = None
+    latency_s: float = 0.0
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class TextModel(Protocol):
+    """Generates text. ``name`` is the catalog name, 'provider:model'."""
+
+    name: str
+
+    async def complete(self, request: TextRequest) -> TextResult: ...
+
+    def stream(self, request: TextRequest) -> AsyncIterator[TextChunk]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class SpeechModel(Protocol):
+    """Turns text into speech (WAV bytes)."""
+
+    name: str
+
+    async def synthesize(self, request: SpeechRequest) -> SpeechResult: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,152 @@
+"""One place for every setting: environment (CONTENTMILL_*), an optional contentmill.toml, defaults.
+
+Profile ``embedded`` (default) needs no service at all; ``services`` expects Redis, a database and S3.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from contentmill.errors import ConfigError, MissingCredential
+
+ENV_PREFIX = "CONTENTMILL_"
+CONFIG_FILE_VARIABLE = "CONTENTMILL_CONFIG"
+
+
+def _alias(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Every setting of contentmill; the environment wins over contentmill.toml, which wins over defaults."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True)
+
+    profile: Literal["embedded", "services"] = "embedded"
+    data_dir: Path = Path(".contentmill")
+    redis_url: str | None = None
+    database_url: str | None = None
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_prefix: str = "contentmill/"
+
+    text_model: str = "local:gemma-3-270m"
+    speech_model: str = "local:espeak-ng"
+    catalog_file: Path | None = None
+    request_timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    log_level: str = "WARNING"
+
+    # Vendor credentials and endpoints use the vendors' own variable names, as their SDKs do.
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias=_alias("OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(default=None, validation_alias=_alias("OPENAI_BASE_URL"))
+    deepseek_api_key: SecretStr | None = Field(default=None, validation_alias=_alias("DEEPSEEK_API_KEY"))
+    deepseek_base_url: str | None = Field(default=None, validation_alias=_alias("DEEPSEEK_BASE_URL"))
+    dashscope_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_alias("DASHSCOPE_API_KEY", "QWEN_API_KEY")
+    )
+    dashscope_base_url: str | None = Field(
+        default=None, validation_alias=_alias("DASHSCOPE_BASE_URL", "QWEN_BASE_URL")
+    )
+
+    @field_validator("text_model", "speech_model")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        if ":" not in value or value.startswith(":") or value.endswith(":"):
+            raise ValueError(f"name the model as 'provider:model', e.g. 'openai:gpt-4o-mini' (got {value!r})")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"use a redis://, rediss:// or unix:// URL (got {value!r})")
+        return value
+
+    @model_validator(mode="after")
+    def _services_need_their_services(self) -> Settings:
+        if self.profile == "services":
+            missing = [
+                ENV_PREFIX + name.upper()
+                for name in ("redis_url", "database_url")
+                if getattr(self, name) in (None, "")
+            ]
+            if missing:
+                raise ValueError(f"the services profile needs {', '.join(missing)} to be set")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get(CONFIG_FILE_VARIABLE, "contentmill.toml"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        elif CONFIG_FILE_VARIABLE in os.environ:
+            raise ConfigError(f"{CONFIG_FILE_VARIABLE} points at {toml_path}, which is not a file")
+        return tuple(sources)
+
+    def secret(self, variable: str, purpose: str) -> SecretStr:
+        """The secret held in ``variable`` (a vendor key field or any environment variable), or a clear error."""
+        for name, field in type(self).model_fields.items():
+            alias = field.validation_alias
+            if isinstance(alias, AliasChoices) and variable in alias.choices:
+                value = getattr(self, name)
+                if isinstance(value, SecretStr) and value.get_secret_value():
+                    return value
+                raise MissingCredential(variable, purpose)
+        raw = os.environ.get(variable, "")
+        if not raw:
+            raise MissingCredential(variable, purpose)
+        return SecretStr(raw)
+
+    def value_of(self, variable: str) -> str | None:
+        """A plain (non-secret) setting named by its environment variable, e.g. OPENAI_BASE_URL."""
+        for name, field in type(self).model_fields.items():
+            alias = field.validation_alias
+            if isinstance(alias, AliasChoices) and variable in alias.choices:
+                value = getattr(self, name)
+                return None if value is None else str(value)
+        return os.environ.get(variable) or None
+
+
+def _explain(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else "settings"
+        variable = ENV_PREFIX + field.upper() if field in Settings.model_fields else field
+        given = item.get("input")
+        shown = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
+        lines.append(f"{variable}: {item['msg']}{shown}")
+    return "invalid settings: " + "; ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning validation failures into one ConfigError naming each variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return load_settings()
