@@ -1,0 +1,299 @@
+"""Any OpenAI-compatible API (OpenAI, DeepSeek, Qwen, vLLM, Ollama, llama.cpp server) over httpx.
+
+The module owns base URL, auth and its ``httpx.AsyncClient``. By default the client runs on the aiohttp
+transport (httpx-aiohttp): httpx's own transport is CPU-bound at a few hundred calls a second, aiohttp's
+is several times faster, and the httpx API stays the same. Pass ``http_client=`` to use your own (tests may
+pass ``httpx.MockTransport``). Vendor errors map into ``contentmill.errors`` with status, request id and
+Retry-After kept.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from contentmill.audio import wav_info
+from contentmill.errors import (
+    AuthenticationError,
+    BadRequest,
+    MalformedResponse,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from contentmill.metering import Usage, count_message_tokens, count_tokens
+from contentmill.providers.base import SpeechRequest, SpeechResult, TextChunk, TextRequest, TextResult
+
+USER_AGENT = "contentmill/0.1"
+
+
+def default_http_client(timeout: float) -> httpx.AsyncClient:
+    """An httpx client on the aiohttp transport, with generous connection limits for concurrent calls."""
+    from httpx_aiohttp import AiohttpTransport
+
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    return httpx.AsyncClient(transport=AiohttpTransport(limits=limits), timeout=timeout)
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds to wait, from retry-after-ms (OpenAI) or Retry-After (seconds; HTTP dates are ignored)."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        raw = headers.get(name)
+        if raw:
+            try:
+                return max(0.0, float(raw) * scale)
+            except ValueError:
+                continue
+    return None
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+        error = data.get("error", data) if isinstance(data, dict) else data
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+    except (ValueError, AttributeError):
+        pass
+    text = body.decode("utf-8", "replace").strip()
+    return text[:300] or "no error message"
+
+
+_STATUS_ERRORS: dict[int, type[ProviderError]] = {
+    400: BadRequest,
+    401: AuthenticationError,
+    403: AuthenticationError,
+    404: BadRequest,
+    409: ProviderUnavailable,
+    413: BadRequest,
+    422: BadRequest,
+    429: ProviderRateLimited,
+}
+
+
+class OpenAICompatClient:
+    """The HTTP side shared by the text and speech models of one OpenAI-compatible provider."""
+
+    def __init__(
+        self,
+        provider: str,
+        base_url: str,
+        api_key: SecretStr | None,
+        *,
+        timeout: float = 60.0,
+        http_client: httpx.AsyncClient | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.provider = provider
+        self.base_url = base_url.rstrip("/")
+        self._owns_client = http_client is None
+        self._client = http_client or default_http_client(timeout)
+        self._timeout = timeout
+        headers = {"user-agent": USER_AGENT, "content-type": "application/json", **(extra_headers or {})}
+        if api_key is not None:
+            headers["authorization"] = f"Bearer {api_key.get_secret_value()}"
+        self._headers = headers
+
+    def _error(self, response: httpx.Response, body: bytes, model: str) -> ProviderError:
+        status = response.status_code
+        cls = _STATUS_ERRORS.get(status, ProviderUnavailable if status >= 500 else BadRequest)
+        return cls(
+            _error_message(body),
+            provider=self.provider,
+            model=model,
+            status=status,
+            request_id=response.headers.get("x-request-id"),
+            retry_after=_retry_after(response.headers),
+        )
+
+    def _transport_error(self, exc: httpx.HTTPError, model: str) -> ProviderError:
+        if isinstance(exc, httpx.TimeoutException):
+            return ProviderTimeout(f"no answer within {self._timeout:g} s", provider=self.provider, model=model)
+        return ProviderUnavailable(f"cannot reach {self.base_url}: {exc!r}", provider=self.provider, model=model)
+
+    async def post(self, path: str, payload: dict[str, Any], model: str) -> httpx.Response:
+        """POST JSON; returns a 2xx response with its body read, or raises a mapped ProviderError."""
+        try:
+            response = await self._client.post(
+                self.base_url + path, content=json.dumps(payload).encode(), headers=self._headers
+            )
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, model) from exc
+        if response.status_code >= 400:
+            raise self._error(response, response.content, model)
+        return response
+
+    async def stream_lines(self, path: str, payload: dict[str, Any], model: str) -> AsyncIterator[tuple[str, str]]:
+        """POST and yield ``(request_id, line)`` for each line of a streamed answer."""
+        try:
+            async with self._client.stream(
+                "POST", self.base_url + path, content=json.dumps(payload).encode(), headers=self._headers
+            ) as response:
+                if response.status_code >= 400:
+                    raise self._error(response, await response.aread(), model)
+                request_id = response.headers.get("x-request-id", "")
+                async for line in response.aiter_lines():
+                    yield request_id, line
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, model) from exc
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+
+def _parse_json(response: httpx.Response, provider: str, model: str) -> dict[str, Any]:
+    try:
+        data = json.loads(response.content)
+    except ValueError:
+        raise MalformedResponse(
+            "the answer is not JSON", provider=provider, model=model, status=response.status_code,
+            request_id=response.headers.get("x-request-id"),
+        ) from None
+    if not isinstance(data, dict):
+        raise MalformedResponse("the answer is not a JSON object", provider=provider, model=model)
+    return data
+
+
+def _usage(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    details = raw.get("prompt_tokens_details") or {}
+    return Usage(
+        input_tokens=int(raw.get("prompt_tokens") or 0),
+        output_tokens=int(raw.get("completion_tokens") or 0),
+        cached_input_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+    )
+
+
+class OpenAICompatTextModel:
+    """Chat completions (plain and streamed) on an OpenAI-compatible API."""
+
+    def __init__(self, name: str, client: OpenAICompatClient, *, encoding: str = "o200k_base",
+                 exact_tokenizer: bool = True) -> None:
+        self.name = name
+        self.model_id = name.split(":", 1)[1]
+        self.client = client
+        self.encoding = encoding
+        self.exact_tokenizer = exact_tokenizer
+
+    def count_tokens(self, text: str) -> int:
+        return count_tokens(text, self.encoding)
+
+    def _payload(self, request: TextRequest, stream: bool) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "model": self.model_id,
+            "messages": request.as_messages(),
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+        }
+        if request.stop:
+            payload["stop"] = list(request.stop)
+        if request.seed is not None:
+            payload["seed"] = request.seed
+        if request.response_format == "json":
+            payload["response_format"] = {"type": "json_object"}
+        if stream:
+            payload["stream"] = True
+            payload["stream_options"] = {"include_usage": True}
+        return payload
+
+    def _estimate(self, request: TextRequest, text: str) -> Usage:
+        """Our own count, for servers that report no usage; flagged as an estimate."""
+        return Usage(
+            input_tokens=count_message_tokens(request.as_messages(), self.encoding),
+            output_tokens=self.count_tokens(text),
+            estimated=True,
+        )
+
+    async def complete(self, request: TextRequest) -> TextResult:
+        started = time.perf_counter()
+        response = await self.client.post("/chat/completions", self._payload(request, False), self.name)
+        data = _parse_json(response, self.client.provider, self.name)
+        try:
+            choice = data["choices"][0]
+            text = choice["message"].get("content") or ""
+            finish = choice.get("finish_reason") or "stop"
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise MalformedResponse(
+                "the answer has no choices[0].message", provider=self.client.provider, model=self.name,
+                request_id=response.headers.get("x-request-id"),
+            ) from None
+        usage = _usage(data.get("usage")) or self._estimate(request, text)
+        request_id = response.headers.get("x-request-id") or data.get("id")
+        return TextResult(text, self.name, usage, finish, request_id, time.perf_counter() - started)
+
+    async def stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
+        parts: list[str] = []
+        usage: Usage | None = None
+        finish: str | None = None
+        request_id: str | None = None
+        async for rid, line in self.client.stream_lines("/chat/completions", self._payload(request, True),
+                                                         self.name):
+            request_id = rid or request_id
+            if not line.startswith("data:"):
+                continue
+            body = line[5:].strip()
+            if body == "[DONE]":
+                break
+            try:
+                chunk = json.loads(body)
+            except ValueError:
+                raise MalformedResponse("a streamed chunk is not JSON", provider=self.client.provider,
+                                        model=self.name, request_id=request_id) from None
+            usage = _usage(chunk.get("usage")) or usage
+            for choice in chunk.get("choices") or ():
+                delta = (choice.get("delta") or {}).get("content") or ""
+                finish = choice.get("finish_reason") or finish
+                if delta:
+                    parts.append(delta)
+                    yield TextChunk(delta=delta, request_id=request_id)
+        yield TextChunk(
+            delta="",
+            usage=usage or self._estimate(request, "".join(parts)),
+            finish_reason=finish or "stop",
+            request_id=request_id,
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class OpenAICompatSpeechModel:
+    """``/audio/speech`` on an OpenAI-compatible API, asking for WAV so the duration can be measured."""
+
+    def __init__(self, name: str, client: OpenAICompatClient) -> None:
+        self.name = name
+        self.model_id = name.split(":", 1)[1]
+        self.client = client
+
+    async def synthesize(self, request: SpeechRequest) -> SpeechResult:
+        started = time.perf_counter()
+        payload = {
+            "model": self.model_id,
+            "input": request.text,
+            "voice": "alloy" if request.voice == "default" else request.voice,
+            "response_format": "wav",
+            "speed": request.speed,
+        }
+        response = await self.client.post("/audio/speech", payload, self.name)
+        audio = response.content
+        try:
+            info = wav_info(audio)
+        except Exception:
+            raise MalformedResponse("the answer is not a WAV file", provider=self.client.provider,
+                                    model=self.name, request_id=response.headers.get("x-request-id")) from None
+        usage = Usage(characters=len(request.text), seconds=info.duration_s)
+        return SpeechResult(audio, self.name, usage, info.sample_rate, info.duration_s,
+                            response.headers.get("x-request-id"), time.perf_counter() - started)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,61 @@
+"""The one place where a 'provider:model' name becomes a model object."""
+
+from __future__ import annotations
+
+import httpx
+
+from contentmill.catalog import Catalog, ModelInfo
+from contentmill.errors import ConfigError
+from contentmill.providers.base import SpeechModel, TextModel
+from contentmill.providers.fake import FakeSpeechModel, FakeTextModel
+from contentmill.providers.openai_compat import (
+    OpenAICompatClient,
+    OpenAICompatSpeechModel,
+    OpenAICompatTextModel,
+)
+from contentmill.settings import Settings
+
+
+def _expect(info: ModelInfo, modality: str) -> None:
+    if info.modality != modality:
+        raise ConfigError(f"{info.name} is a {info.modality} model, not a {modality} model")
+
+
+def _client(info: ModelInfo, settings: Settings, catalog: Catalog,
+            http_client: httpx.AsyncClient | None) -> OpenAICompatClient:
+    provider = catalog.provider(info.provider)
+    base_url = (settings.value_of(provider.base_url_env) if provider.base_url_env else None) or provider.base_url
+    if not base_url:
+        raise ConfigError(f"provider {provider.name!r} has no base_url: set {provider.base_url_env or 'base_url'}")
+    api_key = settings.secret(provider.api_key_env, f"model {info.name}") if provider.api_key_env else None
+    return OpenAICompatClient(provider.name, base_url, api_key, timeout=settings.request_timeout_s,
+                              http_client=http_client)
+
+
+def text_model(name: str, settings: Settings, catalog: Catalog, *,
+               http_client: httpx.AsyncClient | None = None) -> TextModel:
+    info = catalog.get(name)
+    _expect(info, "text")
+    kind = catalog.provider(info.provider).kind
+    if kind == "fake":
+        return FakeTextModel(name, encoding=info.tokenizer)
+    if kind == "local":
+        from contentmill.providers.llama_local import LlamaTextModel
+
+        return LlamaTextModel(settings.data_dir, name=name)
+    return OpenAICompatTextModel(name, _client(info, settings, catalog, http_client), encoding=info.tokenizer,
+                                 exact_tokenizer=info.tokenizer_exact)
+
+
+def speech_model(name: str, settings: Settings, catalog: Catalog, *,
+                 http_client: httpx.AsyncClient | None = None) -> SpeechModel:
+    info = catalog.get(name)
+    _expect(info, "speech")
+    kind = catalog.provider(info.provider).kind
+    if kind == "fake":
+        return FakeSpeechModel(name)
+    if kind == "local":
+        from contentmill.providers.espeak import EspeakSpeechModel
+
+        return EspeakSpeechModel(name=name)
+    return OpenAICompatSpeechModel(name, _client(info, settings, catalog, http_client))
