@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import aiohttp
 import httpx
 from pydantic import SecretStr
 
@@ -115,7 +116,9 @@ class OpenAICompatClient:
         )
 
     def _transport_error(self, exc: httpx.HTTPError, model: str) -> ProviderError:
-        if isinstance(exc, httpx.TimeoutException):
+        # httpx-aiohttp reports every aiohttp connection error as ConnectTimeout; a dropped connection is not one.
+        dropped = isinstance(exc.__cause__, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
+        if isinstance(exc, httpx.TimeoutException) and not dropped:
             return ProviderTimeout(f"no answer within {self._timeout:g} s", provider=self.provider, model=model)
         return ProviderUnavailable(f"cannot reach {self.base_url}: {exc!r}", provider=self.provider, model=model)
 
