@@ -1,10 +1,10 @@
 """Any OpenAI-compatible API (OpenAI, DeepSeek, Qwen, vLLM, Ollama, llama.cpp server) over httpx.
 
-The module owns base URL, auth and its ``httpx.AsyncClient``. By default the client runs on the aiohttp
-transport (httpx-aiohttp): httpx's own transport is CPU-bound at a few hundred calls a second, aiohttp's
-is several times faster, and the httpx API stays the same. Pass ``http_client=`` to use your own (tests may
-pass ``httpx.MockTransport``). Vendor errors map into ``contentmill.errors`` with status, request id and
-Retry-After kept.
+The module owns base URL, auth and its HTTP client. By default requests go straight to a lean aiohttp-backed
+httpx transport (``providers/transport.py``): an API client needs none of httpx.Client's cookie jar, redirect
+and auth machinery, which costs more per call than the HTTP exchange itself. Pass ``http_client=`` to use your
+own ``httpx.AsyncClient`` instead (tests may pass one on ``httpx.MockTransport``).
+Vendor errors map into ``contentmill.errors`` with status, request id and Retry-After kept.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aiohttp
 import httpx
+import orjson
 from pydantic import SecretStr
 
 from contentmill.audio import wav_info
@@ -30,16 +30,9 @@ from contentmill.errors import (
 )
 from contentmill.metering import Usage, count_message_tokens, count_tokens
 from contentmill.providers.base import SpeechRequest, SpeechResult, TextChunk, TextRequest, TextResult
+from contentmill.providers.transport import EVENT_STREAM, AiohttpTransport
 
 USER_AGENT = "contentmill/0.1"
-
-
-def default_http_client(timeout: float) -> httpx.AsyncClient:
-    """An httpx client on the aiohttp transport, with generous connection limits for concurrent calls."""
-    from httpx_aiohttp import AiohttpTransport
-
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    return httpx.AsyncClient(transport=AiohttpTransport(limits=limits), timeout=timeout)
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
@@ -95,13 +88,29 @@ class OpenAICompatClient:
     ) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
-        self._owns_client = http_client is None
-        self._client = http_client or default_http_client(timeout)
+        self._client = http_client
+        self._transport = AiohttpTransport() if http_client is None else None
         self._timeout = timeout
+        self._timeouts = httpx.Timeout(timeout).as_dict()
         headers = {"user-agent": USER_AGENT, "content-type": "application/json", **(extra_headers or {})}
         if api_key is not None:
             headers["authorization"] = f"Bearer {api_key.get_secret_value()}"
-        self._headers = headers
+        self._headers = httpx.Headers(headers)
+        self._stream_headers = httpx.Headers({**headers, "accept": EVENT_STREAM})
+        self._urls: dict[str, httpx.URL] = {}
+
+    def _request(self, path: str, payload: dict[str, Any], headers: httpx.Headers) -> httpx.Request:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = httpx.URL(self.base_url + path)
+        return httpx.Request("POST", url, content=orjson.dumps(payload), headers=headers,
+                             extensions={"timeout": self._timeouts})
+
+    async def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+        if self._transport is not None:
+            return await self._transport.handle_async_request(request)
+        assert self._client is not None
+        return await self._client.send(request, stream=stream)
 
     def _error(self, response: httpx.Response, body: bytes, model: str) -> ProviderError:
         status = response.status_code
@@ -116,18 +125,15 @@ class OpenAICompatClient:
         )
 
     def _transport_error(self, exc: httpx.HTTPError, model: str) -> ProviderError:
-        # httpx-aiohttp reports every aiohttp connection error as ConnectTimeout; a dropped connection is not one.
-        dropped = isinstance(exc.__cause__, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
-        if isinstance(exc, httpx.TimeoutException) and not dropped:
+        if isinstance(exc, httpx.TimeoutException):
             return ProviderTimeout(f"no answer within {self._timeout:g} s", provider=self.provider, model=model)
         return ProviderUnavailable(f"cannot reach {self.base_url}: {exc!r}", provider=self.provider, model=model)
 
     async def post(self, path: str, payload: dict[str, Any], model: str) -> httpx.Response:
         """POST JSON; returns a 2xx response with its body read, or raises a mapped ProviderError."""
         try:
-            response = await self._client.post(
-                self.base_url + path, content=json.dumps(payload).encode(), headers=self._headers
-            )
+            response = await self._send(self._request(path, payload, self._headers))
+            await response.aread()
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, model) from exc
         if response.status_code >= 400:
@@ -137,25 +143,26 @@ class OpenAICompatClient:
     async def stream_lines(self, path: str, payload: dict[str, Any], model: str) -> AsyncIterator[tuple[str, str]]:
         """POST and yield ``(request_id, line)`` for each line of a streamed answer."""
         try:
-            async with self._client.stream(
-                "POST", self.base_url + path, content=json.dumps(payload).encode(), headers=self._headers
-            ) as response:
+            response = await self._send(self._request(path, payload, self._stream_headers), stream=True)
+            try:
                 if response.status_code >= 400:
                     raise self._error(response, await response.aread(), model)
                 request_id = response.headers.get("x-request-id", "")
                 async for line in response.aiter_lines():
                     yield request_id, line
+            finally:
+                await response.aclose()
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, model) from exc
 
     async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
+        if self._transport is not None:
+            await self._transport.aclose()
 
 
 def _parse_json(response: httpx.Response, provider: str, model: str) -> dict[str, Any]:
     try:
-        data = json.loads(response.content)
+        data = orjson.loads(response.content)
     except ValueError:
         raise MalformedResponse(
             "the answer is not JSON", provider=provider, model=model, status=response.status_code,
@@ -248,7 +255,7 @@ class OpenAICompatTextModel:
             if body == "[DONE]":
                 break
             try:
-                chunk = json.loads(body)
+                chunk = orjson.loads(body)
             except ValueError:
                 raise MalformedResponse("a streamed chunk is not JSON", provider=self.client.provider,
                                         model=self.name, request_id=request_id) from None
