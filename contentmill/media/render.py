@@ -1,0 +1,254 @@
+"""The final MP4: each slide shown exactly as long as its narration, subtitles burned in, one ffmpeg run.
+
+Subtitles go through libass (ffmpeg's ``subtitles`` filter) with the chosen font file in a private
+``fontsdir`` and ``force_style`` naming its family: libass shapes CJK and Latin alike, outlines text so it
+reads on any slide, and centres each line, which ``drawtext`` cannot do for multi-line cues. The SRT and
+the font sit in a scratch directory that ffmpeg runs in, so no user path needs filtergraph escaping.
+
+Slides are decoded once and repeated in memory (``loop``); slide boundaries fall on the frame nearest to
+the cumulative audio time, so the picture never drifts from the voice by more than half a frame.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import wave
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from contentmill.audio import wav_info
+from contentmill.errors import EngineError
+from contentmill.media.ffmpeg import MediaInfo, probe, run_ffmpeg
+from contentmill.media.fonts import Font, find_font
+from contentmill.media.layout import VERTICAL, Layout
+from contentmill.media.subtitles import Cue, build_cues, to_srt
+
+DEFAULT_FPS = 30
+DURATION_TOLERANCE_S = 0.5  # the rendered video against the summed narration
+_AUDIO_MISMATCH_S = 0.02  # a scene's stated duration against its WAV
+_AUDIO_RATE = 48_000
+_SMALLEST_SUBTITLE = 0.6  # subtitles shrink to fit the widest line down to this share of their size
+_UNSAFE_IN_STYLE = str.maketrans("", "", ",'\\:;[]=")
+
+
+@dataclass(frozen=True, slots=True)
+class Scene:
+    """A slide, its narration audio (WAV), what the narration says, and the audio's measured length."""
+
+    slide: Path
+    audio: Path
+    narration: str
+    duration_s: float
+
+    @classmethod
+    def from_files(cls, slide: str | Path, audio: str | Path, narration: str = "") -> Scene:
+        """A scene whose duration is measured from its WAV, the one source of timing for video and SRT."""
+        return cls(Path(slide), Path(audio), narration, audio_duration(audio))
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedVideo:
+    path: Path
+    info: MediaInfo  # as probed from the written file
+    narration_s: float  # summed audio of the scenes: the duration the video was made to match
+    subtitles: str  # the SRT burned in ("" when rendered without subtitles)
+
+
+def audio_duration(path: str | Path) -> float:
+    """Seconds of audio in a WAV file, counted from its frames."""
+    target = Path(path)
+    try:
+        return wav_info(target.read_bytes()).duration_s
+    except FileNotFoundError:
+        raise EngineError(f"the narration audio {target} does not exist") from None
+    except (OSError, wave.Error, EOFError) as exc:
+        raise EngineError(
+            f"cannot read {target} as a WAV file ({exc}): narration must be WAV audio"
+        ) from None
+
+
+def render_video(
+    scenes: Sequence[Scene],
+    out_path: str | Path,
+    *,
+    size: tuple[int, int] = VERTICAL,
+    fps: int = DEFAULT_FPS,
+    font: Font | None = None,
+    subtitles: bool = True,
+    timeout_s: float | None = None,
+) -> RenderedVideo:
+    """Render ``scenes`` back to back into an H.264/AAC MP4 at ``out_path`` (written whole or not at all).
+
+    ``font`` draws the subtitles (default: one that covers the narration, see :func:`find_font`).
+    ``timeout_s`` defaults to a minute plus 20 s per second of video.
+    """
+    layout = _check_arguments(scenes, size, fps)
+    total = _check_scenes(scenes)
+    target = Path(out_path)
+    cues = build_cues(scenes) if subtitles else []
+    chosen = _subtitle_font(scenes, font) if cues else None
+    limit = timeout_s if timeout_s is not None else 60.0 + 20.0 * total
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(handle)
+    partial = Path(partial_name)
+    try:
+        with tempfile.TemporaryDirectory(prefix="contentmill-render-") as scratch:
+            work = Path(scratch)
+            style = _prepare_subtitles(work, cues, chosen, layout) if chosen else None
+            args = _arguments(scenes, _frame_counts(scenes, fps), layout, fps, style, partial)
+            run_ffmpeg(args, purpose=f"rendering the video {target.name}", timeout_s=limit, cwd=work)
+        info = _verified(partial, layout, total)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return RenderedVideo(target, info, total, to_srt(cues) if cues else "")
+
+
+def _check_arguments(scenes: Sequence[Scene], size: tuple[int, int], fps: int) -> Layout:
+    if not scenes:
+        raise ValueError("a video needs at least one scene")
+    width, height = size
+    if width % 2 or height % 2:
+        raise ValueError(f"H.264 in yuv420p needs an even width and height (got {width}x{height})")
+    if not 1 <= fps <= 120:
+        raise ValueError(f"fps must be between 1 and 120 (got {fps})")
+    return Layout.for_size(size)
+
+
+def _check_scenes(scenes: Sequence[Scene]) -> float:
+    """The summed narration in seconds, after checking each scene's files and stated duration."""
+    for number, scene in enumerate(scenes, start=1):
+        if not scene.slide.is_file():
+            raise EngineError(f"scene {number}: its slide {scene.slide} does not exist")
+        measured = audio_duration(scene.audio)
+        if abs(measured - scene.duration_s) > _AUDIO_MISMATCH_S:
+            raise EngineError(
+                f"scene {number}: its audio {scene.audio} lasts {measured:.3f} s but the scene says "
+                f"{scene.duration_s:.3f} s; build scenes with Scene.from_files so video and subtitles agree"
+            )
+    total = sum(scene.duration_s for scene in scenes)
+    if total <= 0:
+        raise EngineError("the scenes' narration is silent (0 s of audio): there is nothing to render")
+    return total
+
+
+def _subtitle_font(scenes: Sequence[Scene], font: Font | None) -> Font:
+    """The given font if it draws every narration, else a clear error; without one, a font that does."""
+    narration = " ".join(scene.narration for scene in scenes)
+    if font is None:
+        return find_font(narration)
+    font.require(narration)
+    return font
+
+
+def _frame_counts(scenes: Sequence[Scene], fps: int) -> list[int]:
+    """Frames per scene, cut at the frame nearest each cumulative audio time (so errors never add up)."""
+    bounds = [0]
+    elapsed = 0.0
+    for scene in scenes:
+        elapsed += scene.duration_s
+        bounds.append(round(elapsed * fps))
+    bounds[-1] = max(bounds[-1], 1)
+    return [end - start for start, end in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def subtitle_style(layout: Layout, font: Font, cues: Sequence[Cue]) -> str:
+    """libass ``force_style``: white outlined text, bottom centre, sized so the widest line fits the frame.
+
+    libass sizes a font by its ascent plus descent, not its em, so the size is converted from pixels per em.
+    """
+    reference = font.load(100)
+    widest_em = max((reference.getlength(line) / 100 for cue in cues for line in cue.lines), default=0.0)
+    em = float(layout.subtitle_em)
+    if widest_em > 0:
+        em = max(em * _SMALLEST_SUBTITLE, min(em, layout.text_width / widest_em))
+    ascent, descent = reference.getmetrics()
+    style = {
+        "FontName": font.family.translate(_UNSAFE_IN_STYLE),
+        "FontSize": round(em * (ascent + descent) / 100),
+        "PrimaryColour": "&H00FFFFFF",
+        "OutlineColour": "&H00141414",
+        "BackColour": "&H80000000",
+        "BorderStyle": 1,
+        "Outline": round(max(1.0, em * 0.08)),
+        "Shadow": round(em * 0.03),
+        "Alignment": 2,
+        "MarginL": layout.margin_x,
+        "MarginR": layout.margin_x,
+        "MarginV": layout.subtitle_margin_v,
+        "PlayResX": layout.width,
+        "PlayResY": layout.height,
+    }
+    return ",".join(f"{key}={value}" for key, value in style.items())
+
+
+def _prepare_subtitles(work: Path, cues: Sequence[Cue], font: Font, layout: Layout) -> str:
+    """Write the SRT and link the font into ``work``; return the filter that burns them in."""
+    (work / "subtitles.srt").write_text(to_srt(cues), encoding="utf-8")
+    fonts = work / "fonts"
+    fonts.mkdir()
+    linked = fonts / f"font{font.path.suffix.lower()}"
+    try:
+        linked.symlink_to(font.path.resolve())
+    except OSError:  # no symlinks here (some Windows setups): libass reads a copy just as well
+        linked.write_bytes(font.path.read_bytes())
+    style = subtitle_style(layout, font, cues)
+    return f"subtitles=filename=subtitles.srt:fontsdir=fonts:force_style='{style}'"
+
+
+def _arguments(
+    scenes: Sequence[Scene],
+    frames: Sequence[int],
+    layout: Layout,
+    fps: int,
+    subtitle_filter: str | None,
+    output: Path,
+) -> list[str]:
+    """ffmpeg's arguments: slide and audio inputs, the filtergraph, H.264/AAC encoding into ``output``."""
+    shown = [(scene, count) for scene, count in zip(scenes, frames, strict=True) if count > 0]
+    inputs: list[str] = []
+    for scene, _ in shown:
+        inputs += ["-f", "image2", "-pattern_type", "none", "-i", str(scene.slide.resolve())]
+    for scene in scenes:
+        inputs += ["-f", "wav", "-i", str(scene.audio.resolve())]
+    width, height = layout.width, layout.height
+    graph = [
+        f"[{index}:v]scale={width}:{height}:force_original_aspect_ratio=decrease,"
+        f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuv420p,"
+        f"loop=loop={count - 1}:size=1:start=0,setpts=N/({fps}*TB)[v{index}]"
+        for index, (_, count) in enumerate(shown)
+    ]
+    video_labels = "".join(f"[v{index}]" for index in range(len(shown)))
+    audio_labels = "".join(f"[{len(shown) + index}:a]" for index in range(len(scenes)))
+    graph.append(f"{video_labels}concat=n={len(shown)}:v=1:a=0[joined]")
+    graph.append(f"[joined]{subtitle_filter or 'null'}[video]")
+    graph.append(f"{audio_labels}concat=n={len(scenes)}:v=0:a=1,aresample={_AUDIO_RATE}[audio]")
+    encode = [
+        "-map", "[video]", "-map", "[audio]",
+        "-c:v", "libx264", "-preset", "veryfast", "-tune", "stillimage", "-crf", "20",
+        "-pix_fmt", "yuv420p", "-r", str(fps), "-g", str(2 * fps),
+        "-c:a", "aac", "-b:a", "128k", "-ac", "2",
+        "-movflags", "+faststart", "-f", "mp4",
+    ]  # fmt: skip
+    return ["-loglevel", "error", "-y", *inputs, "-filter_complex", ";".join(graph), *encode, str(output)]
+
+
+def _verified(path: Path, layout: Layout, narration_s: float) -> MediaInfo:
+    """The written file, checked: one H.264 stream of the frame size, one AAC stream, narration's length."""
+    info = probe(path)
+    video, audio = info.of_kind("video"), info.of_kind("audio")
+    problems = []
+    frame = (layout.width, layout.height)
+    if len(video) != 1 or video[0].codec != "h264" or (video[0].width, video[0].height) != frame:
+        problems.append(f"video streams {video}")
+    if len(audio) != 1 or audio[0].codec != "aac":
+        problems.append(f"audio streams {audio}")
+    if info.duration_s is None or abs(info.duration_s - narration_s) > DURATION_TOLERANCE_S:
+        problems.append(f"duration {info.duration_s} s for {narration_s:.3f} s of narration")
+    if problems:
+        raise EngineError(f"ffmpeg wrote an unexpected video ({'; '.join(problems)})")
+    return info
