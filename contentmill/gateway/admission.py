@@ -1,0 +1,222 @@
+"""Admission: token buckets, period counters (quotas and budgets) and reservations, all-or-nothing.
+
+A call names every limit that applies to it as a *claim*; it is admitted only if every claim has room, and then
+all of them are charged at once. What was charged is a reservation: the actual usage reconciles it later
+(refund, or a further charge), and a reservation never reconciled (its worker died) is swept and kept at the
+reserved amount. Two backends share this interface: in-process (``MemoryAdmission``) and Redis
+(``contentmill.gateway.admission_redis.RedisAdmission``, one Lua script round trip per admission, so limits hold
+across every process and worker).
+
+Buckets refill continuously (``limit`` per ``period_s``), as OpenAI's RPM/TPM limits do, and never go below zero.
+Counters are fixed calendar windows (a day, a week, a month in a time zone) whose key names the window, so a new
+period starts from zero by itself. A counter holds ``used`` (spent + reserved) and ``reserved``; admission needs
+``used + amount <= limit``, so concurrent callers can never push a hard limit past its value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ClaimKind = Literal["bucket", "counter"]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Room asked of one limit. A bucket holds ``limit`` per ``period_s``; a counter at most ``limit`` per window
+    (``math.inf`` when it is only counted) and its key lives ``ttl_s`` (the rest of its window, plus slack)."""
+
+    key: str
+    kind: ClaimKind
+    amount: float
+    limit: float
+    period_s: float = 60.0
+    ttl_s: float = 0.0
+    label: str = ""  # what a refusal names, e.g. "budget team=shop per day" or "tpm openai:gpt-4o"
+
+    @property
+    def rate(self) -> float:
+        return self.limit / self.period_s
+
+    def as_list(self) -> list[Any]:
+        return [self.key, self.kind, self.amount, _finite(self.limit), self.period_s, self.ttl_s, self.label]
+
+    @classmethod
+    def from_list(cls, raw: Sequence[Any]) -> Claim:
+        key, kind, amount, limit, period_s, ttl_s, label = raw
+        return cls(key, kind, float(amount), math.inf if limit is None else float(limit), float(period_s),
+                   float(ttl_s), label)
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isinf(value) else value
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a call was not admitted; ``retry_after`` is None when waiting cannot help (a counter is full, or the
+    call asks more than the bucket can ever hold)."""
+
+    claim: Claim
+    available: float
+    used: float
+    reserved: float
+    retry_after: float | None
+
+
+@dataclass(slots=True)
+class Reservation:
+    id: str
+    claims: tuple[Claim, ...]
+    deadline: float  # wall-clock time after which an unreconciled reservation is an orphan
+    payload: str = ""  # what a sweeper needs to record it (JSON: model, estimate, cost, tags)
+    created: float = field(default_factory=time.time)
+
+    def to_json(self) -> str:
+        return json.dumps({"id": self.id, "claims": [c.as_list() for c in self.claims], "deadline": self.deadline,
+                           "payload": self.payload, "created": self.created})
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Reservation:
+        data = json.loads(raw)
+        claims = tuple(Claim.from_list(c) for c in data["claims"])
+        return cls(data["id"], claims, float(data["deadline"]), data.get("payload", ""), float(data["created"]))
+
+
+def new_reservation_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Admission(ABC):
+    """The interface both backends implement."""
+
+    @abstractmethod
+    async def acquire(self, claims: Sequence[Claim], *, ttl_s: float, payload: str = "") -> Reservation | Refusal:
+        """Charge every claim or none; on success the reservation is kept until reconciled or swept."""
+
+    @abstractmethod
+    async def reconcile(self, reservation: Reservation, actual: Sequence[float]) -> bool:
+        """Settle with the actual amount of each claim (same order); False if it was already settled or swept."""
+
+    @abstractmethod
+    async def levels(self, claims: Sequence[Claim]) -> list[tuple[float, float]]:
+        """(available, reserved) of each claim's limit now: bucket tokens, or room left in a counter's window."""
+
+    @abstractmethod
+    async def orphans(self, now: float | None = None) -> list[Reservation]:
+        """Take reservations past their deadline off the books, keeping them charged as reserved."""
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    stamp: float
+
+
+@dataclass(slots=True)
+class _Counter:
+    used: float = 0.0
+    reserved: float = 0.0
+    expires: float = math.inf
+
+
+class MemoryAdmission(Admission):
+    """In-process admission for the embedded profile; safe across the threads of one process."""
+
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        self._clock = clock or time.time
+        self._lock = threading.Lock()
+        self._buckets: dict[str, _Bucket] = {}
+        self._counters: dict[str, _Counter] = {}
+        self._open: dict[str, Reservation] = {}
+
+    def _bucket(self, claim: Claim, now: float) -> _Bucket:
+        bucket = self._buckets.get(claim.key)
+        if bucket is None:
+            bucket = self._buckets[claim.key] = _Bucket(claim.limit, now)
+        elif now > bucket.stamp:
+            bucket.tokens = min(claim.limit, bucket.tokens + (now - bucket.stamp) * claim.rate)
+            bucket.stamp = now
+        return bucket
+
+    def _counter(self, claim: Claim, now: float) -> _Counter:
+        counter = self._counters.get(claim.key)
+        if counter is None or now >= counter.expires:
+            counter = self._counters[claim.key] = _Counter(expires=now + claim.ttl_s if claim.ttl_s else math.inf)
+        return counter
+
+    def _refusal(self, claim: Claim, now: float) -> Refusal | None:
+        if claim.kind == "bucket":
+            tokens = self._bucket(claim, now).tokens
+            if claim.amount <= tokens:
+                return None
+            wait = (claim.amount - tokens) / claim.rate if claim.amount <= claim.limit else None
+            return Refusal(claim, tokens, claim.limit - tokens, 0.0, wait)
+        counter = self._counter(claim, now)
+        if counter.used + claim.amount <= claim.limit:
+            return None
+        return Refusal(claim, claim.limit - counter.used, counter.used - counter.reserved, counter.reserved, None)
+
+    def _charge(self, claim: Claim, amount: float, reserved: float, now: float) -> None:
+        if claim.kind == "bucket":
+            bucket = self._bucket(claim, now)
+            bucket.tokens = min(claim.limit, max(0.0, bucket.tokens - amount))
+        else:
+            counter = self._counter(claim, now)
+            counter.used = max(0.0, counter.used + amount)
+            counter.reserved = max(0.0, counter.reserved + reserved)
+
+    async def acquire(self, claims: Sequence[Claim], *, ttl_s: float, payload: str = "") -> Reservation | Refusal:
+        with self._lock:
+            now = self._clock()
+            for claim in claims:
+                refusal = self._refusal(claim, now)
+                if refusal is not None:
+                    return refusal
+            for claim in claims:
+                self._charge(claim, claim.amount, claim.amount, now)
+            reservation = Reservation(new_reservation_id(), tuple(claims), now + ttl_s, payload, now)
+            self._open[reservation.id] = reservation
+            return reservation
+
+    def _settle(self, reservation: Reservation, actual: Sequence[float], now: float) -> None:
+        for claim, amount in zip(reservation.claims, actual, strict=True):
+            self._charge(claim, amount - claim.amount, -claim.amount, now)
+
+    async def reconcile(self, reservation: Reservation, actual: Sequence[float]) -> bool:
+        with self._lock:
+            if self._open.pop(reservation.id, None) is None:
+                return False  # already settled or swept: never charge twice
+            self._settle(reservation, actual, self._clock())
+            return True
+
+    async def levels(self, claims: Sequence[Claim]) -> list[tuple[float, float]]:
+        with self._lock:
+            now = self._clock()
+            out = []
+            for claim in claims:
+                if claim.kind == "bucket":
+                    out.append((self._bucket(claim, now).tokens, 0.0))
+                else:
+                    counter = self._counter(claim, now)
+                    out.append((claim.limit - counter.used, counter.reserved))
+            return out
+
+    async def orphans(self, now: float | None = None) -> list[Reservation]:
+        with self._lock:
+            wall = self._clock() if now is None else now
+            late = [r for r in self._open.values() if r.deadline <= wall]
+            for reservation in late:
+                del self._open[reservation.id]
+                self._settle(reservation, [c.amount for c in reservation.claims], wall)
+            return late

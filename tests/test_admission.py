@@ -1,0 +1,174 @@
+"""Admission on both backends: all-or-nothing claims, buckets that never go negative, hard limits never passed."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from contentmill.gateway.admission import Admission, Claim, MemoryAdmission, Refusal, Reservation
+from contentmill.gateway.admission_redis import RedisAdmission
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def make_backend(kind: str) -> Admission:
+    if kind == "memory":
+        return MemoryAdmission()
+    return RedisAdmission(aioredis.Redis.from_url(REDIS_URL), prefix=f"test:adm:{uuid.uuid4().hex}:")
+
+
+async def drop(backend: Admission) -> None:
+    if isinstance(backend, RedisAdmission):
+        keys = [k async for k in backend.client.scan_iter(match=backend.prefix + "*")]
+        if keys:
+            await backend.client.delete(*keys)
+    await backend.aclose()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Admission]:
+    admission = make_backend(request.param)
+    yield admission
+    await drop(admission)
+
+
+def bucket(amount: float, limit: float = 100.0, key: str = "tpm") -> Claim:
+    return Claim(key, "bucket", amount, limit, period_s=60.0, label=f"{key} test")
+
+
+def counter(amount: float, limit: float = 1.0, key: str = "budget") -> Claim:
+    return Claim(key, "counter", amount, limit, ttl_s=3600.0, label=f"{key} test")
+
+
+async def test_all_or_nothing(backend: Admission) -> None:
+    first = await backend.acquire([bucket(60), counter(0.5)], ttl_s=30)
+    assert isinstance(first, Reservation)
+    refused = await backend.acquire([bucket(30), counter(0.6)], ttl_s=30)  # the bucket has room, the budget not
+    assert isinstance(refused, Refusal) and refused.claim.key == "budget" and refused.retry_after is None
+    assert refused.used == pytest.approx(0.0) and refused.reserved == pytest.approx(0.5)
+    (tokens, _), (room, reserved) = await backend.levels([bucket(0), counter(0)])
+    assert tokens == pytest.approx(40, abs=0.5)  # untouched by the refused call
+    assert room == pytest.approx(0.5) and reserved == pytest.approx(0.5)
+
+
+async def test_bucket_refusal_says_when_to_retry(backend: Admission) -> None:
+    assert isinstance(await backend.acquire([bucket(90, limit=120)], ttl_s=30), Reservation)
+    refused = await backend.acquire([bucket(60, limit=120)], ttl_s=30)
+    assert isinstance(refused, Refusal)
+    assert refused.retry_after == pytest.approx(15.0, abs=0.5)  # 30 tokens short at 2 tokens/s
+    too_big = await backend.acquire([bucket(500, limit=120)], ttl_s=30)
+    assert isinstance(too_big, Refusal) and too_big.retry_after is None  # waiting can never make room
+
+
+async def test_reconcile_refunds_and_moves_reserved_to_spent(backend: Admission) -> None:
+    reservation = await backend.acquire([bucket(50), counter(0.4)], ttl_s=30)
+    assert isinstance(reservation, Reservation)
+    assert await backend.reconcile(reservation, [20, 0.1])
+    assert not await backend.reconcile(reservation, [20, 0.1])  # never settled twice
+    (tokens, _), (room, reserved) = await backend.levels([bucket(0), counter(0)])
+    assert tokens == pytest.approx(80, abs=0.5)
+    assert room == pytest.approx(0.9) and reserved == pytest.approx(0.0)
+
+
+async def test_orphans_are_kept_at_their_reserved_amount(backend: Admission) -> None:
+    late = await backend.acquire([counter(0.3)], ttl_s=0.05)
+    live = await backend.acquire([counter(0.2)], ttl_s=60)
+    assert isinstance(late, Reservation) and isinstance(live, Reservation)
+    await asyncio.sleep(0.1)
+    orphans = await backend.orphans()
+    assert [o.id for o in orphans] == [late.id]
+    assert orphans[0].claims[0].amount == pytest.approx(0.3)
+    assert await backend.orphans() == []  # swept once
+    assert not await backend.reconcile(late, [0.0])  # a worker coming back late changes nothing
+    [(room, reserved)] = await backend.levels([counter(0)])
+    assert room == pytest.approx(0.5) and reserved == pytest.approx(0.2)
+
+
+async def test_unlimited_counter_only_counts(backend: Admission) -> None:
+    for _ in range(3):
+        res = await backend.acquire([counter(5.0, limit=math.inf, key="tokens")], ttl_s=30)
+        assert isinstance(res, Reservation)
+        await backend.reconcile(res, [4.0])
+    [(room, reserved)] = await backend.levels([counter(0, limit=math.inf, key="tokens")])
+    assert math.isinf(room) and reserved == 0
+
+
+async def test_concurrent_callers_never_pass_a_hard_budget(backend: Admission) -> None:
+    limit, cost = 1.0, 0.03
+
+    async def caller() -> float:
+        charged = 0.0
+        while True:
+            res = await backend.acquire([counter(cost, limit=limit)], ttl_s=30)
+            if isinstance(res, Refusal):
+                return charged
+            await asyncio.sleep(0)
+            await backend.reconcile(res, [cost * 0.9])
+            charged += cost * 0.9
+
+    charged = await asyncio.gather(*(caller() for _ in range(64)))
+    assert sum(charged) <= limit
+    [(room, reserved)] = await backend.levels([counter(0, limit=limit)])
+    assert reserved == pytest.approx(0.0, abs=1e-9) and room >= -1e-9
+
+
+Op = tuple[str, float, float]
+operations = st.lists(
+    st.tuples(st.sampled_from(["acquire", "reconcile", "sweep"]), st.floats(0.0, 70.0), st.floats(0.0, 1.0)),
+    min_size=1, max_size=40,
+)
+
+
+async def replay(backend: Admission, ops: list[Op]) -> None:
+    """Apply admits, reconciles (actual <= reserved, as max_tokens guarantees) and sweeps in the given order."""
+    open_: list[Reservation] = []
+    charged = 0.0
+    for op, amount, fraction in ops:
+        if op == "acquire":
+            res = await backend.acquire([bucket(amount, limit=100), counter(amount / 100, limit=1.0)],
+                                        ttl_s=0.0 if fraction < 0.1 else 60.0)
+            if isinstance(res, Reservation):
+                open_.append(res)
+        elif op == "reconcile" and open_:
+            res = open_.pop(int(fraction * len(open_)) % len(open_))
+            actual = [c.amount * fraction for c in res.claims]
+            if await backend.reconcile(res, actual):
+                charged += actual[1]
+        elif op == "sweep":
+            for orphan in await backend.orphans():
+                charged += orphan.claims[1].amount
+                open_ = [r for r in open_ if r.id != orphan.id]
+        (tokens, _), (room, reserved) = await backend.levels([bucket(0, limit=100), counter(0, limit=1.0)])
+        assert -1e-9 <= tokens <= 100 + 1e-9
+        assert room >= -1e-9 and reserved >= -1e-9
+        assert charged <= 1.0 + 1e-9
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=operations)
+def test_any_interleaving_keeps_the_invariants(kind: str, ops: list[Op]) -> None:
+    async def run() -> None:
+        admission = make_backend(kind)
+        try:
+            await replay(admission, ops)
+        finally:
+            await drop(admission)
+
+    asyncio.run(run())
+
+
+def test_claims_and_reservations_round_trip() -> None:
+    claims = (bucket(3), counter(0.25, limit=math.inf))
+    reservation = Reservation("abc", claims, 12.5, '{"model": "x"}', 10.0)
+    again = Reservation.from_json(reservation.to_json())
+    assert again == reservation
+
+
