@@ -1,0 +1,36 @@
+"""Sub-commands of the ``contentmill`` CLI, one typer app per module, and the conventions they share:
+``--json`` prints exactly one JSON object on stdout; an error is one line on stderr and exit code 1."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from contentmill.errors import ContentmillError
+from contentmill.settings import Settings, get_settings
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """One line on stderr, then exit non-zero."""
+    print(f"contentmill: {message}".replace("\n", " "), file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def emit_json(data: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+
+
+def settings_or_fail() -> Settings:
+    """The settings, or a one-line error naming the variable to fix."""
+    try:
+        settings = get_settings()
+    except ContentmillError as exc:
+        fail(str(exc))
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    return settings
