@@ -4,21 +4,19 @@ errors exit non-zero with one line on stderr."""
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
-import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from contentmill.commands import JsonOption, emit_json, fail, settings_or_fail
+from contentmill.commands.cache import cache_app
 from contentmill.errors import ContentmillError
 from contentmill.gateway import Gateway, Generation
 from contentmill.providers.base import SpeechRequest, TextRequest
-from contentmill.settings import Settings, get_settings
 
 app = typer.Typer(
     name="contentmill",
@@ -27,20 +25,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(cache_app, name="cache")
 console = Console()
 T = TypeVar("T")
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    """One line on stderr, then exit non-zero."""
-    print(f"contentmill: {message}".replace("\n", " "), file=sys.stderr)
-    raise typer.Exit(code)
-
-
-def emit_json(data: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
 
 
 def run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -51,15 +38,6 @@ def run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
         fail(str(exc))
     except ValueError as exc:
         fail(f"invalid input: {exc}")
-
-
-def settings_or_fail() -> Settings:
-    try:
-        settings = get_settings()
-    except ContentmillError as exc:
-        fail(str(exc))
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    return settings
 
 
 def parse_tags(pairs: list[str] | None) -> dict[str, str]:

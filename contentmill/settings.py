@@ -49,6 +49,22 @@ class Settings(BaseSettings):
     max_retries: int = Field(default=2, ge=0, le=10)
     log_level: str = "WARNING"
 
+    # The cache (contentmill.cache.config.CacheConfig holds the defaults; None keeps them).
+    cache_enabled: bool = True
+    cache_redis_prefix: str | None = None
+    cache_memory_max_bytes: int | None = Field(default=None, gt=0)
+    cache_memory_ttl_s: float | None = Field(default=None, gt=0)
+    cache_redis_ttl_s: float | None = Field(default=None, gt=0)
+    cache_objectstore_ttl_s: float | None = Field(default=None, gt=0)
+    cache_media_threshold_bytes: int | None = Field(default=None, gt=0)
+    cache_presign_expires_s: int | None = Field(default=None, gt=0)
+    cache_redis_timeout_s: float | None = Field(default=None, gt=0)
+    cache_s3_timeout_s: float | None = Field(default=None, gt=0)
+    cache_lock_lease_s: float | None = Field(default=None, gt=0)
+    cache_lock_wait_s: float | None = Field(default=None, gt=0)
+    cache_retry_backoff_s: float | None = Field(default=None, gt=0)
+    cache_stats_flush_s: float | None = Field(default=None, gt=0)
+
     # Vendor credentials and endpoints use the vendors' own variable names, as their SDKs do.
     openai_api_key: SecretStr | None = Field(default=None, validation_alias=_alias("OPENAI_API_KEY"))
     openai_base_url: str | None = Field(default=None, validation_alias=_alias("OPENAI_BASE_URL"))
