@@ -19,7 +19,11 @@ Every error a user can see is one of these; each message says what to fix::
     │   ├── ProviderUnavailable      5xx or connection failure
     │   ├── ProviderTimeout          no answer in time
     │   └── MalformedResponse        the answer could not be read
-    └── EngineError                  a local engine (llama.cpp, espeak-ng, ffmpeg) failed
+    ├── EngineError                  a local engine (llama.cpp, espeak-ng, ffmpeg) failed
+    └── LedgerError                  the ledger cannot store or read what was asked
+        ├── UnsafeTag                a tag looks like a credential: refused, never stored
+        ├── ReservationClosed        the reservation was already settled or swept
+        └── LedgerUnavailable        the database is unreachable or busy; may succeed later
 """
 
 from __future__ import annotations
@@ -143,3 +147,19 @@ class MalformedResponse(ProviderError):
 
 class EngineError(ContentmillError):
     """A local engine failed or is not installed."""
+
+
+class LedgerError(ContentmillError):
+    """The ledger cannot store or read what was asked (database unreachable, bad record, unknown id)."""
+
+
+class UnsafeTag(LedgerError, ValueError):
+    """A tag looks like a credential; ledger rows are readable by anyone, so it is refused."""
+
+
+class ReservationClosed(LedgerError):
+    """The reservation was already settled or orphaned (another worker may have swept it)."""
+
+
+class LedgerUnavailable(LedgerError):
+    """The database could not be reached or was busy; the same call may succeed later."""

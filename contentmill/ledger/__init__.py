@@ -1,0 +1,42 @@
+"""The ledger: every model call's cost by tag, reports, anomalies, alerts and budget forecasts.
+
+The gateway records each call as a ``CallRecord`` through a ``LedgerWriter`` (batched, off the hot path)
+into a ``LedgerStore`` (SQLite embedded, PostgreSQL with the services profile), holds money for calls in
+flight as reservations, and lets an ``AlertEngine`` watch records and the ledger.
+"""
+
+from contentmill.errors import LedgerError, LedgerUnavailable, ReservationClosed, UnsafeTag
+from contentmill.ledger.alerts import (
+    AlertEngine,
+    BudgetUsed,
+    ErrorRate,
+    ForecastOverBudget,
+    LargeGeneration,
+    ModelUnpriced,
+    PeriodicRule,
+    RecordRule,
+    SpendAnomaly,
+    default_rules,
+)
+from contentmill.ledger.anomaly import Anomaly, AnomalyConfig, detect, scan
+from contentmill.ledger.forecast import Forecast, forecast_budget, period_bounds, project
+from contentmill.ledger.records import (
+    Alert,
+    Budget,
+    CallRecord,
+    Reservation,
+    check_tags,
+)
+from contentmill.ledger.report import Report, report
+from contentmill.ledger.sinks import AlertSink, LogSink, PrefectArtifactSink, WebhookSink
+from contentmill.ledger.store import LedgerStore, settings_url
+from contentmill.ledger.writer import LedgerWriter
+
+__all__ = [
+    "Alert", "AlertEngine", "AlertSink", "Anomaly", "AnomalyConfig", "Budget", "BudgetUsed", "CallRecord",
+    "ErrorRate", "Forecast", "ForecastOverBudget", "LargeGeneration", "LedgerError", "LedgerStore",
+    "LedgerUnavailable", "LedgerWriter", "LogSink", "ModelUnpriced", "PeriodicRule", "PrefectArtifactSink",
+    "RecordRule", "Report", "Reservation", "ReservationClosed", "SpendAnomaly", "UnsafeTag", "WebhookSink",
+    "check_tags", "default_rules", "detect", "forecast_budget", "period_bounds", "project", "report", "scan",
+    "settings_url",
+]

@@ -1,0 +1,155 @@
+"""Schema migrations, applied in order when a store opens.
+
+Each step runs once, in one transaction with its ``schema_version`` row, under a lock that makes
+concurrent openers wait: ``pg_advisory_xact_lock`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite. A step's
+table definitions are frozen as released; a later change to ``schema.py`` needs a new step here, and the
+test suite compares a migrated database with ``schema.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from contentmill.errors import LedgerError
+from contentmill.ledger.records import utcnow
+from contentmill.ledger.schema import JSONType, UTCDateTime, schema_version
+
+# pg_advisory_xact_lock key: the bytes of "cmledger" read as a signed 64-bit integer.
+PG_LOCK_KEY = int.from_bytes(b"cmledger", "big", signed=True)
+WRITE = {"ledger_write": True}  # execution option: SQLite takes the write lock at BEGIN
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _v1_tables(conn: Connection) -> None:
+    """The first schema: calls and their tags, reservations, budgets, alerts."""
+    md = sa.MetaData()
+    sa.Table(
+        "calls", md,
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("ts", UTCDateTime(), nullable=False),
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("provider", sa.String(100), nullable=False),
+        sa.Column("api_type", sa.String(16), nullable=False),
+        sa.Column("outcome", sa.String(16), nullable=False),
+        sa.Column("error_type", sa.String(100)),
+        *(sa.Column(f"est_{n}", sa.BigInteger, nullable=False) for n in ("input_tokens", "output_tokens")),
+        sa.Column("est_characters", sa.BigInteger, nullable=False),
+        sa.Column("est_seconds", sa.Double, nullable=False),
+        sa.Column("est_images", sa.Integer, nullable=False),
+        *(sa.Column(n, sa.BigInteger) for n in ("input_tokens", "output_tokens", "cached_input_tokens")),
+        sa.Column("characters", sa.BigInteger),
+        sa.Column("seconds", sa.Double),
+        sa.Column("images", sa.Integer),
+        sa.Column("usage_estimated", sa.Boolean),
+        *(sa.Column(n, sa.Double, nullable=False) for n in ("cost_usd", "reserved_usd", "saved_usd")),
+        sa.Column("latency_s", sa.Double, nullable=False),
+        sa.Column("retries", sa.Integer, nullable=False),
+        sa.Column("cache_status", sa.String(32), nullable=False),
+        sa.Column("request_hash", sa.String(128), nullable=False),
+        sa.Column("reservation_id", sa.String(64)),
+        sa.Column("flagged", sa.Boolean, nullable=False),
+        sa.Column("tags", JSONType, nullable=False),
+        sa.Index("ix_calls_ts", "ts"),
+        sa.Index("ix_calls_model_ts", "model", "ts"),
+        sa.Index("ix_calls_reservation", "reservation_id"),
+    )
+    sa.Table(
+        "call_tags", md,
+        sa.Column("call_id", sa.String(32), sa.ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("value", sa.String(256), nullable=False),
+        sa.Index("ix_call_tags_key_value", "key", "value", "call_id"),
+    )
+    sa.Table(
+        "reservations", md,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("deadline", UTCDateTime(), nullable=False),
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("api_type", sa.String(16), nullable=False),
+        sa.Column("reserved_usd", sa.Double, nullable=False),
+        sa.Column("estimate", JSONType, nullable=False),
+        sa.Column("tags", JSONType, nullable=False),
+        sa.Column("request_hash", sa.String(128), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("settled_at", UTCDateTime()),
+        sa.Index("ix_reservations_state_deadline", "state", "deadline"),
+    )
+    sa.Table(
+        "budgets", md,
+        sa.Column("scope_key", sa.String(64), primary_key=True),
+        sa.Column("scope_value", sa.String(256), primary_key=True),
+        sa.Column("period", sa.String(8), primary_key=True),
+        sa.Column("timezone", sa.String(64), nullable=False),
+        sa.Column("limit_usd", sa.Double, nullable=False),
+        sa.Column("soft_pct", sa.Double, nullable=False),
+        sa.Column("hard", sa.Boolean, nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+    )
+    sa.Table(
+        "alerts", md,
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("ts", UTCDateTime(), nullable=False),
+        sa.Column("rule", sa.String(64), nullable=False),
+        sa.Column("severity", sa.String(16), nullable=False),
+        sa.Column("subject", sa.String(300), nullable=False),
+        sa.Column("message", sa.Text, nullable=False),
+        sa.Column("data", JSONType, nullable=False),
+        sa.Column("delivered", JSONType, nullable=False),
+        sa.Index("ix_alerts_ts", "ts"),
+        sa.Index("ix_alerts_rule_subject_ts", "rule", "subject", "ts"),
+    )
+    md.create_all(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "calls, call_tags, reservations, budgets, alerts", _v1_tables),
+)
+
+
+def _check_order(steps: Sequence[Migration]) -> None:
+    versions = [step.version for step in steps]
+    if versions != list(range(1, len(steps) + 1)):
+        raise LedgerError(f"migration versions must run 1, 2, 3, ... without gaps (got {versions})")
+
+
+def migrate(engine: Engine, steps: Sequence[Migration] = MIGRATIONS) -> list[int]:
+    """Bring the database up to the last step; returns the versions applied now (empty when up to date)."""
+    _check_order(steps)
+    applied: list[int] = []
+    with engine.connect() as conn, conn.execution_options(**WRITE).begin():
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
+        schema_version.create(conn, checkfirst=True)
+        current = conn.scalar(sa.select(sa.func.max(schema_version.c.version))) or 0
+        if current > len(steps):
+            raise LedgerError(
+                f"the ledger database is at schema version {current}, newer than this contentmill knows "
+                f"({len(steps)}): upgrade contentmill"
+            )
+        for step in steps[current:]:
+            step.apply(conn)
+            conn.execute(
+                schema_version.insert().values(
+                    version=step.version, description=step.description, applied_at=utcnow()
+                )
+            )
+            applied.append(step.version)
+    return applied
+
+
+def current_version(engine: Engine) -> int:
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table(schema_version.name):
+            return 0
+        return conn.scalar(sa.select(sa.func.max(schema_version.c.version))) or 0

@@ -1,0 +1,503 @@
+"""The ledger database on SQLAlchemy 2.x: SQLite (a WAL file) embedded, PostgreSQL with the services profile.
+
+The schema is created and migrated when a store opens. Every write is one transaction that is committed
+before the method returns; on SQLite writes take the write lock at BEGIN (``BEGIN IMMEDIATE``), so two
+processes queue on the busy timeout instead of failing when a read turns into a write.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, Row
+
+from contentmill.errors import LedgerError, LedgerUnavailable, ReservationClosed
+from contentmill.ledger.migrations import WRITE, migrate
+from contentmill.ledger.records import (
+    Alert,
+    ApiType,
+    Budget,
+    CallRecord,
+    Reservation,
+    as_utc,
+    check_tags,
+    new_id,
+    utcnow,
+)
+from contentmill.ledger.schema import alerts, budgets, call_tags, calls, reservations
+from contentmill.metering import Usage
+from contentmill.settings import Settings
+
+log = logging.getLogger("contentmill.ledger")
+
+LEDGER_FILE = "ledger.sqlite3"
+SQLITE_BUSY_TIMEOUT_S = 30.0
+COLUMN_SCOPES = ("api_type", "model", "provider")
+ALL_SCOPE = "all"
+_TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError, sa.exc.TimeoutError)
+
+
+def ledger_url(url: str | sa.URL) -> sa.URL:
+    """A SQLAlchemy URL for ``url``: plain ``postgresql://`` uses psycopg 3; SQLite must be a file."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise LedgerError(
+            "the ledger database URL cannot be read; use sqlite:///path/ledger.sqlite3 or postgresql://host/db"
+        ) from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise LedgerError(f"the ledger runs on SQLite or PostgreSQL, not {backend}")
+    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise LedgerError("the SQLite ledger must be a file (sqlite:///path/ledger.sqlite3), not in memory")
+    return parsed
+
+
+def settings_url(settings: Settings) -> str:
+    """CONTENTMILL_DATABASE_URL when set, else ``ledger.sqlite3`` in CONTENTMILL_DATA_DIR."""
+    if settings.database_url:
+        return settings.database_url
+    return f"sqlite:///{(settings.data_dir / LEDGER_FILE).expanduser().resolve()}"
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (see _on_begin)
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("ledger_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def create_ledger_engine(url: str | sa.URL) -> Engine:
+    parsed = ledger_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        assert parsed.database is not None
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        connect_args = {} if "timeout" in parsed.query else {"timeout": SQLITE_BUSY_TIMEOUT_S}
+        engine = sa.create_engine(parsed, connect_args=connect_args)
+        _configure_sqlite(engine)
+        return engine
+    connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": 10}
+    # pre_ping replaces connections the server closed (restart, idle timeout) before they are used.
+    return sa.create_engine(
+        parsed, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=connect_args
+    )
+
+
+def _usage_columns(record: CallRecord) -> dict[str, Any]:
+    est, used = record.estimate, record.usage
+    return {
+        "est_input_tokens": est.input_tokens, "est_output_tokens": est.output_tokens,
+        "est_characters": est.characters, "est_seconds": est.seconds, "est_images": est.images,
+        "input_tokens": used.input_tokens if used else None,
+        "output_tokens": used.output_tokens if used else None,
+        "cached_input_tokens": used.cached_input_tokens if used else None,
+        "characters": used.characters if used else None,
+        "seconds": used.seconds if used else None,
+        "images": used.images if used else None,
+        "usage_estimated": used.estimated if used else None,
+    }
+
+
+def call_row(record: CallRecord) -> dict[str, Any]:
+    return {
+        "id": record.id, "ts": record.ts, "model": record.model, "provider": record.provider,
+        "api_type": record.api_type, "outcome": record.outcome, "error_type": record.error_type,
+        **_usage_columns(record),
+        "cost_usd": record.cost_usd, "reserved_usd": record.reserved_usd, "saved_usd": record.saved_usd,
+        "latency_s": record.latency_s, "retries": record.retries, "cache_status": record.cache_status,
+        "request_hash": record.request_hash, "reservation_id": record.reservation_id,
+        "flagged": record.flagged, "tags": dict(record.tags),
+    }
+
+
+def record_from_row(row: Row[Any]) -> CallRecord:
+    m = row._mapping
+    estimate = Usage(
+        input_tokens=m["est_input_tokens"], output_tokens=m["est_output_tokens"],
+        characters=m["est_characters"], seconds=m["est_seconds"], images=m["est_images"], estimated=True,
+    )
+    usage = None
+    if m["usage_estimated"] is not None:
+        usage = Usage(
+            input_tokens=m["input_tokens"], output_tokens=m["output_tokens"],
+            cached_input_tokens=m["cached_input_tokens"], characters=m["characters"], seconds=m["seconds"],
+            images=m["images"], estimated=m["usage_estimated"],
+        )
+    return CallRecord(
+        id=m["id"], ts=m["ts"], model=m["model"], provider=m["provider"], api_type=m["api_type"],
+        outcome=m["outcome"], error_type=m["error_type"], estimate=estimate, usage=usage,
+        cost_usd=m["cost_usd"], reserved_usd=m["reserved_usd"], saved_usd=m["saved_usd"],
+        latency_s=m["latency_s"], retries=m["retries"], cache_status=m["cache_status"],
+        request_hash=m["request_hash"], reservation_id=m["reservation_id"], flagged=m["flagged"],
+        tags=m["tags"],
+    )
+
+
+def _reservation_from_row(row: Row[Any]) -> Reservation:
+    m = row._mapping
+    return Reservation(
+        id=m["id"], created_at=m["created_at"], deadline=m["deadline"], model=m["model"],
+        api_type=m["api_type"], reserved_usd=m["reserved_usd"], estimate=Usage.from_dict(m["estimate"]),
+        tags=m["tags"], state=m["state"], settled_at=m["settled_at"], request_hash=m["request_hash"],
+    )
+
+
+def _budget_from_row(row: Row[Any]) -> Budget:
+    m = row._mapping
+    return Budget(
+        scope_key=m["scope_key"], scope_value=m["scope_value"], period=m["period"], timezone=m["timezone"],
+        limit_usd=m["limit_usd"], soft_pct=m["soft_pct"], hard=m["hard"], created_at=m["created_at"],
+    )
+
+
+def _alert_from_row(row: Row[Any]) -> Alert:
+    m = row._mapping
+    return Alert(
+        id=m["id"], ts=m["ts"], rule=m["rule"], severity=m["severity"], subject=m["subject"],
+        message=m["message"], data=m["data"], delivered=m["delivered"],
+    )
+
+
+def scope_filter(
+    query: sa.Select[Any], scope_key: str, scope_value: str, base: sa.FromClause = calls
+) -> sa.Select[Any]:
+    """Restrict a query over ``calls`` to one budget scope: a column, a tag, or ``all``."""
+    if scope_key == ALL_SCOPE:
+        return query
+    if scope_key in COLUMN_SCOPES:
+        return query.where(calls.c[scope_key] == scope_value)
+    tag = call_tags.alias("scope_tag")
+    joined = base.join(tag, sa.and_(tag.c.call_id == calls.c.id, tag.c.key == scope_key))
+    return query.select_from(joined).where(tag.c.value == scope_value)
+
+
+class LedgerStore:
+    """Calls, reservations, budgets and alerts in one SQLite or PostgreSQL database."""
+
+    def __init__(self, url: str | sa.URL) -> None:
+        self.engine = create_ledger_engine(url)
+        self.url = self.engine.url.render_as_string(hide_password=True)
+        with self._errors("open the ledger (create or migrate its schema)"):
+            self.applied_migrations = migrate(self.engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> LedgerStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Database errors as LedgerError naming the store (password hidden) and what failed."""
+        try:
+            yield
+        except LedgerError:
+            raise
+        except sa.exc.SQLAlchemyError as exc:
+            cause = getattr(exc, "orig", None) or exc
+            detail = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+            kind = LedgerUnavailable if isinstance(exc, _TRANSIENT) else LedgerError
+            raise kind(f"ledger {self.url}: could not {action}: {type(cause).__name__}: {detail}") from exc
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[Connection]:
+        """One committed write transaction (SQLite: holding the write lock from BEGIN)."""
+        with self._errors(action), self.engine.connect() as conn:
+            conn.execution_options(**WRITE)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self, action: str) -> Iterator[Connection]:
+        with self._errors(action), self.engine.connect() as conn:
+            yield conn
+
+    def rows(self, query: sa.Select[Any], action: str) -> list[sa.RowMapping]:
+        """Run a read-only query (reports build theirs from ``schema``)."""
+        with self._read(action) as conn:
+            return list(conn.execute(query).mappings())
+
+    def _insert(self, table: sa.Table) -> Any:
+        """INSERT ... ON CONFLICT DO NOTHING on the primary key: a retried batch is written once."""
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        keys = [column.name for column in table.primary_key]
+        return dialect_insert(table).on_conflict_do_nothing(index_elements=keys)
+
+    # calls -----------------------------------------------------------------------------------------------
+
+    def _insert_calls(self, conn: Connection, records: Sequence[CallRecord]) -> None:
+        conn.execute(self._insert(calls), [call_row(r) for r in records])
+        tag_rows = [{"call_id": r.id, "key": k, "value": v} for r in records for k, v in r.tags.items()]
+        if tag_rows:
+            conn.execute(self._insert(call_tags), tag_rows)
+
+    def write_calls(self, records: Sequence[CallRecord]) -> int:
+        """Insert a batch in one transaction; a record already stored (same id) is skipped."""
+        if not records:
+            return 0
+        with self._write(f"write {len(records)} call records") as conn:
+            self._insert_calls(conn, records)
+        return len(records)
+
+    def calls(
+        self, since: datetime | None = None, until: datetime | None = None, *, limit: int | None = None
+    ) -> list[CallRecord]:
+        """Stored calls in time order, within [since, until)."""
+        query = sa.select(calls).order_by(calls.c.ts, calls.c.id).limit(limit)
+        if since is not None:
+            query = query.where(calls.c.ts >= as_utc(since))
+        if until is not None:
+            query = query.where(calls.c.ts < as_utc(until))
+        with self._read("read calls") as conn:
+            return [record_from_row(row) for row in conn.execute(query)]
+
+    def count_calls(self) -> int:
+        with self._read("count calls") as conn:
+            return conn.scalar(sa.select(sa.func.count()).select_from(calls)) or 0
+
+    def spent(
+        self, scope_key: str, scope_value: str, since: datetime, until: datetime | None = None
+    ) -> float:
+        """USD charged to a scope in [since, until); cache hits and refusals cost nothing."""
+        query = sa.select(sa.func.coalesce(sa.func.sum(calls.c.cost_usd), 0.0)).where(
+            calls.c.ts >= as_utc(since), calls.c.outcome.not_in(("cached", "refused"))
+        )
+        if until is not None:
+            query = query.where(calls.c.ts < as_utc(until))
+        query = scope_filter(query, scope_key, scope_value)
+        with self._read(f"sum spend of {scope_key}={scope_value}") as conn:
+            return float(conn.scalar(query) or 0.0)
+
+    # reservations ----------------------------------------------------------------------------------------
+
+    def open_reservation(
+        self,
+        *,
+        model: str,
+        api_type: ApiType,
+        reserved_usd: float,
+        estimate: Usage,
+        deadline: datetime,
+        tags: Mapping[str, str] | None = None,
+        request_hash: str = "",
+        reservation_id: str | None = None,
+        now: datetime | None = None,
+    ) -> Reservation:
+        """Record money held for a call in flight; durable when this returns."""
+        created = as_utc(now or utcnow())
+        if ":" not in model:
+            raise LedgerError(f"model must be named 'provider:model' (got {model!r})")
+        if reserved_usd < 0:
+            raise LedgerError(f"reserved_usd cannot be negative (got {reserved_usd})")
+        if as_utc(deadline, "deadline") <= created:
+            raise LedgerError("a reservation's deadline must be after its creation")
+        reservation = Reservation(
+            id=reservation_id or new_id(), created_at=created, deadline=as_utc(deadline), model=model,
+            api_type=api_type, reserved_usd=reserved_usd, estimate=estimate, tags=check_tags(tags or {}),
+            request_hash=request_hash,
+        )
+        with self._write("open a reservation") as conn:
+            conn.execute(reservations.insert().values(
+                id=reservation.id, created_at=reservation.created_at, deadline=reservation.deadline,
+                model=model, api_type=api_type, reserved_usd=reserved_usd, estimate=estimate.as_dict(),
+                tags=dict(reservation.tags), request_hash=request_hash, state="open", settled_at=None,
+            ))
+        return reservation
+
+    def reservation(self, reservation_id: str) -> Reservation:
+        with self._read("read a reservation") as conn:
+            query = sa.select(reservations).where(reservations.c.id == reservation_id)
+            row = conn.execute(query).one_or_none()
+        if row is None:
+            raise LedgerError(f"no reservation {reservation_id!r} in the ledger")
+        return _reservation_from_row(row)
+
+    def settle_reservation(self, reservation_id: str, *, now: datetime | None = None) -> str:
+        """Close a reservation once its call is recorded; returns the state it was in.
+
+        Settling an orphaned reservation (the call finished after its deadline) zeroes the charge of the
+        orphan row, since the call's own record now carries the real cost. Settling twice is harmless.
+        """
+        settled_at = as_utc(now or utcnow())
+        with self._write("settle a reservation") as conn:
+            row = conn.execute(
+                sa.select(reservations.c.state).where(reservations.c.id == reservation_id).with_for_update()
+            ).one_or_none()
+            if row is None:
+                raise LedgerError(f"no reservation {reservation_id!r} in the ledger")
+            state: str = row.state
+            if state == "settled":
+                return state
+            conn.execute(
+                reservations.update().where(reservations.c.id == reservation_id)
+                .values(state="settled", settled_at=settled_at)
+            )
+            if state == "orphaned":
+                conn.execute(
+                    calls.update()
+                    .where(calls.c.reservation_id == reservation_id, calls.c.outcome == "orphaned")
+                    .values(cost_usd=0.0)
+                )
+        return state
+
+    def open_reservations(self) -> list[Reservation]:
+        query = (
+            sa.select(reservations).where(reservations.c.state == "open").order_by(reservations.c.deadline)
+        )
+        with self._read("read open reservations") as conn:
+            return [_reservation_from_row(row) for row in conn.execute(query)]
+
+    def stale_reservations(self, now: datetime) -> list[Reservation]:
+        """Open reservations whose deadline has passed: their callers died or hung."""
+        query = (
+            sa.select(reservations)
+            .where(reservations.c.state == "open", reservations.c.deadline < as_utc(now))
+            .order_by(reservations.c.deadline)
+        )
+        with self._read("read stale reservations") as conn:
+            return [_reservation_from_row(row) for row in conn.execute(query)]
+
+    def mark_orphaned(self, reservation_id: str, *, now: datetime | None = None) -> CallRecord:
+        """Charge a stale reservation in full as a flagged ``orphaned`` call: the provider may have billed."""
+        at = as_utc(now or utcnow())
+        with self._write("mark a reservation orphaned") as conn:
+            row = conn.execute(
+                sa.select(reservations).where(reservations.c.id == reservation_id).with_for_update()
+            ).one_or_none()
+            if row is None:
+                raise LedgerError(f"no reservation {reservation_id!r} in the ledger")
+            held = _reservation_from_row(row)
+            if held.state != "open":
+                raise ReservationClosed(f"reservation {reservation_id} is already {held.state}")
+            conn.execute(
+                reservations.update().where(reservations.c.id == reservation_id).values(state="orphaned")
+            )
+            record = CallRecord(
+                model=held.model, api_type=held.api_type, estimate=held.estimate, outcome="orphaned",
+                cost_usd=held.reserved_usd, reserved_usd=held.reserved_usd, error_type="ReservationExpired",
+                request_hash=held.request_hash, reservation_id=held.id, tags=held.tags, flagged=True, ts=at,
+            )
+            self._insert_calls(conn, [record])
+        log.warning("reservation %s orphaned: charged the %.6f USD held", reservation_id, held.reserved_usd)
+        return record
+
+    def sweep_orphans(self, now: datetime) -> list[CallRecord]:
+        """Mark every stale reservation orphaned; ones another worker swept first are skipped."""
+        swept = []
+        for held in self.stale_reservations(now):
+            try:
+                swept.append(self.mark_orphaned(held.id, now=now))
+            except ReservationClosed:
+                continue
+        return swept
+
+    def reserved_usd(self, scope_key: str, scope_value: str) -> float:
+        """USD held by open reservations in a scope (for admission after a restart)."""
+        total = 0.0
+        for held in self.open_reservations():
+            if scope_key == ALL_SCOPE:
+                matches = True
+            elif scope_key == "provider":
+                matches = held.model.split(":", 1)[0] == scope_value
+            elif scope_key in COLUMN_SCOPES:
+                matches = getattr(held, scope_key) == scope_value
+            else:
+                matches = held.tags.get(scope_key) == scope_value
+            total += held.reserved_usd if matches else 0.0
+        return total
+
+    # budgets ---------------------------------------------------------------------------------------------
+
+    def set_budget(self, budget: Budget) -> Budget:
+        """Create or replace the budget of a scope and period."""
+        values = {
+            "scope_key": budget.scope_key, "scope_value": budget.scope_value, "period": budget.period,
+            "timezone": budget.timezone, "limit_usd": budget.limit_usd, "soft_pct": budget.soft_pct,
+            "hard": budget.hard, "created_at": budget.created_at,
+        }
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        statement = dialect_insert(budgets).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=["scope_key", "scope_value", "period"],
+            set_={k: statement.excluded[k] for k in ("timezone", "limit_usd", "soft_pct", "hard")},
+        )
+        with self._write(f"set budget {budget.name}") as conn:
+            conn.execute(statement)
+        return budget
+
+    def budgets(self) -> list[Budget]:
+        query = sa.select(budgets).order_by(budgets.c.scope_key, budgets.c.scope_value, budgets.c.period)
+        with self._read("read budgets") as conn:
+            return [_budget_from_row(row) for row in conn.execute(query)]
+
+    def get_budget(self, scope_key: str, scope_value: str, period: str) -> Budget | None:
+        query = sa.select(budgets).where(
+            budgets.c.scope_key == scope_key, budgets.c.scope_value == scope_value, budgets.c.period == period
+        )
+        with self._read("read a budget") as conn:
+            row = conn.execute(query).one_or_none()
+        return None if row is None else _budget_from_row(row)
+
+    def delete_budget(self, scope_key: str, scope_value: str, period: str) -> bool:
+        statement = budgets.delete().where(
+            budgets.c.scope_key == scope_key, budgets.c.scope_value == scope_value, budgets.c.period == period
+        )
+        with self._write("delete a budget") as conn:
+            return conn.execute(statement).rowcount > 0
+
+    # alerts ----------------------------------------------------------------------------------------------
+
+    def add_alert(self, alert: Alert) -> Alert:
+        with self._write(f"store alert {alert.rule}") as conn:
+            conn.execute(alerts.insert().values(
+                id=alert.id, ts=alert.ts, rule=alert.rule, severity=alert.severity, subject=alert.subject,
+                message=alert.message, data=dict(alert.data), delivered=dict(alert.delivered),
+            ))
+        return alert
+
+    def set_delivered(self, alert_id: str, delivered: Mapping[str, Any]) -> None:
+        with self._write("record alert delivery") as conn:
+            conn.execute(alerts.update().where(alerts.c.id == alert_id).values(delivered=dict(delivered)))
+
+    def alerts(
+        self, since: datetime | None = None, *, rule: str | None = None, limit: int = 1000
+    ) -> list[Alert]:
+        """Stored alerts, newest first."""
+        query = sa.select(alerts).order_by(alerts.c.ts.desc(), alerts.c.id).limit(limit)
+        if since is not None:
+            query = query.where(alerts.c.ts >= as_utc(since))
+        if rule is not None:
+            query = query.where(alerts.c.rule == rule)
+        with self._read("read alerts") as conn:
+            return [_alert_from_row(row) for row in conn.execute(query)]
+
+    def last_alert_at(self, rule: str, subject: str) -> datetime | None:
+        """When this rule last fired for this subject (for deduplication across processes)."""
+        query = sa.select(sa.func.max(alerts.c.ts)).where(alerts.c.rule == rule, alerts.c.subject == subject)
+        with self._read("read alerts") as conn:
+            value: datetime | None = conn.scalar(query)  # max() keeps the column type: an aware UTC datetime
+        return value
