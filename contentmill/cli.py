@@ -13,7 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from contentmill.commands import JsonOption, emit_json, fail, settings_or_fail
+from contentmill.commands.budget import budget_app
 from contentmill.commands.cache import cache_app
+from contentmill.commands.ledger import alerts_app, report_app
 from contentmill.errors import ContentmillError
 from contentmill.gateway import Gateway, Generation
 from contentmill.providers.base import SpeechRequest, TextRequest
@@ -26,6 +28,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(cache_app, name="cache")
+app.add_typer(budget_app, name="budget")
+app.add_typer(report_app, name="report")
+app.add_typer(alerts_app, name="alerts")
 console = Console()
 T = TypeVar("T")
 

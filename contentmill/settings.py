@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     profile: Literal["embedded", "services"] = "embedded"
     data_dir: Path = Path(".contentmill")
     redis_url: str | None = None
+    redis_prefix: str = "contentmill:"  # every key contentmill writes to Redis starts with it
     database_url: str | None = None
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
@@ -47,6 +48,8 @@ class Settings(BaseSettings):
     font_file: Path | None = None
     request_timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)
+    alert_webhook_url: SecretStr | None = None  # alerts are POSTed here as JSON (the URL may hold a token)
+    admission_wait_s: float = Field(default=30.0, ge=0)  # how long a call may wait for rate-limit capacity
     log_level: str = "WARNING"
 
     # The cache (contentmill.cache.config.CacheConfig holds the defaults; None keeps them).

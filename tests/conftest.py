@@ -5,9 +5,27 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import os
+
 import pytest
 
+from contentmill.settings import get_settings
 from contentmill.testing.harness import Upstream, start_upstream
+
+VENDOR_VARIABLES = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "DEEPSEEK_API_KEY", "DEEPSEEK_BASE_URL",
+                    "DASHSCOPE_API_KEY", "DASHSCOPE_BASE_URL", "QWEN_API_KEY", "QWEN_BASE_URL", "OLLAMA_BASE_URL")
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test gets its own data directory and none of the developer's contentmill or vendor settings."""
+    for name in list(os.environ):
+        if name.startswith("CONTENTMILL_") or name in VENDOR_VARIABLES:
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("CONTENTMILL_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture

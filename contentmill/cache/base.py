@@ -146,8 +146,12 @@ class Cache(ABC):
         return Hit(value, found.tier, entry.cost_usd, entry.created_at, entry.expires_at, found.location)
 
     async def aclose(self) -> None:
-        """Flush the counters and release connections."""
+        """Flush the counters, then release connections (the counters may need them to flush)."""
         await self.stats.aclose()
+        await self.release()
+
+    async def release(self) -> None:
+        """Close what this cache holds open; counters are not flushed here."""
 
     async def __aenter__(self) -> Self:
         return self

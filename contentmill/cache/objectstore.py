@@ -216,8 +216,7 @@ class S3Cache(ObjectStoreCache):
         )
         return url
 
-    async def aclose(self) -> None:
-        await super().aclose()
+    async def release(self) -> None:
         self.client.close()
 
 

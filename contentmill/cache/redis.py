@@ -79,7 +79,6 @@ class RedisCache(BaseCache):
             removed += await self.client.unlink(*batch)
         return removed
 
-    async def aclose(self) -> None:
-        await super().aclose()
+    async def release(self) -> None:
         if self.owns_client:
             await self.client.aclose()

@@ -103,7 +103,7 @@ class TieredCache(Cache):
                 return self.objectstore.locate(entry.media) if entry.media is not None else None
         return None
 
-    async def aclose(self) -> None:
-        await super().aclose()
+    async def release(self) -> None:
+        # The tiers share this cache's counters, flushed once by aclose before any tier lets go of its client.
         for tier in self.tiers:
-            await tier.aclose()
+            await tier.release()

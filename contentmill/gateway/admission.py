@@ -113,6 +113,10 @@ class Admission(ABC):
     async def orphans(self, now: float | None = None) -> list[Reservation]:
         """Take reservations past their deadline off the books, keeping them charged as reserved."""
 
+    @abstractmethod
+    async def seed(self, claim: Claim, used: float) -> None:
+        """Start a counter that does not exist yet at ``used`` (what the ledger says its window already spent)."""
+
     async def aclose(self) -> None:
         return None
 
@@ -211,6 +215,13 @@ class MemoryAdmission(Admission):
                     counter = self._counter(claim, now)
                     out.append((claim.limit - counter.used, counter.reserved))
             return out
+
+    async def seed(self, claim: Claim, used: float) -> None:
+        with self._lock:
+            now = self._clock()
+            existing = self._counters.get(claim.key)
+            if existing is None or now >= existing.expires:
+                self._counter(claim, now).used = used
 
     async def orphans(self, now: float | None = None) -> list[Reservation]:
         with self._lock:

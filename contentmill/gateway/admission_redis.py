@@ -189,5 +189,14 @@ class RedisAdmission(Admission):
                 late.append(reservation)
         return late
 
+    async def seed(self, claim: Claim, used: float) -> None:
+        key = self._key(claim)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, "u", used)
+            pipe.hsetnx(key, "r", 0)
+            if claim.ttl_s:
+                pipe.pexpire(key, int(claim.ttl_s * 1000), nx=True)
+            await pipe.execute()
+
     async def aclose(self) -> None:
         await self.client.aclose()

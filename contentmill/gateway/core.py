@@ -1,28 +1,73 @@
 """The gateway: the one path every model call in contentmill takes.
 
-Resolve the model, refuse what cannot be priced or cannot fit, estimate the usage, call the provider with
-retries, then price the provider's reported usage.
+For each call: resolve the model and refuse what cannot be priced or cannot fit; serve it from the cache when the
+same request was paid for before; admit it against every rate limit, quota and budget that applies, reserving
+the most it can cost (atomically, and durably before the provider is called); call the provider with retries,
+falling back to the next model on failures retries cannot fix; then meter the reported usage, settle the
+reservation, write the ledger row and let the alert rules see it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import math
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
+from contentmill.audio import wav_info
+from contentmill.cache import JSON, WAV, Cache, CacheKey, speech_key, text_key
+from contentmill.cache.config import CacheConfig, build_cache
 from contentmill.catalog import Catalog, ModelInfo, load_catalog
-from contentmill.errors import ConfigError, RequestTooLarge, UnpricedModel
+from contentmill.errors import (
+    BudgetExceeded,
+    ConfigError,
+    ContentmillError,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    RequestTooLarge,
+    UnpricedModel,
+)
+from contentmill.gateway.admission import Admission, Claim, MemoryAdmission, Refusal, Reservation
+from contentmill.gateway.admission_redis import RedisAdmission
+from contentmill.gateway.health import Health
+from contentmill.gateway.journal import ReservationJournal
+from contentmill.gateway.policy import CallFacts, Metered, Policy
 from contentmill.gateway.retry import RetryPolicy, call_with_retries
+from contentmill.ledger import (
+    AlertEngine,
+    AlertSink,
+    CallRecord,
+    LedgerStore,
+    LedgerWriter,
+    LogSink,
+    PrefectArtifactSink,
+    WebhookSink,
+    settings_url,
+)
 from contentmill.metering import TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMING, Usage
-from contentmill.providers.base import SpeechModel, SpeechRequest, TextModel, TextRequest
-from contentmill.providers.resolve import speech_model, text_model
+from contentmill.providers.base import (
+    SpeechModel,
+    SpeechRequest,
+    SpeechResult,
+    TextModel,
+    TextRequest,
+    TextResult,
+)
+from contentmill.providers.resolve import provider_account, speech_model, text_model
 from contentmill.settings import Settings, get_settings
 
 log = logging.getLogger("contentmill.gateway")
+Result = TextResult | SpeechResult
+DEFAULT_TENANT = "default"  # cache scope of calls without a team tag
+INEXACT_TOKENIZER_MARGIN = 1.25  # our count for a vendor whose tokenizer we lack is an estimate: reserve more
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +88,8 @@ class Generation:
     sample_rate: int | None = None
     duration_s: float | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    saved_usd: float = 0.0  # on a cache hit: what the first call cost
+    cache_tier: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (audio bytes are left out; their length is kept)."""
@@ -52,6 +99,7 @@ class Generation:
             "estimate": self.estimate.as_dict(),
             "cost_usd": round(self.cost_usd, 10),
             "cached": self.cached,
+            "saved_usd": round(self.saved_usd, 10),
             "latency_s": round(self.latency_s, 4),
             "attempts": self.attempts,
             "request_id": self.request_id,
@@ -65,7 +113,7 @@ class Generation:
         return data
 
 
-def estimate_text_usage(model: TextModel, request: TextRequest) -> Usage:
+def estimate_text_usage(model: TextModel, request: TextRequest, exact: bool = True) -> Usage:
     """Input tokens counted now plus the full max output: the most this call can use."""
     if request.prompt is not None:
         input_tokens = model.count_tokens(request.prompt)
@@ -74,11 +122,26 @@ def estimate_text_usage(model: TextModel, request: TextRequest) -> Usage:
             TOKENS_PER_MESSAGE + model.count_tokens(m.content) + model.count_tokens(m.role)
             for m in request.messages
         )
+    if not exact:
+        input_tokens = math.ceil(input_tokens * INEXACT_TOKENIZER_MARGIN)
     return Usage(input_tokens=input_tokens, output_tokens=request.max_tokens, estimated=True)
 
 
+@dataclass(slots=True)
+class _Call:
+    """One attempt at one model: what the gateway knows before calling it."""
+
+    info: ModelInfo
+    estimate: Usage
+    reserved_usd: float
+    tags: dict[str, str]
+    request_hash: str
+    metered: list[Metered] = field(default_factory=list)
+    reservation: Reservation | None = None
+
+
 class Gateway:
-    """Every model call goes through here. Models are resolved once and kept until ``aclose``."""
+    """Every model call goes through here. Parts not given are built from the settings; ``aclose`` frees them."""
 
     def __init__(
         self,
@@ -87,10 +150,17 @@ class Gateway:
         *,
         http_client: httpx.AsyncClient | None = None,
         models: Mapping[str, TextModel | SpeechModel] | None = None,
+        admission: Admission | None = None,
+        cache: Cache | None = None,
+        ledger: LedgerStore | None = None,
+        policy: Policy | None = None,
+        alerts: AlertEngine | None = None,
+        health: Health | None = None,
     ) -> None:
         self.settings = settings or get_settings()
-        self.catalog = catalog or load_catalog(self.settings.catalog_file)
-        self.retry = RetryPolicy(max_retries=self.settings.max_retries)
+        s = self.settings
+        self.catalog = catalog or load_catalog(s.catalog_file)
+        self.retry = RetryPolicy(max_retries=s.max_retries)
         self._http_client = http_client
         self._text: dict[str, TextModel] = {}
         self._speech: dict[str, SpeechModel] = {}
@@ -99,15 +169,37 @@ class Gateway:
                 self._text[name] = model
             else:
                 self._speech[name] = model
+        self.admission = admission or (
+            RedisAdmission.from_url(s.redis_url, prefix=s.redis_prefix + "adm:") if s.redis_url else MemoryAdmission())
+        self.journal = (ReservationJournal(s.data_dir / "reservations.journal")
+                        if isinstance(self.admission, MemoryAdmission) else None)
+        self.cache = cache if cache is not None else (
+            build_cache(CacheConfig.from_settings(s, **_cache_prefix(s))) if s.cache_enabled else None)
+        self.store = ledger or LedgerStore(settings_url(s))
+        self.ledger = LedgerWriter(self.store)
+        self.policy = policy or Policy(budgets=self.store.budgets())
+        self.alerts = alerts if alerts is not None else AlertEngine(self.store, sinks=alert_sinks(s))
+        self.health = health or Health()
+        self._seeded: set[str] = set()
 
-    def _priced(self, name: str, modality: str) -> ModelInfo:
+    # -- models ---------------------------------------------------------------------------------------------
+
+    def _priced(self, name: str, modality: str, tags: Mapping[str, str]) -> ModelInfo:
+        """The model's catalog entry; an unpriced model is refused (and recorded, so an alert can say so)."""
         info = self.catalog.get(name)
         if info.modality != modality:
             raise ConfigError(f"{name} is a {info.modality} model, not a {modality} model")
         missing = info.missing_price()
         if missing:
-            raise UnpricedModel(name, missing)
+            raise self._refused(UnpricedModel(name, missing), info, Usage(), tags)
         return info
+
+    def _refused(self, error: ContentmillError, info: ModelInfo, estimate: Usage, tags: Mapping[str, str]
+                 ) -> ContentmillError:
+        """Record a call the gateway stopped before any provider was paid; returns the error to raise."""
+        self._record(CallRecord.from_error(error, model=info.name, api_type=info.modality, estimate=estimate,
+                                           tags=tags))
+        return error
 
     def text_model(self, name: str) -> TextModel:
         if name not in self._text:
@@ -119,43 +211,217 @@ class Gateway:
             self._speech[name] = speech_model(name, self.settings, self.catalog, http_client=self._http_client)
         return self._speech[name]
 
+    # -- the public calls ---------------------------------------------------------------------------------
+
     async def generate(
-        self, request: TextRequest, *, model: str | None = None, tags: Mapping[str, str] | None = None
+        self,
+        request: TextRequest,
+        *,
+        model: str | None = None,
+        fallbacks: Sequence[str] = (),
+        tags: Mapping[str, str] | None = None,
+        wait_s: float | None = None,
+        cache: bool = True,
+        shareable: bool = False,
+        template_version: str | None = None,
     ) -> Generation:
-        """One text generation: priced and size-checked before the call, metered after it."""
-        name = model or self.settings.text_model
-        info = self._priced(name, "text")
-        provider = self.text_model(name)
-        estimate = estimate_text_usage(provider, request)
-        if info.context_window and estimate.input_tokens + request.max_tokens > info.context_window:
-            raise RequestTooLarge(name, estimate.input_tokens, request.max_tokens, info.context_window)
-        started = time.perf_counter()
-        result, attempts = await call_with_retries(lambda: provider.complete(request), self.retry)
-        cost = info.cost(result.usage)
-        log.debug("text %s in=%d out=%d cost=%.6f", name, result.usage.input_tokens, result.usage.output_tokens, cost)
-        return Generation(
-            model=name, usage=result.usage, cost_usd=cost, estimate=estimate,
-            latency_s=time.perf_counter() - started, attempts=attempts, request_id=result.request_id,
-            text=result.text, finish_reason=result.finish_reason, tags=dict(tags or {}),
-        )
+        """One text generation; ``fallbacks`` are tried in order when a model fails in a way retries can't fix."""
+        tags = dict(tags or {})
+
+        async def attempt(name: str) -> Generation:
+            info = self._priced(name, "text", tags)
+            provider = self.text_model(name)
+            estimate = estimate_text_usage(provider, request, info.tokenizer_exact)
+            if info.context_window and estimate.input_tokens + request.max_tokens > info.context_window:
+                too_large = RequestTooLarge(name, estimate.input_tokens, request.max_tokens, info.context_window)
+                raise self._refused(too_large, info, estimate, tags)
+            key = text_key(request, model=name, tenant=tags.get("team") or DEFAULT_TENANT,
+                           template_version=template_version, shareable=shareable)
+            call = _Call(info, estimate, info.cost(estimate), tags, key.digest)
+            return await self._run(call, key, lambda: provider.complete(request), cache, _text_codec, wait_s)
+
+        return await self._with_fallbacks([model or self.settings.text_model, *fallbacks], attempt)
 
     async def speak(
-        self, request: SpeechRequest, *, model: str | None = None, tags: Mapping[str, str] | None = None
+        self,
+        request: SpeechRequest,
+        *,
+        model: str | None = None,
+        fallbacks: Sequence[str] = (),
+        tags: Mapping[str, str] | None = None,
+        wait_s: float | None = None,
+        cache: bool = True,
+        shareable: bool = False,
     ) -> Generation:
         """One speech synthesis, billed by characters (or seconds, where the vendor bills so)."""
-        name = model or self.settings.speech_model
-        info = self._priced(name, "speech")
-        provider = self.speech_model(name)
-        estimate = Usage(characters=len(request.text), estimated=True)
+        tags = dict(tags or {})
+
+        async def attempt(name: str) -> Generation:
+            info = self._priced(name, "speech", tags)
+            provider = self.speech_model(name)
+            estimate = Usage(characters=len(request.text), estimated=True)
+            key = speech_key(request, model=name, tenant=tags.get("team") or DEFAULT_TENANT, shareable=shareable)
+            call = _Call(info, estimate, info.cost(estimate), tags, key.digest)
+            return await self._run(call, key, lambda: provider.synthesize(request), cache, _speech_codec, wait_s)
+
+        return await self._with_fallbacks([model or self.settings.speech_model, *fallbacks], attempt)
+
+    # -- the path ---------------------------------------------------------------------------------------
+
+    async def _run(self, call: _Call, key: CacheKey, invoke: Callable[[], Awaitable[Result]],
+                   use_cache: bool, codec: _Codec, wait_s: float | None) -> Generation:
+        """The cache in front of the money path of one model."""
+
+        async def produce() -> Generation:
+            result, attempts, started = await self._admitted_call(call, invoke, wait_s)
+            gen = _generation(call, result, attempts, time.perf_counter() - started)
+            self._record(CallRecord.from_generation(
+                gen, api_type=call.info.modality, request_hash=call.request_hash, reserved_usd=call.reserved_usd,
+                reservation_id=call.reservation.id if call.reservation else None,
+                cache_status="miss" if use_cache and self.cache is not None else "off"))
+            return gen
+
+        return await self._cached(call, key, produce, use_cache, codec)
+
+    async def _with_fallbacks(self, names: Sequence[str], attempt: Callable[[str], Awaitable[Generation]]
+                              ) -> Generation:
+        last: ContentmillError | None = None
+        for index, name in enumerate(names):
+            left = self.health.cooling(name)
+            if left and index < len(names) - 1:
+                log.info("skipping %s: cooling down for %.0f s after repeated failures", name, left)
+                continue
+            try:
+                return await attempt(name)
+            except (ProviderError, RateLimited) as error:
+                fatal = isinstance(error, ProviderError) and not error.retryable
+                if fatal or index == len(names) - 1:
+                    raise
+                log.warning("falling back from %s after %s", name, type(error).__name__)
+                last = error
+        raise last or ProviderUnavailable("every model is cooling down", model=", ".join(names))
+
+    async def _cached(self, call: _Call, key: CacheKey, produce: Callable[[], Awaitable[Generation]],
+                      use_cache: bool, codec: _Codec) -> Generation:
+        """Serve the call from the cache, or produce it once (concurrent identical calls wait for that one)."""
+        if not use_cache or self.cache is None:
+            return await produce()
+        hit = await self.cache.get(key, codec.serializer)
+        if hit is not None:
+            return self._hit(codec.decode(hit.value, call), call, hit.cost_usd, hit.tier)
+        produced: list[Generation] = []
+
+        async def compute() -> Any:
+            produced.append(await produce())
+            return codec.encode(produced[0])
+
+        value, _ = await self.cache.get_or_compute(
+            key, compute, codec.serializer, cost_usd=lambda _: produced[0].cost_usd if produced else 0.0)
+        if produced:
+            return produced[0]
+        # Another caller paid for it while this one waited (single flight): what it cost is what this saved.
+        found = await self.cache.get(key, codec.serializer)
+        saved = found.cost_usd if found is not None else 0.0
+        return self._hit(codec.decode(value, call), call, saved, "singleflight")
+
+    def _hit(self, gen: Generation, call: _Call, saved: float, tier: str) -> Generation:
+        gen = replace(gen, cost_usd=0.0, cached=True, saved_usd=saved, cache_tier=tier, latency_s=0.0,
+                      attempts=0, tags=call.tags)
+        self._record(CallRecord.from_generation(gen, api_type=call.info.modality, request_hash=call.request_hash,
+                                                cache_status=f"hit:{tier}", saved_usd=saved))
+        return gen
+
+    async def _admitted_call(self, call: _Call, invoke: Callable[[], Awaitable[Result]], wait_s: float | None
+                             ) -> tuple[Result, int, float]:
+        """Admit, call with retries, settle and record: the money path of one call."""
+        name = call.info.name
+        facts = CallFacts(call.info, self._account(name), call.tags)
+        call.metered = self.policy.claims(facts, call.estimate, call.reserved_usd, time.time())
         started = time.perf_counter()
-        result, attempts = await call_with_retries(lambda: provider.synthesize(request), self.retry)
-        cost = info.cost(result.usage)
-        return Generation(
-            model=name, usage=result.usage, cost_usd=cost, estimate=estimate,
-            latency_s=time.perf_counter() - started, attempts=attempts, request_id=result.request_id,
-            audio=result.audio, sample_rate=result.sample_rate, duration_s=result.duration_s,
-            tags=dict(tags or {}),
-        )
+        try:
+            call.reservation = await self._admit(call, wait_s)
+        except ContentmillError as error:
+            raise self._refused(error, call.info, call.estimate, call.tags) from None
+        try:
+            result, attempts = await call_with_retries(invoke, self.retry)
+        except ProviderError as error:
+            await self._settle(call, Usage(), 0.0)
+            self.health.failed(name)
+            self._record(CallRecord.from_error(
+                error, model=name, api_type=call.info.modality, estimate=call.estimate, tags=call.tags,
+                retries=self.retry.max_retries if error.retryable else 0, latency_s=time.perf_counter() - started,
+                request_hash=call.request_hash, reserved_usd=call.reserved_usd,
+                reservation_id=call.reservation.id))
+            raise
+        except BaseException:
+            await self._settle(call, Usage(), 0.0)  # cancelled: nothing was delivered, hold nothing
+            raise
+        await self._settle(call, result.usage, call.info.cost(result.usage))
+        self.health.succeeded(name)
+        return result, attempts, started
+
+    def _account(self, name: str) -> str:
+        model = self._text.get(name) or self._speech.get(name)
+        return provider_account(model) if model is not None else "local"
+
+    async def _admit(self, call: _Call, wait_s: float | None) -> Reservation:
+        """Reserve every claim at once, waiting for bucket capacity up to ``wait_s`` (settings default)."""
+        deadline = time.monotonic() + (self.settings.admission_wait_s if wait_s is None else wait_s)
+        ttl = self.settings.request_timeout_s * (self.settings.max_retries + 1) + 60.0
+        payload = json.dumps({"model": call.info.name, "api_type": call.info.modality,
+                              "estimate": call.estimate.as_dict(), "reserved_usd": call.reserved_usd,
+                              "tags": call.tags, "request_hash": call.request_hash})
+        claims = [m.claim for m in call.metered]
+        await self._seed_budgets(claims)
+        while True:
+            outcome = await self.admission.acquire(claims, ttl_s=ttl, payload=payload)
+            if isinstance(outcome, Reservation):
+                if self.journal is not None:
+                    self.journal.opened(outcome)
+                return outcome
+            left = deadline - time.monotonic()
+            if outcome.retry_after is None or outcome.retry_after > left:
+                raise _refusal_error(outcome, call)
+            await asyncio.sleep(max(outcome.retry_after, 0.001))
+
+    async def _seed_budgets(self, claims: Sequence[Claim]) -> None:
+        """Start each budget window this process has not seen from what the ledger says it spent, so a restart
+        (or a budget set mid-period) never forgets money already spent."""
+        for claim in claims:
+            where = self.policy.windows.get(claim.key)
+            if where is None or claim.key in self._seeded:
+                continue
+            scope_key, scope_value, start = where
+            spent = await asyncio.to_thread(self.store.spent, scope_key, scope_value, start,
+                                            datetime.now(UTC))
+            await self.admission.seed(claim, spent)
+            self._seeded.add(claim.key)
+
+    async def _settle(self, call: _Call, usage: Usage, cost: float) -> None:
+        if call.reservation is None:
+            return
+        actual = [m.actual(usage, cost) for m in call.metered]
+        await self.admission.reconcile(call.reservation, actual)
+        if self.journal is not None:
+            self.journal.settled(call.reservation.id)
+
+    def _record(self, record: CallRecord) -> None:
+        self.ledger.put(record)
+        self.alerts.observe(record)
+
+    # -- orphans and closing ----------------------------------------------------------------------------------
+
+    async def sweep_orphans(self, now: float | None = None) -> list[CallRecord]:
+        """Charge reservations whose worker died mid-call at their reserved amount, flagged in the ledger."""
+        orphans = await self.admission.orphans(now)
+        if self.journal is not None:
+            orphans += self.journal.orphans(time.time() if now is None else now)
+        records = [_orphan_record(r) for r in orphans]
+        if records:
+            self.store.write_calls(records)
+            for record in records:
+                self.alerts.observe(record)
+        return records
 
     async def aclose(self) -> None:
         for text in self._text.values():
@@ -164,9 +430,98 @@ class Gateway:
             await speech.aclose()
         self._text.clear()
         self._speech.clear()
+        if self.cache is not None:
+            await self.cache.aclose()
+        await self.admission.aclose()
+        if self.journal is not None:
+            self.journal.close()
+        self.ledger.close()
+        self.alerts.close()
+        self.store.close()
 
     async def __aenter__(self) -> Gateway:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _generation(call: _Call, result: Result, attempts: int, latency_s: float) -> Generation:
+    gen = Generation(
+        model=call.info.name, usage=result.usage, cost_usd=call.info.cost(result.usage), estimate=call.estimate,
+        latency_s=latency_s, attempts=attempts, request_id=result.request_id, tags=call.tags,
+    )
+    if isinstance(result, TextResult):
+        return replace(gen, text=result.text, finish_reason=result.finish_reason)
+    return replace(gen, audio=result.audio, sample_rate=result.sample_rate, duration_s=result.duration_s)
+
+
+def _cache_prefix(settings: Settings) -> dict[str, str]:
+    return {} if settings.cache_redis_prefix else {"cache_redis_prefix": settings.redis_prefix + "cache:"}
+
+
+def alert_sinks(settings: Settings) -> list[AlertSink]:
+    """The log always; a webhook when CONTENTMILL_ALERT_WEBHOOK_URL is set; an artifact inside a Prefect run."""
+    sinks: list[AlertSink] = [LogSink(), PrefectArtifactSink()]
+    if settings.alert_webhook_url is not None:
+        sinks.append(WebhookSink(settings.alert_webhook_url))
+    return sinks
+
+
+def _refusal_error(refusal: Refusal, call: _Call) -> ContentmillError:
+    claim = refusal.claim
+    if claim.key.startswith("budget:"):
+        return BudgetExceeded(claim.label, refusal.used, refusal.reserved, claim.limit, claim.amount)
+    unit = "" if claim.kind == "bucket" else " (period quota)"
+    return RateLimited(
+        f"{claim.label}{unit}: {claim.amount:g} asked, {max(refusal.available, 0):g} available of {claim.limit:g}"
+        + (f"; retry in {refusal.retry_after:.2f} s" if refusal.retry_after is not None else ""),
+        retry_after=refusal.retry_after,
+    )
+
+
+def _orphan_record(reservation: Reservation) -> CallRecord:
+    data = json.loads(reservation.payload or "{}")
+    reserved = float(data.get("reserved_usd", 0.0))
+    return CallRecord(
+        model=data.get("model", "unknown:unknown"), api_type=data.get("api_type", "text"),
+        estimate=Usage.from_dict(data.get("estimate", {})), outcome="orphaned", cost_usd=reserved,
+        reserved_usd=reserved, error_type="ReservationExpired", request_hash=data.get("request_hash", ""),
+        reservation_id=reservation.id, tags=data.get("tags", {}), flagged=True,
+    )
+
+
+@dataclass(frozen=True)
+class _Codec:
+    """How a generation is kept in the cache and rebuilt from it."""
+
+    serializer: Any
+    encode: Callable[[Generation], Any]
+    decode: Callable[[Any, _Call], Generation]
+
+
+def _text_encode(gen: Generation) -> dict[str, Any]:
+    return {"text": gen.text, "finish_reason": gen.finish_reason, "usage": gen.usage.as_dict(),
+            "request_id": gen.request_id}
+
+
+def _text_decode(value: dict[str, Any], call: _Call) -> Generation:
+    return Generation(
+        model=call.info.name, usage=Usage.from_dict(value["usage"]), cost_usd=0.0, estimate=call.estimate,
+        latency_s=0.0, request_id=value["request_id"], text=value["text"], finish_reason=value["finish_reason"],
+    )
+
+
+def _speech_encode(gen: Generation) -> bytes:
+    return gen.audio or b""
+
+
+def _speech_decode(audio: bytes, call: _Call) -> Generation:
+    info = wav_info(audio)
+    usage = Usage(characters=call.estimate.characters, seconds=info.duration_s)
+    return Generation(model=call.info.name, usage=usage, cost_usd=0.0, estimate=call.estimate, latency_s=0.0,
+                      audio=audio, sample_rate=info.sample_rate, duration_s=info.duration_s)
+
+
+_text_codec = _Codec(JSON, _text_encode, _text_decode)
+_speech_codec = _Codec(WAV, _speech_encode, _speech_decode)

@@ -9,6 +9,7 @@ Vendor errors map into ``contentmill.errors`` with status, request id and Retry-
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -95,6 +96,9 @@ class OpenAICompatClient:
         headers = {"user-agent": USER_AGENT, "content-type": "application/json", **(extra_headers or {})}
         if api_key is not None:
             headers["authorization"] = f"Bearer {api_key.get_secret_value()}"
+        secret = api_key.get_secret_value() if api_key is not None else ""
+        fingerprint = hashlib.sha256(f"{self.base_url}\0{secret}".encode()).hexdigest()[:12]
+        self.account = f"{provider}-{fingerprint}"
         self._headers = httpx.Headers(headers)
         self._stream_headers = httpx.Headers({**headers, "accept": EVENT_STREAM})
         self._urls: dict[str, httpx.URL] = {}

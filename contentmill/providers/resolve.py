@@ -59,3 +59,12 @@ def speech_model(name: str, settings: Settings, catalog: Catalog, *,
 
         return EspeakSpeechModel(name=name)
     return OpenAICompatSpeechModel(name, _client(info, settings, catalog, http_client))
+
+
+def provider_account(model: TextModel | SpeechModel) -> str:
+    """Which provider account a model's calls count against (vendor limits are per account): the provider and
+    a fingerprint of its endpoint and key, never the key itself. Local engines and fakes share 'local'."""
+    client = getattr(model, "client", None)
+    if isinstance(client, OpenAICompatClient):
+        return client.account
+    return "local"

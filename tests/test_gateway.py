@@ -1,0 +1,237 @@
+"""The gateway end to end against the fake upstream: cache, budgets, limits across processes, fallbacks, orphans."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from pydantic import SecretStr
+
+from contentmill.catalog import builtin_catalog
+from contentmill.errors import BudgetExceeded, ProviderUnavailable, UnpricedModel
+from contentmill.gateway import Gateway
+from contentmill.ledger import Budget, LedgerStore, settings_url
+from contentmill.providers.base import SpeechRequest, TextRequest
+from contentmill.settings import Settings, load_settings
+
+KEY = "sk-test-gateway-0123456789"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+WORKER = Path(__file__).with_name("gateway_worker.py")
+
+
+def settings_for(base_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    return load_settings(openai_base_url=base_url, openai_api_key=SecretStr(KEY), data_dir=data_dir, **overrides)
+
+
+def ledger(settings: Settings) -> LedgerStore:
+    return LedgerStore(settings_url(settings))
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    prefix = f"test:{uuid.uuid4().hex}:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=prefix + "*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+async def test_a_repeated_request_is_served_from_the_cache_and_costs_nothing(
+        upstream: Callable[..., Any], tmp_path: Path) -> None:
+    server = upstream()
+    settings = settings_for(server.base_url, tmp_path)
+    request = TextRequest.chat("Name a colour for a summer scarf.", max_tokens=20)
+    async with Gateway(settings) as gateway:
+        first = await gateway.generate(request, model="openai:gpt-4o-mini", tags={"team": "shop"})
+        again = await gateway.generate(request, model="openai:gpt-4o-mini", tags={"team": "shop"})
+        other_team = await gateway.generate(request, model="openai:gpt-4o-mini", tags={"team": "ads"})
+        speech = SpeechRequest("Summer is here.")
+        said = await gateway.speak(speech, model="openai:tts-1", tags={"team": "shop"})
+        said_again = await gateway.speak(speech, model="openai:tts-1", tags={"team": "shop"})
+    assert not first.cached and first.cost_usd > 0
+    assert again.cached and again.cost_usd == 0 and again.saved_usd == pytest.approx(first.cost_usd)
+    assert again.text == first.text and again.usage == first.usage
+    assert not other_team.cached  # one team never gets another's output by accident
+    assert said_again.cached and said_again.audio == said.audio and said_again.saved_usd == pytest.approx(said.cost_usd)
+    assert server.stats()["requests"] == 3  # a chat for each team, and one speech
+    with ledger(settings) as store:
+        rows = store.calls()
+    outcomes = sorted(r.outcome for r in rows)
+    assert outcomes == ["cached", "cached", "ok", "ok", "ok"]
+    cached = [r for r in rows if r.outcome == "cached"]
+    assert sum(r.saved_usd for r in cached) == pytest.approx(first.cost_usd + said.cost_usd)
+    assert all(r.cost_usd == 0 for r in cached) and all(r.request_hash for r in rows)
+
+
+async def test_a_hard_budget_refuses_before_it_is_passed(upstream: Callable[..., Any], tmp_path: Path) -> None:
+    server = upstream()
+    settings = settings_for(server.base_url, tmp_path)
+    limit = 0.0002
+    with ledger(settings) as store:
+        store.set_budget(Budget(scope_key="team", scope_value="shop", period="day", limit_usd=limit))
+    spent = 0.0
+    async with Gateway(settings) as gateway:
+        with pytest.raises(BudgetExceeded) as refused:
+            for i in range(100):
+                gen = await gateway.generate(TextRequest.chat(f"tagline {i}", max_tokens=60),
+                                             model="openai:gpt-4o-mini", tags={"team": "shop"})
+                spent += gen.cost_usd
+        unrelated = await gateway.generate(TextRequest.chat("tagline", max_tokens=60), model="openai:gpt-4o-mini",
+                                           tags={"team": "ads"})
+    assert 0 < spent <= limit and unrelated.cost_usd > 0
+    message = str(refused.value)
+    assert "team=shop per day" in message and "limit 0.000200 USD" in message and "spent" in message
+    with ledger(settings) as store:
+        assert store.spent("team", "shop", datetime.now(UTC) - timedelta(days=1)) == pytest.approx(spent)
+        assert [r.error_type for r in store.calls() if r.outcome == "refused"] == ["BudgetExceeded"]
+
+    # A new process (a new gateway) starts from what the ledger says was spent, not from zero.
+    async with Gateway(settings) as gateway:
+        with pytest.raises(BudgetExceeded):
+            await gateway.generate(TextRequest.chat("one more", max_tokens=60), model="openai:gpt-4o-mini",
+                                   tags={"team": "shop"})
+
+
+async def test_an_unpriced_model_is_refused_recorded_and_alerted(upstream: Callable[..., Any],
+                                                                tmp_path: Path) -> None:
+    server = upstream()
+    settings = settings_for(server.base_url, tmp_path)
+    async with Gateway(settings) as gateway:
+        with pytest.raises(UnpricedModel):
+            await gateway.generate(TextRequest.chat("hi"), model="openai:gpt-9-preview", tags={"team": "shop"})
+        gateway.alerts.drain()
+    with ledger(settings) as store:
+        (row,) = store.calls()
+        assert (row.outcome, row.error_type, row.cost_usd) == ("refused", "UnpricedModel", 0.0)
+        assert [a.rule for a in store.alerts()] == ["model_unpriced"]
+    assert server.stats()["requests"] == 0
+
+
+async def test_fallback_to_the_next_model_and_cooldown(upstream: Callable[..., Any], tmp_path: Path) -> None:
+    server = upstream()
+    catalog = builtin_catalog().merged({
+        "providers": {"down": {"base_url": "http://127.0.0.1:9/v1", "api_key_env": None}},
+        "models": {"down:model": {"input_per_mtok": 0.1, "output_per_mtok": 0.1, "tokenizer": "o200k_base"}},
+    }, "test")
+    settings = settings_for(server.base_url, tmp_path, max_retries=0)
+    request = TextRequest.chat("hello", max_tokens=10)
+    async with Gateway(settings, catalog) as gateway:
+        for _ in range(3):
+            gen = await gateway.generate(request, model="down:model", fallbacks=["openai:gpt-4o-mini"],
+                                         cache=False)
+            assert gen.model == "openai:gpt-4o-mini"
+        assert gateway.health.cooling("down:model") > 0  # three failures in a row: it rests
+        await gateway.generate(request, model="down:model", fallbacks=["openai:gpt-4o-mini"], cache=False)
+        with pytest.raises(ProviderUnavailable):
+            await gateway.generate(request, model="down:model", cache=False)  # no fallback: it is tried, and fails
+    with ledger(settings) as store:
+        errors = [r for r in store.calls() if r.model == "down:model"]
+    assert len(errors) == 4 and all(r.outcome == "error" and r.cost_usd == 0 for r in errors)
+    assert server.stats()["requests"] == 4
+
+
+def worker_env(base_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": KEY, "CONTENTMILL_DATA_DIR": str(data_dir),
+            **extra}
+
+
+def run_workers(env: dict[str, str], calls: int, concurrency: int, max_tokens: int) -> list[dict[str, Any]]:
+    procs = [subprocess.Popen([sys.executable, str(WORKER), str(calls), str(concurrency), str(max_tokens)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
+
+
+def test_64_callers_in_2_processes_never_pass_a_hard_budget(upstream: Callable[..., Any], tmp_path: Path,
+                                                           redis_prefix: str) -> None:
+    server = upstream()
+    limit = 0.0004
+    settings = settings_for(server.base_url, tmp_path)
+    with ledger(settings) as store:
+        store.set_budget(Budget(scope_key="team", scope_value="shop", period="day", limit_usd=limit))
+    env = worker_env(server.base_url, tmp_path, CONTENTMILL_REDIS_URL=REDIS_URL, CONTENTMILL_REDIS_PREFIX=redis_prefix)
+    results = run_workers(env, calls=60, concurrency=32, max_tokens=40)
+    ok = sum(r["ok"] for r in results)
+    assert ok > 0 and sum(r["budget_refused"] for r in results) > 0 and all(r["errors"] == 0 for r in results)
+    with ledger(settings) as store:
+        charged = store.spent("team", "shop", datetime.now(UTC) - timedelta(days=1))
+    assert 0 < charged <= limit  # zero overshoot
+    assert charged == pytest.approx(sum(r["cost_usd"] for r in results))
+    assert server.stats()["requests"] == ok
+
+
+def test_64_callers_in_2_processes_stay_inside_the_models_tpm(upstream: Callable[..., Any], tmp_path: Path,
+                                                             redis_prefix: str) -> None:
+    tpm = 12_000
+    server = upstream(tpm=tpm)
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(f"models:\n  openai:gpt-4o-mini: {{tpm: {tpm}, rpm: 10000}}\n")
+    env = worker_env(server.base_url, tmp_path, CONTENTMILL_REDIS_URL=REDIS_URL, CONTENTMILL_REDIS_PREFIX=redis_prefix,
+                     CONTENTMILL_CATALOG_FILE=str(catalog), CONTENTMILL_ADMISSION_WAIT_S="120")
+    started = time.monotonic()
+    results = run_workers(env, calls=53, concurrency=32, max_tokens=100)
+    elapsed = time.monotonic() - started
+    stats = server.stats()
+    assert all(r["ok"] == 53 for r in results), results
+    assert stats["rejected_429"] == 0 and stats["requests"] == 106
+    # 106 calls of ~125 tokens is more than one minute's 12,000: the gateway held some back rather than send them.
+    assert elapsed > 3
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_a_worker_killed_mid_call_leaves_an_orphan_that_is_charged_and_flagged(
+        upstream: Callable[..., Any], tmp_path: Path, redis_prefix: str, backend: str) -> None:
+    server = upstream(latency_ms=60_000)
+    extra = {"CONTENTMILL_REQUEST_TIMEOUT_S": "120"}
+    if backend == "redis":
+        extra.update(CONTENTMILL_REDIS_URL=REDIS_URL, CONTENTMILL_REDIS_PREFIX=redis_prefix)
+    env = worker_env(server.base_url, tmp_path, **extra)
+    proc = subprocess.Popen([sys.executable, str(WORKER), "1", "1", "50", "hang"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        journal = tmp_path / "reservations.journal"
+        client = redis.Redis.from_url(REDIS_URL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait until the reservation is made and the call is in flight
+            held = (journal.is_file() and b"O " in journal.read_bytes()) if backend == "memory" else \
+                client.zcard(redis_prefix + "adm:reservations") > 0
+            if held:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the worker never reserved")
+        client.close()
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+    settings = load_settings(data_dir=tmp_path, openai_base_url=server.base_url, openai_api_key=SecretStr(KEY),
+                             redis_url=REDIS_URL if backend == "redis" else None, redis_prefix=redis_prefix)
+    async with Gateway(settings) as gateway:
+        assert await gateway.sweep_orphans() == []  # not late yet: a slow call is not an orphan
+        (orphan,) = await gateway.sweep_orphans(now=time.time() + 3600)
+        assert await gateway.sweep_orphans(now=time.time() + 3600) == []  # charged once
+    assert orphan.outcome == "orphaned" and orphan.flagged and orphan.tags == {"team": "shop"}
+    assert orphan.cost_usd == pytest.approx(orphan.reserved_usd) and orphan.cost_usd > 0
+    with ledger(settings) as store:
+        (row,) = store.calls()
+        assert row.id == orphan.id and row.outcome == "orphaned"
