@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)
     alert_webhook_url: SecretStr | None = None  # alerts are POSTed here as JSON (the URL may hold a token)
+    monitor_interval_s: float = Field(default=60.0, ge=0)  # periodic alert rules and orphan sweeps; 0 turns off
     admission_wait_s: float = Field(default=30.0, ge=0)  # how long a call may wait for rate-limit capacity
     log_level: str = "WARNING"
 

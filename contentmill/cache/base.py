@@ -152,6 +152,7 @@ class Cache(ABC):
 
     async def release(self) -> None:
         """Close what this cache holds open; counters are not flushed here."""
+        return None
 
     async def __aenter__(self) -> Self:
         return self

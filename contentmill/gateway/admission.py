@@ -19,11 +19,14 @@ import json
 import math
 import threading
 import time
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import orjson
+
+from contentmill.ids import new_id
 
 ClaimKind = Literal["bucket", "counter"]
 
@@ -80,18 +83,14 @@ class Reservation:
     created: float = field(default_factory=time.time)
 
     def to_json(self) -> str:
-        return json.dumps({"id": self.id, "claims": [c.as_list() for c in self.claims], "deadline": self.deadline,
-                           "payload": self.payload, "created": self.created})
+        return orjson.dumps({"id": self.id, "claims": [c.as_list() for c in self.claims], "deadline": self.deadline,
+                             "payload": self.payload, "created": self.created}).decode()
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Reservation:
         data = json.loads(raw)
         claims = tuple(Claim.from_list(c) for c in data["claims"])
         return cls(data["id"], claims, float(data["deadline"]), data.get("payload", ""), float(data["created"]))
-
-
-def new_reservation_id() -> str:
-    return uuid.uuid4().hex
 
 
 class Admission(ABC):
@@ -189,7 +188,7 @@ class MemoryAdmission(Admission):
                     return refusal
             for claim in claims:
                 self._charge(claim, claim.amount, claim.amount, now)
-            reservation = Reservation(new_reservation_id(), tuple(claims), now + ttl_s, payload, now)
+            reservation = Reservation(new_id(), tuple(claims), now + ttl_s, payload, now)
             self._open[reservation.id] = reservation
             return reservation
 

@@ -7,13 +7,15 @@ Limits, budgets and reservations then hold across every process and worker that 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from contentmill.gateway.admission import Admission, Claim, Refusal, Reservation, new_reservation_id
+from contentmill.gateway.admission import Admission, Claim, Refusal, Reservation
+from contentmill.ids import new_id
 
 _REFILL = """
 local function bucket_tokens(key, limit, rate, now)
@@ -28,59 +30,63 @@ local function clock()
 end
 """
 
-# KEYS: n claim keys, the open-reservations zset, the reservation key.
-# ARGV: n, reservation id, ttl_s, reservation json, then per claim: kind, amount, limit (-1: none), rate, ttl_ms.
+# Claims travel as the reservation's own JSON (one argument): [key, kind, amount, limit or null, period_s, ttl_s,
+# label] each. KEYS: the claims' Redis keys, the open-reservations zset, the reservation key.
+# ARGV: reservation id, ttl_s, reservation json.
 _ACQUIRE = _REFILL + """
-local n = tonumber(ARGV[1])
+local claims = cjson.decode(ARGV[3]).claims
+local n = #claims
 local now = clock()
 local levels = {}
 for i = 1, n do
-  local a = 5 + (i - 1) * 5
-  local kind, amount, limit, rate = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  if kind == 'b' then
-    local tokens = bucket_tokens(KEYS[i], limit, rate, now)
+  local c = claims[i]
+  local amount, limit = tonumber(c[3]), c[4]
+  if c[2] == 'bucket' then
+    local tokens = bucket_tokens(KEYS[i], limit, limit / c[5], now)
     levels[i] = tokens
     if amount > tokens then return {0, i, tostring(tokens), tostring(limit - tokens), '0'} end
   else
     local v = redis.call('HMGET', KEYS[i], 'u', 'r')
     local used, reserved = tonumber(v[1]) or 0, tonumber(v[2]) or 0
-    if limit >= 0 and used + amount > limit then
+    if limit ~= cjson.null and used + amount > limit then
       return {0, i, tostring(limit - used), tostring(used - reserved), tostring(reserved)}
     end
   end
 end
 for i = 1, n do
-  local a = 5 + (i - 1) * 5
-  local kind, amount, limit, rate = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local ttl_ms = tonumber(ARGV[a + 4])
-  if kind == 'b' then
+  local c = claims[i]
+  local amount, limit = tonumber(c[3]), c[4]
+  if c[2] == 'bucket' then
     redis.call('HSET', KEYS[i], 't', tostring(math.max(0, levels[i] - amount)), 's', tostring(now))
-    redis.call('PEXPIRE', KEYS[i], math.ceil(limit / rate * 2000))
+    redis.call('PEXPIRE', KEYS[i], math.ceil(c[5] * 2000))
   else
     redis.call('HINCRBYFLOAT', KEYS[i], 'u', amount)
     redis.call('HINCRBYFLOAT', KEYS[i], 'r', amount)
+    local ttl_ms = math.floor(tonumber(c[6]) * 1000)
     if ttl_ms > 0 and redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ttl_ms) end
   end
 end
-local deadline = now + tonumber(ARGV[3])
-redis.call('SET', KEYS[n + 2], ARGV[4])
-redis.call('ZADD', KEYS[n + 1], deadline, ARGV[2])
+redis.call('SET', KEYS[n + 2], ARGV[3])
+redis.call('ZADD', KEYS[n + 1], now + tonumber(ARGV[2]), ARGV[1])
 return {1, tostring(now)}
 """
 
-# KEYS: n claim keys, the open-reservations zset, the reservation key.
-# ARGV: n, reservation id, then per claim: kind, actual - reserved, reserved, limit, rate.
+# KEYS: the claims' Redis keys, the open-reservations zset, the reservation key.
+# ARGV: reservation id, JSON list of the actual amount of each claim.
 _RECONCILE = _REFILL + """
-local n = tonumber(ARGV[1])
-if redis.call('ZREM', KEYS[n + 1], ARGV[2]) == 0 then return 0 end
-redis.call('DEL', KEYS[n + 2])
+if redis.call('ZREM', KEYS[#KEYS - 1], ARGV[1]) == 0 then return 0 end
+local stored = redis.call('GET', KEYS[#KEYS])
+redis.call('DEL', KEYS[#KEYS])
+if not stored then return 1 end
+local claims = cjson.decode(stored).claims
+local actual = cjson.decode(ARGV[2])
 local now = clock()
-for i = 1, n do
-  local a = 3 + (i - 1) * 5
-  local kind, delta, reserved = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  local limit, rate = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
-  if kind == 'b' then
-    local tokens = bucket_tokens(KEYS[i], limit, rate, now) - delta
+for i = 1, #claims do
+  local c = claims[i]
+  local reserved, limit = tonumber(c[3]), c[4]
+  local delta = tonumber(actual[i]) - reserved
+  if c[2] == 'bucket' then
+    local tokens = bucket_tokens(KEYS[i], limit, limit / c[5], now) - delta
     redis.call('HSET', KEYS[i], 't', tostring(math.min(limit, math.max(0, tokens))), 's', tostring(now))
   else
     local used = tonumber(redis.call('HINCRBYFLOAT', KEYS[i], 'u', delta))
@@ -137,13 +143,9 @@ class RedisAdmission(Admission):
         return f"{self.prefix}res:{reservation_id}"
 
     async def acquire(self, claims: Sequence[Claim], *, ttl_s: float, payload: str = "") -> Reservation | Refusal:
-        reservation = Reservation(new_reservation_id(), tuple(claims), 0.0, payload)
-        args: list[Any] = [len(claims), reservation.id, ttl_s, reservation.to_json()]
-        for claim in claims:
-            args += ["b" if claim.kind == "bucket" else "c", claim.amount, _limit(claim), claim.rate,
-                     int(claim.ttl_s * 1000)]
+        reservation = Reservation(new_id(), tuple(claims), 0.0, payload)
         keys = [self._key(c) for c in claims] + [self._zset, self._res_key(reservation.id)]
-        result = await self._acquire(keys=keys, args=args)
+        result = await self._acquire(keys=keys, args=[reservation.id, ttl_s, reservation.to_json()])
         if int(result[0]) == 1:
             now = float(result[1])
             reservation.created, reservation.deadline = now, now + ttl_s
@@ -156,12 +158,8 @@ class RedisAdmission(Admission):
         return Refusal(claim, available, used, reserved, wait)
 
     async def reconcile(self, reservation: Reservation, actual: Sequence[float]) -> bool:
-        args: list[Any] = [len(reservation.claims), reservation.id]
-        for claim, amount in zip(reservation.claims, actual, strict=True):
-            args += ["b" if claim.kind == "bucket" else "c", amount - claim.amount, claim.amount, _limit(claim),
-                     claim.rate]
         keys = [self._key(c) for c in reservation.claims] + [self._zset, self._res_key(reservation.id)]
-        return int(await self._reconcile(keys=keys, args=args)) == 1
+        return int(await self._reconcile(keys=keys, args=[reservation.id, json.dumps(list(actual))])) == 1
 
     async def levels(self, claims: Sequence[Claim]) -> list[tuple[float, float]]:
         args: list[Any] = [len(claims)]

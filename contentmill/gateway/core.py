@@ -10,6 +10,8 @@ reservation, write the ledger row and let the alert rules see it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -20,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import orjson
 
 from contentmill.audio import wav_info
 from contentmill.cache import JSON, WAV, Cache, CacheKey, speech_key, text_key
@@ -181,6 +184,7 @@ class Gateway:
         self.alerts = alerts if alerts is not None else AlertEngine(self.store, sinks=alert_sinks(s))
         self.health = health or Health()
         self._seeded: set[str] = set()
+        self._monitor: asyncio.Task[None] | None = None
 
     # -- models ---------------------------------------------------------------------------------------------
 
@@ -227,6 +231,7 @@ class Gateway:
     ) -> Generation:
         """One text generation; ``fallbacks`` are tried in order when a model fails in a way retries can't fix."""
         tags = dict(tags or {})
+        self._watch()
 
         async def attempt(name: str) -> Generation:
             info = self._priced(name, "text", tags)
@@ -236,9 +241,10 @@ class Gateway:
                 too_large = RequestTooLarge(name, estimate.input_tokens, request.max_tokens, info.context_window)
                 raise self._refused(too_large, info, estimate, tags)
             key = text_key(request, model=name, tenant=tags.get("team") or DEFAULT_TENANT,
-                           template_version=template_version, shareable=shareable)
-            call = _Call(info, estimate, info.cost(estimate), tags, key.digest)
-            return await self._run(call, key, lambda: provider.complete(request), cache, _text_codec, wait_s)
+                           template_version=template_version, shareable=shareable) if self._caching(cache) else None
+            call = _Call(info, estimate, info.cost(estimate), tags,
+                         key.digest if key else _request_hash(name, request, template_version))
+            return await self._run(call, key, lambda: provider.complete(request), _text_codec, wait_s)
 
         return await self._with_fallbacks([model or self.settings.text_model, *fallbacks], attempt)
 
@@ -255,21 +261,40 @@ class Gateway:
     ) -> Generation:
         """One speech synthesis, billed by characters (or seconds, where the vendor bills so)."""
         tags = dict(tags or {})
+        self._watch()
 
         async def attempt(name: str) -> Generation:
             info = self._priced(name, "speech", tags)
             provider = self.speech_model(name)
             estimate = Usage(characters=len(request.text), estimated=True)
-            key = speech_key(request, model=name, tenant=tags.get("team") or DEFAULT_TENANT, shareable=shareable)
-            call = _Call(info, estimate, info.cost(estimate), tags, key.digest)
-            return await self._run(call, key, lambda: provider.synthesize(request), cache, _speech_codec, wait_s)
+            key = speech_key(request, model=name, tenant=tags.get("team") or DEFAULT_TENANT,
+                             shareable=shareable) if self._caching(cache) else None
+            call = _Call(info, estimate, info.cost(estimate), tags, key.digest if key else _request_hash(name, request))
+            return await self._run(call, key, lambda: provider.synthesize(request), _speech_codec, wait_s)
 
         return await self._with_fallbacks([model or self.settings.speech_model, *fallbacks], attempt)
 
     # -- the path ---------------------------------------------------------------------------------------
 
-    async def _run(self, call: _Call, key: CacheKey, invoke: Callable[[], Awaitable[Result]],
-                   use_cache: bool, codec: _Codec, wait_s: float | None) -> Generation:
+    def _watch(self) -> None:
+        """Start the periodic rules (budget used, forecast, error rate, anomalies) and the orphan sweep."""
+        if self._monitor is None and self.settings.monitor_interval_s > 0:
+            self._monitor = asyncio.get_running_loop().create_task(self._monitor_loop())
+
+    async def _monitor_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.monitor_interval_s)
+            try:
+                await self.sweep_orphans()
+                await asyncio.to_thread(self.alerts.evaluate)
+            except ContentmillError as exc:
+                log.warning("monitoring round failed: %s", exc)
+
+    def _caching(self, wanted: bool) -> bool:
+        return wanted and self.cache is not None
+
+    async def _run(self, call: _Call, key: CacheKey | None, invoke: Callable[[], Awaitable[Result]],
+                   codec: _Codec, wait_s: float | None) -> Generation:
         """The cache in front of the money path of one model."""
 
         async def produce() -> Generation:
@@ -278,10 +303,10 @@ class Gateway:
             self._record(CallRecord.from_generation(
                 gen, api_type=call.info.modality, request_hash=call.request_hash, reserved_usd=call.reserved_usd,
                 reservation_id=call.reservation.id if call.reservation else None,
-                cache_status="miss" if use_cache and self.cache is not None else "off"))
+                cache_status="off" if key is None else "miss"))
             return gen
 
-        return await self._cached(call, key, produce, use_cache, codec)
+        return await produce() if key is None else await self._cached(call, key, produce, codec)
 
     async def _with_fallbacks(self, names: Sequence[str], attempt: Callable[[str], Awaitable[Generation]]
                               ) -> Generation:
@@ -302,10 +327,9 @@ class Gateway:
         raise last or ProviderUnavailable("every model is cooling down", model=", ".join(names))
 
     async def _cached(self, call: _Call, key: CacheKey, produce: Callable[[], Awaitable[Generation]],
-                      use_cache: bool, codec: _Codec) -> Generation:
+                      codec: _Codec) -> Generation:
         """Serve the call from the cache, or produce it once (concurrent identical calls wait for that one)."""
-        if not use_cache or self.cache is None:
-            return await produce()
+        assert self.cache is not None
         hit = await self.cache.get(key, codec.serializer)
         if hit is not None:
             return self._hit(codec.decode(hit.value, call), call, hit.cost_usd, hit.tier)
@@ -368,9 +392,9 @@ class Gateway:
         """Reserve every claim at once, waiting for bucket capacity up to ``wait_s`` (settings default)."""
         deadline = time.monotonic() + (self.settings.admission_wait_s if wait_s is None else wait_s)
         ttl = self.settings.request_timeout_s * (self.settings.max_retries + 1) + 60.0
-        payload = json.dumps({"model": call.info.name, "api_type": call.info.modality,
-                              "estimate": call.estimate.as_dict(), "reserved_usd": call.reserved_usd,
-                              "tags": call.tags, "request_hash": call.request_hash})
+        payload = orjson.dumps({"model": call.info.name, "api_type": call.info.modality,
+                                "estimate": call.estimate.as_dict(), "reserved_usd": call.reserved_usd,
+                                "tags": call.tags, "request_hash": call.request_hash}).decode()
         claims = [m.claim for m in call.metered]
         await self._seed_budgets(claims)
         while True:
@@ -424,6 +448,11 @@ class Gateway:
         return records
 
     async def aclose(self) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+            self._monitor = None
         for text in self._text.values():
             await text.aclose()
         for speech in self._speech.values():
@@ -446,14 +475,20 @@ class Gateway:
         await self.aclose()
 
 
+def _request_hash(model: str, request: TextRequest | SpeechRequest, template_version: str | None = None) -> str:
+    """A digest of what determines the output, for the ledger when the cache (whose key digest serves) is off."""
+    return hashlib.sha256(orjson.dumps([model, repr(request), template_version])).hexdigest()
+
+
 def _generation(call: _Call, result: Result, attempts: int, latency_s: float) -> Generation:
-    gen = Generation(
-        model=call.info.name, usage=result.usage, cost_usd=call.info.cost(result.usage), estimate=call.estimate,
-        latency_s=latency_s, attempts=attempts, request_id=result.request_id, tags=call.tags,
-    )
+    common: dict[str, Any] = {
+        "model": call.info.name, "usage": result.usage, "cost_usd": call.info.cost(result.usage),
+        "estimate": call.estimate, "latency_s": latency_s, "attempts": attempts, "request_id": result.request_id,
+        "tags": call.tags,
+    }
     if isinstance(result, TextResult):
-        return replace(gen, text=result.text, finish_reason=result.finish_reason)
-    return replace(gen, audio=result.audio, sample_rate=result.sample_rate, duration_s=result.duration_s)
+        return Generation(**common, text=result.text, finish_reason=result.finish_reason)
+    return Generation(**common, audio=result.audio, sample_rate=result.sample_rate, duration_s=result.duration_s)
 
 
 def _cache_prefix(settings: Settings) -> dict[str, str]:

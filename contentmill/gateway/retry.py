@@ -13,6 +13,7 @@ from contentmill.errors import ProviderError
 
 T = TypeVar("T")
 log = logging.getLogger("contentmill.gateway")
+_JITTER = random.Random()
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +37,7 @@ async def call_with_retries(
     Only errors marked retryable (429, 5xx, timeouts, unreadable answers) are retried: auth and bad
     requests fail at once, as retrying them only costs time.
     """
-    rng = rng or random.Random()
+    rng = rng or _JITTER
     attempt = 0
     while True:
         attempt += 1

@@ -7,14 +7,15 @@ checked by ``check_tags`` and a tag that looks like a secret is refused with ``U
 from __future__ import annotations
 
 import re
-import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Literal, Protocol, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from contentmill.errors import CatalogError, GatewayError, LedgerError, UnsafeTag
+from contentmill.ids import new_id
 from contentmill.metering import Usage
 
 ApiType = Literal["text", "speech", "video", "embedding", "image"]  # the catalog's modalities
@@ -33,10 +34,6 @@ MAX_TAG_VALUE = 256
 TAG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 HEX = re.compile(r"^[0-9a-f]*$")
 ERROR_TYPE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$")
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
 
 
 def utcnow() -> datetime:
@@ -109,8 +106,23 @@ def secret_kind(text: str) -> str | None:
 
 def check_tags(tags: Mapping[str, str]) -> dict[str, str]:
     """A plain copy of ``tags`` after refusing anything that is not a short, credential-free string pair."""
+    try:
+        items = tuple(tags.items())
+        hash(items)
+    except TypeError:  # unhashable values: checked (and refused) below
+        return _check_tags(tags.items())
+    return dict(_checked_pairs(items))
+
+
+@lru_cache(maxsize=4096)
+def _checked_pairs(items: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """The same few tag sets recur on every call of a job: check each set once."""
+    return tuple(_check_tags(items).items())
+
+
+def _check_tags(pairs: Iterable[tuple[Any, Any]]) -> dict[str, str]:
     checked: dict[str, str] = {}
-    for key, value in tags.items():
+    for key, value in pairs:
         if not isinstance(key, str) or not isinstance(value, str):
             raise LedgerError(f"tags are str -> str; tag {key!r} has a {type(value).__name__} value")
         key_kind = secret_kind(key)

@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
 
 from contentmill.errors import LedgerError, LedgerUnavailable, ReservationClosed
+from contentmill.ids import new_id
 from contentmill.ledger.migrations import WRITE, migrate
 from contentmill.ledger.records import (
     Alert,
@@ -28,7 +29,6 @@ from contentmill.ledger.records import (
     Reservation,
     as_utc,
     check_tags,
-    new_id,
     utcnow,
 )
 from contentmill.ledger.schema import alerts, budgets, call_tags, calls, reservations
