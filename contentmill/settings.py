@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     alert_webhook_url: SecretStr | None = None  # alerts are POSTed here as JSON (the URL may hold a token)
     monitor_interval_s: float = Field(default=60.0, ge=0)  # periodic alert rules and orphan sweeps; 0 turns off
     admission_wait_s: float = Field(default=30.0, ge=0)  # how long a call may wait for rate-limit capacity
-    log_level: str = "WARNING"
+    log_level: str = "ERROR"  # WARNING shows alerts and retries as they happen
 
     # The cache (contentmill.cache.config.CacheConfig holds the defaults; None keeps them).
     cache_enabled: bool = True

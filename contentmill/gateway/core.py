@@ -172,6 +172,9 @@ class Gateway:
                 self._text[name] = model
             else:
                 self._speech[name] = model
+        # What the gateway builds it also closes; what the caller passes in stays the caller's to close.
+        self._owned = {name for name, given in (("admission", admission), ("cache", cache), ("store", ledger),
+                                                 ("alerts", alerts)) if given is None}
         self.admission = admission or (
             RedisAdmission.from_url(s.redis_url, prefix=s.redis_prefix + "adm:") if s.redis_url else MemoryAdmission())
         self.journal = (ReservationJournal(s.data_dir / "reservations.journal")
@@ -459,14 +462,17 @@ class Gateway:
             await speech.aclose()
         self._text.clear()
         self._speech.clear()
-        if self.cache is not None:
+        if self.cache is not None and "cache" in self._owned:
             await self.cache.aclose()
-        await self.admission.aclose()
+        if "admission" in self._owned:
+            await self.admission.aclose()
         if self.journal is not None:
             self.journal.close()
-        self.ledger.close()
-        self.alerts.close()
-        self.store.close()
+        self.ledger.close()  # writes what is queued, whoever owns the store
+        if "alerts" in self._owned:
+            self.alerts.close()
+        if "store" in self._owned:
+            self.store.close()
 
     async def __aenter__(self) -> Gateway:
         return self

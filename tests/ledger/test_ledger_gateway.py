@@ -10,7 +10,7 @@ import pytest
 from contentmill.catalog import builtin_catalog
 from contentmill.errors import UnpricedModel
 from contentmill.gateway import Gateway
-from contentmill.ledger import AlertEngine, CallRecord, LedgerStore, LedgerWriter, ModelUnpriced, report
+from contentmill.ledger import AlertEngine, CallRecord, LedgerStore, ModelUnpriced, report
 from contentmill.metering import Usage
 from contentmill.providers.base import TextRequest
 from contentmill.providers.fake import FakeTextModel
@@ -24,31 +24,25 @@ async def test_generations_and_refusals_are_recorded_and_reported(store: LedgerS
     tags = {"team": "ads", "project": "spring"}
     request = TextRequest.chat("Describe a walnut desk lamp in one sentence.", max_tokens=40)
     started = datetime.now(UTC)
-    async with Gateway(
-        load_settings(data_dir=tmp_path), catalog, models={"fake:text": FakeTextModel()}
-    ) as gateway:
-        generation = await gateway.generate(request, model="fake:text", tags=tags)
-        with pytest.raises(UnpricedModel) as refused:
-            await gateway.generate(request, model="openai:gpt-unlisted", tags=tags)
-    done = CallRecord.from_generation(generation, api_type="text", request_hash="a1b2")
-    refusal = CallRecord.from_error(
-        refused.value, model="openai:gpt-unlisted", api_type="text", estimate=Usage(), tags=tags
-    )
-    assert done.cost_usd == pytest.approx(generation.cost_usd) and done.cost_usd > 0
-    assert (refusal.outcome, refusal.error_type, refusal.cost_usd) == ("refused", "UnpricedModel", 0.0)
-
-    with LedgerWriter(store) as writer, AlertEngine(store, [ModelUnpriced()], sinks=[]) as engine:
-        for record in (done, refusal):
-            writer.put(record)
-            engine.observe(record)
+    with AlertEngine(store, [ModelUnpriced()], sinks=[]) as engine:
+        async with Gateway(
+            load_settings(data_dir=tmp_path), catalog, models={"fake:text": FakeTextModel()}, ledger=store,
+            alerts=engine,
+        ) as gateway:
+            generation = await gateway.generate(request, model="fake:text", tags=tags)
+            with pytest.raises(UnpricedModel):
+                await gateway.generate(request, model="openai:gpt-unlisted", tags=tags)
         engine.drain()
 
     result = report(store, "model", started - timedelta(seconds=1), datetime.now(UTC) + timedelta(seconds=1))
     rows = {row["model"]: row for row in result.rows}
     assert rows["fake:text"]["input_tokens"] == generation.usage.input_tokens
     assert rows["fake:text"]["output_tokens"] == generation.usage.output_tokens
-    assert rows["fake:text"]["cost_usd"] == pytest.approx(generation.cost_usd)
+    assert rows["fake:text"]["cost_usd"] == pytest.approx(generation.cost_usd) and generation.cost_usd > 0
     assert rows["openai:gpt-unlisted"]["refused"] == 1 and rows["openai:gpt-unlisted"]["cost_usd"] == 0.0
+    refusal = next(r for r in store.calls() if r.model == "openai:gpt-unlisted")
+    assert (refusal.outcome, refusal.error_type, refusal.cost_usd) == ("refused", "UnpricedModel", 0.0)
+    assert refusal.tags == tags
     (alert,) = store.alerts()
     assert alert.rule == "model_unpriced" and alert.subject == "openai:gpt-unlisted"
 
