@@ -26,6 +26,7 @@ thread, keeping the event loop free.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import tempfile
@@ -167,6 +168,15 @@ class _Engine:
 
 
 _ENGINES: dict[tuple[str, int, int | None], _Engine] = {}
+
+
+@atexit.register
+def _close_engines() -> None:
+    """Free the models while the interpreter still works: llama.cpp's own finalizer fails at shutdown."""
+    with _ENGINES_LOCK:
+        for engine in _ENGINES.values():
+            engine.llama.close()
+        _ENGINES.clear()
 
 
 @cache
