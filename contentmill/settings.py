@@ -8,9 +8,19 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,6 +36,39 @@ CONFIG_FILE_VARIABLE = "CONTENTMILL_CONFIG"
 
 def _alias(*names: str) -> AliasChoices:
     return AliasChoices(*names)
+
+
+LimitUnit = Literal["requests", "tokens", "characters", "seconds"]
+
+
+def _scope(value: str) -> str:
+    key, sep, rest = value.partition("=")
+    if not sep or not key.strip() or not rest.strip():
+        raise ValueError("scope is KEY=VALUE such as team=shop, api_type=video or team=*")
+    return value.strip()
+
+
+ScopeText = Annotated[str, AfterValidator(_scope)]
+
+
+class QuotaSetting(BaseModel):
+    """At most ``limit`` units per calendar period for a scope (``team=*``: each team its own quota)."""
+
+    model_config = ConfigDict(extra="forbid")
+    scope: ScopeText
+    unit: LimitUnit
+    limit: float = Field(gt=0)
+    period: Literal["day", "week", "month"] = "day"
+    tz: str = "UTC"
+
+
+class RateLimitSetting(BaseModel):
+    """At most ``per_minute`` units a minute for a scope, refilled continuously."""
+
+    model_config = ConfigDict(extra="forbid")
+    scope: ScopeText
+    unit: LimitUnit
+    per_minute: float = Field(gt=0)
 
 
 class Settings(BaseSettings):
@@ -50,6 +93,8 @@ class Settings(BaseSettings):
     max_retries: int = Field(default=2, ge=0, le=10)
     alert_webhook_url: SecretStr | None = None  # alerts are POSTed here as JSON (the URL may hold a token)
     monitor_interval_s: float = Field(default=60.0, ge=0)  # periodic alert rules and orphan sweeps; 0 turns off
+    quotas: list[QuotaSetting] = Field(default_factory=list)  # [[quotas]] in contentmill.toml, or JSON
+    rate_limits: list[RateLimitSetting] = Field(default_factory=list)  # [[rate_limits]] in contentmill.toml
     admission_wait_s: float = Field(default=30.0, ge=0)  # how long a call may wait for rate-limit capacity
     log_level: str = "ERROR"  # WARNING shows alerts and retries as they happen
 

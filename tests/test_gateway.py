@@ -19,7 +19,7 @@ import redis
 from pydantic import SecretStr
 
 from contentmill.catalog import builtin_catalog
-from contentmill.errors import BudgetExceeded, ProviderUnavailable, UnpricedModel
+from contentmill.errors import BudgetExceeded, ProviderUnavailable, RateLimited, UnpricedModel
 from contentmill.gateway import Gateway
 from contentmill.ledger import Budget, LedgerStore, settings_url
 from contentmill.providers.base import SpeechRequest, TextRequest
@@ -235,3 +235,28 @@ async def test_a_worker_killed_mid_call_leaves_an_orphan_that_is_charged_and_fla
     with ledger(settings) as store:
         (row,) = store.calls()
         assert row.id == orphan.id and row.outcome == "orphaned"
+
+
+async def test_quotas_and_rate_limits_per_team_from_settings(upstream: Callable[..., Any], tmp_path: Path) -> None:
+    server = upstream()
+    settings = settings_for(
+        server.base_url, tmp_path,
+        quotas=[{"scope": "team=*", "unit": "tokens", "limit": 300, "period": "day"}],
+        rate_limits=[{"scope": "team=ads", "unit": "requests", "per_minute": 2}],
+    )
+    used = 0
+    async with Gateway(settings) as gateway:
+        with pytest.raises(RateLimited, match="tokens quota of team=shop per day") as refused:
+            for i in range(50):
+                gen = await gateway.generate(TextRequest.chat(f"tagline {i}", max_tokens=100),
+                                             model="openai:gpt-4o-mini", tags={"team": "shop"}, cache=False)
+                used += gen.usage.input_tokens + gen.usage.output_tokens
+        assert refused.value.retry_after is None  # a full quota does not refill within the day
+        for i in range(2):
+            await gateway.generate(TextRequest.chat(f"ad {i}", max_tokens=10), model="openai:gpt-4o-mini",
+                                   tags={"team": "ads"}, cache=False)
+        with pytest.raises(RateLimited, match="requests per minute for team=ads") as throttled:
+            await gateway.generate(TextRequest.chat("ad 3", max_tokens=10), model="openai:gpt-4o-mini",
+                                   tags={"team": "ads"}, cache=False, wait_s=0)
+    assert 0 < used <= 300  # the quota counts actual usage and is never passed
+    assert throttled.value.retry_after == pytest.approx(30, abs=1)

@@ -183,7 +183,7 @@ class Gateway:
             build_cache(CacheConfig.from_settings(s, **_cache_prefix(s))) if s.cache_enabled else None)
         self.store = ledger or LedgerStore(settings_url(s))
         self.ledger = LedgerWriter(self.store)
-        self.policy = policy or Policy(budgets=self.store.budgets())
+        self.policy = policy or Policy.from_settings(s, self.store.budgets())
         self.alerts = alerts if alerts is not None else AlertEngine(self.store, sinks=alert_sinks(s))
         self.health = health or Health()
         self._seeded: set[str] = set()

@@ -24,6 +24,7 @@ from contentmill.gateway.admission import Claim
 from contentmill.ledger.forecast import period_bounds
 from contentmill.ledger.records import Budget
 from contentmill.metering import Usage
+from contentmill.settings import Settings
 
 Period = Literal["day", "week", "month"]
 Unit = Literal["requests", "tokens", "characters", "seconds"]
@@ -131,6 +132,15 @@ class Policy:
     headroom: float = 0.05  # share of a vendor's RPM/TPM burst kept free for the admission-to-arrival lag
     # budget claim key -> (scope key, scope value, window start): what to ask the ledger to seed a new counter
     windows: dict[str, tuple[str, str, datetime]] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, budgets: list[Budget]) -> Policy:
+        """Budgets from the ledger; quotas and rate limits from the settings (contentmill.toml or environment)."""
+        return cls(
+            budgets=budgets,
+            quotas=[Quota(Scope.parse(q.scope), q.unit, q.limit, q.period, q.tz) for q in settings.quotas],
+            rate_limits=[RateLimit(Scope.parse(r.scope), r.unit, r.per_minute) for r in settings.rate_limits],
+        )
 
     def claims(self, facts: CallFacts, estimate: Usage, cost_usd: float, now: float) -> list[Metered]:
         """Every limit that applies to the call, each with the amount the call may use at most."""
