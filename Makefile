@@ -39,6 +39,7 @@ test: $(STAMP) services lint
 	$(BIN)/pytest
 
 bench: $(STAMP) services
+	$(BIN)/python -m pip install --quiet -e ".[local,dev,bench]"
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
