@@ -141,8 +141,35 @@ async def main(base_url: str, calls: int, rounds: int) -> None:
         emit(**row)
 
 
+async def without_http(calls: int) -> None:
+    """The gateway's own work with no network at all: the packaged fake model, bare and through the gateway."""
+    from contentmill.catalog import builtin_catalog
+    from contentmill.providers.fake import FakeTextModel
+
+    catalog = builtin_catalog().merged({"models": {"fake:text": {
+        "free": False, "input_per_mtok": 1.0, "output_per_mtok": 2.0, "rpm": 10**7, "tpm": 10**9}}}, "bench")
+    fake = FakeTextModel(responses=["A short answer."])
+    gateway = Gateway(load_settings(data_dir=Path(tempfile.mkdtemp(prefix="cm-bench-"))), catalog,
+                      models={"fake:text": fake})
+    requests = [request(i) for i in range(2 * calls)]
+    for item in requests[:200]:
+        await gateway.generate(item, model="fake:text", cache=False)
+    started = time.perf_counter()
+    for item in requests[:calls]:
+        await fake.complete(item)
+    bare = (time.perf_counter() - started) / calls
+    started = time.perf_counter()
+    for item in requests[calls:]:
+        await gateway.generate(item, model="fake:text", cache=False)
+    through = (time.perf_counter() - started) / calls
+    await gateway.aclose()
+    emit(figure="gateway_without_http", calls=calls, fake_model_us=round(bare * 1e6, 1),
+         through_gateway_us=round(through * 1e6, 1), overhead_us=round((through - bare) * 1e6, 1))
+
+
 if __name__ == "__main__":
     per_round = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    asyncio.run(without_http(3000))
     with start_upstream("--latency-ms", "0") as server:
         asyncio.run(main(server.base_url, per_round, rounds))
