@@ -12,10 +12,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from contentmill.commands import JsonOption, emit_json, fail, settings_or_fail
+from contentmill.commands import JsonOption, emit_json, fail, parse_tags, settings_or_fail
 from contentmill.commands.budget import budget_app
 from contentmill.commands.cache import cache_app
 from contentmill.commands.ledger import alerts_app, report_app
+from contentmill.commands.video import demo, video
 from contentmill.errors import ContentmillError
 from contentmill.gateway import Gateway, Generation
 from contentmill.providers.base import SpeechRequest, TextRequest
@@ -27,6 +28,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command()(video)
+app.command()(demo)
 app.add_typer(cache_app, name="cache")
 app.add_typer(budget_app, name="budget")
 app.add_typer(report_app, name="report")
@@ -43,16 +46,6 @@ def run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
         fail(str(exc))
     except ValueError as exc:
         fail(f"invalid input: {exc}")
-
-
-def parse_tags(pairs: list[str] | None) -> dict[str, str]:
-    tags: dict[str, str] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            fail(f"--tag takes KEY=VALUE (got {pair!r})")
-        tags[key.strip()] = value.strip()
-    return tags
 
 
 def usd(value: float) -> str:
@@ -163,56 +156,6 @@ def speak(
         return
     console.print(f"wrote {out}")
     console.print(f"[dim]{describe(gen)}[/dim]", highlight=False)
-
-
-DEMO_PROMPT = """Short, friendly facts for a narrated video.
-
-Topic: honey bees
-Fact: Honey bees visit about two million flowers to make a single pound of honey.
-
-Topic: the moon
-Fact: The moon drifts about four centimetres farther from Earth every year.
-
-Topic: {topic}
-Fact:"""
-
-
-@app.command()
-def demo(
-    topic: Annotated[str, typer.Option(help="What the demo writes and narrates about.")] = "octopuses",
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: DATA_DIR/demo).")] = None,
-    json_out: JsonOption = False,
-) -> None:
-    """Write one fact with the text model and narrate it with the speech model, with the cost of each."""
-    settings = settings_or_fail()
-    folder = out or settings.data_dir / "demo"
-
-    async def go() -> tuple[Generation, Generation]:
-        async with Gateway(settings) as gateway:
-            with console.status(f"writing with {settings.text_model} ...", spinner="dots") as status:
-                request = TextRequest(prompt=DEMO_PROMPT.format(topic=topic), max_tokens=60, stop=("\n",))
-                text = await gateway.generate(request, tags={"job": "demo"})
-                fact = (text.text or "").strip() or f"{topic.capitalize()} are remarkable."
-                status.update(f"narrating with {settings.speech_model} ...")
-                speech = await gateway.speak(SpeechRequest(fact), tags={"job": "demo"})
-            return text, speech
-
-    console.quiet = json_out
-    text, speech = run(go)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "fact.txt").write_text((text.text or "").strip() + "\n", encoding="utf-8")
-    (folder / "narration.wav").write_bytes(speech.audio or b"")
-    total = text.cost_usd + speech.cost_usd
-    if json_out:
-        emit_json({
-            "text": text.as_dict(), "speech": speech.as_dict(), "cost_usd": total,
-            "files": {"text": str(folder / "fact.txt"), "audio": str(folder / "narration.wav")},
-        })
-        return
-    console.print(f"[bold]{topic}[/bold]: {(text.text or '').strip()}", highlight=False)
-    console.print(f"text   {describe(text)}", highlight=False)
-    console.print(f"speech {describe(speech)}", highlight=False)
-    console.print(f"total  {usd(total)}   files in {folder}/", highlight=False)
 
 
 def main() -> None:

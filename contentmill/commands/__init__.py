@@ -34,3 +34,14 @@ def settings_or_fail() -> Settings:
         fail(str(exc))
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     return settings
+
+
+def parse_tags(pairs: list[str] | None) -> dict[str, str]:
+    """``--tag KEY=VALUE`` options as a mapping, or a one-line error naming the bad one."""
+    tags: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            fail(f"--tag takes KEY=VALUE (got {pair!r})")
+        tags[key.strip()] = value.strip()
+    return tags

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from cache_helpers import MakeBackend, RedisServer, listening, s3_client
-from moto.server import ThreadedMotoServer
 from redis.asyncio import Redis
 
 from contentmill.cache import (
@@ -49,17 +48,6 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.kill()
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,238 @@
+"""``contentmill video`` and ``contentmill demo``: the creator video flow from the command line.
+
+The flow runs in this process against the Prefect API in use (PREFECT_API_URL, or a temporary local one
+started for the run), so every run is recorded with its artifacts like a run started from the UI. Prefect's
+own console logging is muted while it runs: the CLI shows each step itself, and keeps ``--json`` output and
+errors to the one object or the one line its conventions promise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import typer
+from rich.console import Console
+from rich.status import Status
+from rich.table import Table
+
+from contentmill.commands import JsonOption, emit_json, fail, parse_tags, settings_or_fail
+from contentmill.errors import ContentmillError
+from contentmill.settings import Settings
+from contentmill.storage import open_store
+from contentmill.video.pipeline import VideoResult
+from contentmill.video.progress import StepEvent, listening
+from contentmill.video.request import DEFAULT_STYLE, Language, Orientation, Resolution, VideoRequest
+
+DEMO_TOPIC = "octopuses"
+DEMO_SECONDS = 20
+DEMO_MODELS = {"text_model": "local:gemma-3-270m", "speech_model": "local:espeak-ng"}
+# Prefect settings this command changes from Prefect's defaults unless the environment sets them: a run
+# stays offline, and a temporary API that starts slowly on a busy laptop is waited for.
+PREFECT_DEFAULTS: dict[str, Any] = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": False,
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": 90,
+}
+_QUIET_LEVELS = ("WARNING", "ERROR", "CRITICAL")
+_PREFECT_LOGGERS = ("prefect", "uvicorn", "fastapi")
+
+
+def video(
+    topic: Annotated[str, typer.Argument(help="What the video is about.")],
+    lang: Annotated[
+        Language, typer.Option("--lang", help="Language of script, narration and subtitles.")
+    ] = "en",
+    seconds: Annotated[int, typer.Option(min=10, max=180, help="Target length in seconds.")] = 30,
+    voice: Annotated[
+        str, typer.Option(help="A voice of the speech engine ('default': by language).")
+    ] = "default",
+    style: Annotated[str, typer.Option(help="Tone of the script (chat models follow it).")] = DEFAULT_STYLE,
+    orientation: Annotated[
+        Orientation, typer.Option(help="vertical (9:16) or landscape (16:9).")
+    ] = "vertical",
+    resolution: Annotated[Resolution, typer.Option(help="Short side in pixels: 480, 720 or 1080.")] = 1080,
+    out: Annotated[
+        Path | None, typer.Option(help="Also copy video, subtitles, script and audio here.")
+    ] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="KEY=VALUE cost tag, repeatable.")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Make a narrated short video with burned-in subtitles about TOPIC, and show what each step cost.
+
+    Models come from CONTENTMILL_TEXT_MODEL and CONTENTMILL_SPEECH_MODEL. Running it again with the same
+    options reuses every stored step and pays nothing; after a failure it resumes at the failed step.
+    """
+    settings = settings_or_fail()
+    fields: dict[str, Any] = {
+        "topic": topic,
+        "language": lang,
+        "seconds": seconds,
+        "voice": voice,
+        "style": style,
+        "orientation": orientation,
+        "resolution": resolution,
+        "tags": parse_tags(tag),
+    }
+    _make(settings, fields, out, json_out)
+
+
+def demo(json_out: JsonOption = False) -> None:
+    """A short video about octopuses, made offline by the embedded engines (Gemma 3 270M and espeak-ng)."""
+    settings = settings_or_fail()
+    fields: dict[str, Any] = {
+        "topic": DEMO_TOPIC,
+        "seconds": DEMO_SECONDS,
+        **DEMO_MODELS,
+        "tags": {"job": "demo"},
+    }
+    _make(settings, fields, None, json_out)
+
+
+def _make(settings: Settings, fields: dict[str, Any], out: Path | None, json_out: bool) -> None:
+    try:
+        request = VideoRequest(**fields)
+    except ValueError as exc:
+        fail(f"invalid input: {exc}")
+    console = Console(quiet=json_out, highlight=False)
+    display = _Display(console)
+    result = display.run(settings, request)
+    if out is not None:
+        result = _copy_out(settings, result, out)
+    if json_out:
+        emit_json(result.as_json())
+        return
+    _summary(console, result)
+
+
+class _Display:
+    """A spinner on the running step, a line per finished step; remembers where a failure happened."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.step = "start"
+        self.done: list[str] = []
+        self.status: Status | None = None
+
+    def event(self, event: StepEvent) -> None:
+        if event.phase == "start":
+            self.step = event.step
+            if self.status is not None:
+                self.status.update(f"{event.step}: {event.detail} ...")
+            return
+        self.done.append(event.step)
+        report = event.report
+        if report is None:
+            return
+        paid = f", {report.calls} calls, ${report.cost_usd:,.6f}" if report.calls else ""
+        reused = " [dim](stored result reused)[/dim]" if report.cached else ""
+        took = f"[dim]{report.seconds:.1f} s[/dim]"
+        self.console.print(f"[green]✓[/green] {event.step:<10} {event.detail}{paid} {took}{reused}")
+
+    def run(self, settings: Settings, request: VideoRequest) -> VideoResult:
+        from contentmill.flows.creator_video import creator_video  # imports Prefect: only when needed
+
+        parameters = request.model_dump()
+        with ExitStack() as stack:
+            stack.enter_context(_prefect_defaults())
+            if settings.log_level.upper() in _QUIET_LEVELS:
+                _mute_prefect_console()
+            self.status = stack.enter_context(
+                self.console.status("starting the flow run ...", spinner="dots")
+            )
+            stack.enter_context(listening(self.event))
+            try:
+                return cast(VideoResult, asyncio.run(creator_video(**parameters)))
+            except ContentmillError as exc:
+                fail(self._failure(exc))
+            except ValueError as exc:
+                fail(f"invalid input: {exc}")
+            except (OSError, RuntimeError) as exc:
+                fail(f"the flow could not run ({type(exc).__name__}): {exc}")
+        raise AssertionError("unreachable")  # fail() exits
+
+    def _failure(self, error: Exception) -> str:
+        if not self.done:
+            return f"the {self.step} step failed: {error}"
+        return (
+            f"the {self.step} step failed: {error} (stored: {', '.join(self.done)}; run the same command "
+            "again to resume from there without paying for them again)"
+        )
+
+
+@contextmanager
+def _prefect_defaults() -> Iterator[None]:
+    import prefect.settings
+
+    updates = {
+        getattr(prefect.settings, name): value
+        for name, value in PREFECT_DEFAULTS.items()
+        if name not in os.environ
+    }
+    with prefect.settings.temporary_settings(updates=updates):
+        yield
+
+
+class _NotPrefect(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith(_PREFECT_LOGGERS)
+
+
+def _mute_prefect_console() -> None:
+    """Keep Prefect's records off the console for the rest of this process (the API still gets them).
+
+    Not undone after the run on purpose: the temporary API logs its shutdown when the process exits.
+    """
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in _PREFECT_LOGGERS)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and not any(
+                isinstance(existing, _NotPrefect) for existing in handler.filters
+            ):
+                handler.addFilter(_NotPrefect())
+
+
+def _copy_out(settings: Settings, result: VideoResult, out: Path) -> VideoResult:
+    """Copies of the published files in ``out``; the result then points at them."""
+    store = open_store(settings)
+    try:
+        video = store.save_as(f"{result.folder}video.mp4", out / "video.mp4")
+        srt = store.save_as(f"{result.folder}subtitles.srt", out / "subtitles.srt")
+        script = store.save_as(f"{result.folder}script.json", out / "script.json")
+        audio = [
+            store.save_as(f"{result.folder}audio/scene-{n:02d}.wav", out / "audio" / f"scene-{n:02d}.wav")
+            for n in range(1, len(result.audio) + 1)
+        ]
+    except (ContentmillError, OSError) as exc:
+        fail(f"could not copy the video's files into {out}: {exc}")
+    finally:
+        store.close()
+    return result.model_copy(
+        update={"video": str(video), "srt": str(srt), "script": str(script), "audio": tuple(map(str, audio))}
+    )
+
+
+def _summary(console: Console, result: VideoResult) -> None:
+    table = Table(title=f"{result.title}: {result.duration_s:.1f} s, {result.width}x{result.height}")
+    for column in ("step", "model", "usage", "cost (USD)", "result", "time"):
+        right = column in ("cost (USD)", "time")
+        table.add_column(column, justify="right" if right else "left", no_wrap=column != "usage")
+    for name, report in result.steps.items():
+        table.add_row(
+            name,
+            report.model or "-",
+            report.usage_text(),
+            f"{report.cost_usd:.6f}",
+            "reused" if report.cached else "made",
+            f"{report.seconds:.1f} s",
+        )
+    console.print(table)
+    saved = f" (reusing stored results saved ${result.saved_usd:,.6f})" if result.saved_usd else ""
+    console.print(f"[bold]total cost ${result.cost_usd:,.6f}[/bold]{saved}")
+    console.print(f"video     {result.video}\nsubtitles {result.srt}\nscript    {result.script}")
+    if result.flow_run_id:
+        console.print(f"[dim]flow run  {result.flow_run_id}[/dim]")

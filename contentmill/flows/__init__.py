@@ -1,0 +1,1 @@
+"""Prefect flows, one per file; ``prefect.yaml`` deploys them from ``contentmill/flows/<name>.py``."""

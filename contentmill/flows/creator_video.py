@@ -1,0 +1,143 @@
+"""The creator video flow: topic -> script -> narration -> subtitles -> render -> publish.
+
+Its parameters are the fields of :class:`~contentmill.video.request.VideoRequest`, typed with the same
+annotated types, so the Prefect UI shows a typed form and ``prefect deployment run ... -p topic=...`` works.
+Each step is one task; results are stored at content addresses, so a rerun with the same parameters makes
+no model call and renders nothing, and a rerun after a failure resumes after the last good step.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect import tags as prefect_tags
+from prefect.artifacts import (
+    acreate_link_artifact,
+    acreate_markdown_artifact,
+    acreate_progress_artifact,
+    acreate_table_artifact,
+    aupdate_progress_artifact,
+)
+from prefect.runtime import flow_run
+
+from contentmill.settings import load_settings
+from contentmill.tasks.video import narration_task, publish_task, render_task, script_task, subtitles_task
+from contentmill.video.pipeline import VideoResult, summarize
+from contentmill.video.request import (
+    DEFAULT_STYLE,
+    Fps,
+    Language,
+    ModelName,
+    Orientation,
+    Resolution,
+    Seconds,
+    Style,
+    Tags,
+    Topic,
+    VideoRequest,
+    Voice,
+)
+from contentmill.video.summary import cost_rows, failure_markdown, link, summary_markdown
+
+ARTIFACT_KEY = "creator-video"
+
+
+@flow(name="creator-video", persist_result=False, log_prints=False)
+async def creator_video(
+    topic: Topic,
+    language: Language = "en",
+    seconds: Seconds = 30,
+    style: Style = DEFAULT_STYLE,
+    voice: Voice = "default",
+    text_model: ModelName = None,
+    speech_model: ModelName = None,
+    orientation: Orientation = "vertical",
+    resolution: Resolution = 1080,
+    fps: Fps = 30,
+    tags: Tags | None = None,
+) -> VideoResult:
+    """A narrated short video with burned-in subtitles about a topic, its script, audio and cost.
+
+    Args:
+        topic: What the video is about.
+        language: en or zh: script, narration and subtitles.
+        seconds: Target length in seconds.
+        style: Tone of the script, e.g. "playful" (chat models follow it).
+        voice: A voice of the speech engine; "default" picks one for the language.
+        text_model: provider:model for the script; empty uses CONTENTMILL_TEXT_MODEL.
+        speech_model: provider:model for the narration; empty uses CONTENTMILL_SPEECH_MODEL.
+        orientation: vertical (1080x1920, for phones) or landscape (1920x1080).
+        resolution: The short side in pixels (480, 720 or 1080).
+        fps: Frames per second.
+        tags: Cost tags such as {"team": "...", "project": "..."}.
+    """
+    request = VideoRequest(
+        topic=topic,
+        language=language,
+        seconds=seconds,
+        style=style,
+        voice=voice,
+        text_model=text_model,
+        speech_model=speech_model,
+        orientation=orientation,
+        resolution=resolution,
+        fps=fps,
+        tags=tags or {},
+    ).with_models(load_settings())
+    return await _run(request)
+
+
+async def _run(request: VideoRequest) -> VideoResult:
+    logger = get_run_logger()
+    progress = await acreate_progress_artifact(0.0, description=f"creator video: {request.topic}")
+    done: list[str] = []
+    step = "script"
+    try:
+        with prefect_tags(*(f"{key}:{value}" for key, value in request.tags.items())):
+            script = await script_task(request)
+            done.append(step)
+            await aupdate_progress_artifact(progress, 20.0)
+            step = "narration"
+            narration = await narration_task(request, script)
+            done.append(step)
+            await aupdate_progress_artifact(progress, 40.0)
+            step = "subtitles"
+            subtitles = await subtitles_task(narration)
+            done.append(step)
+            await aupdate_progress_artifact(progress, 50.0)
+            step = "render"
+            render = await render_task(request, script, narration, subtitles)
+            done.append(step)
+            await aupdate_progress_artifact(progress, 90.0)
+            step = "publish"
+            published = await publish_task(request, script, narration, subtitles, render)
+            await aupdate_progress_artifact(progress, 100.0)
+    except Exception as exc:
+        logger.error(
+            "the %s step failed: %s. Finished and stored: %s; run again with the same parameters to resume.",
+            step,
+            exc,
+            ", ".join(done) or "none",
+        )
+        await acreate_markdown_artifact(
+            failure_markdown(request.topic, step, exc, done), key=ARTIFACT_KEY + "-summary"
+        )
+        raise
+    result = summarize(request, script, narration, subtitles, render, published, str(flow_run.id))
+    await _artifacts(result)
+    return result
+
+
+async def _artifacts(result: VideoResult) -> None:
+    """A link to the video, the cost table and a markdown summary, each under a stable key."""
+    await acreate_link_artifact(
+        link(result.video),
+        link_text=f"{result.title} ({result.duration_s:.1f} s)",
+        key=ARTIFACT_KEY,
+        description="The finished video.",
+    )
+    await acreate_table_artifact(
+        cost_rows(result),
+        key=ARTIFACT_KEY + "-costs",
+        description=f"Model, usage and cost of each step; this run paid {result.cost_usd:.6f} USD.",
+    )
+    await acreate_markdown_artifact(summary_markdown(result), key=ARTIFACT_KEY + "-summary")

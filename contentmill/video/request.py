@@ -1,0 +1,89 @@
+"""What a creator asks for: one validated request that the flow, the CLI and the library pipeline share.
+
+The annotated types below carry each parameter's constraints and description once; the Prefect flow's
+signature uses the same types, so its typed UI form and this model cannot disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from contentmill.settings import Settings
+
+Language = Literal["en", "zh"]
+Orientation = Literal["vertical", "landscape"]
+Resolution = Literal[480, 720, 1080]
+_MODEL_NAME = r"^[A-Za-z0-9_.\-]+:\S+$"
+
+Topic = Annotated[str, Field(min_length=1, max_length=200, description="What the video is about.")]
+Seconds = Annotated[int, Field(ge=10, le=180, description="Target length of the video in seconds.")]
+Style = Annotated[str, Field(min_length=1, max_length=200, description="Tone of the script, e.g. 'playful'.")]
+Voice = Annotated[
+    str,
+    Field(min_length=1, max_length=64, description="A voice of the speech engine ('default': by language)."),
+]
+ModelName = Annotated[
+    str | None, Field(pattern=_MODEL_NAME, description="provider:model; empty: the CONTENTMILL_* setting.")
+]
+Fps = Annotated[int, Field(ge=10, le=60, description="Frames per second of the video.")]
+Tags = Annotated[dict[str, str], Field(description="Cost tags such as team and project.")]
+
+DEFAULT_STYLE = "friendly and clear"
+
+
+class VideoRequest(BaseModel):
+    """One creator video: what it is about and how it is made. Model names left empty come from settings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    topic: Topic
+    language: Language = "en"
+    seconds: Seconds = 30
+    style: Style = DEFAULT_STYLE
+    voice: Voice = "default"
+    text_model: ModelName = None
+    speech_model: ModelName = None
+    orientation: Orientation = "vertical"
+    resolution: Resolution = 1080
+    fps: Fps = 30
+    tags: Tags = Field(default_factory=dict)
+
+    @field_validator("topic", "style")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        cleaned = " ".join(value.split())
+        if not cleaned:
+            raise ValueError("must not be blank")
+        return cleaned
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Frame width and height: the long side keeps 16:9, rounded to an even number for H.264."""
+        short = self.resolution
+        long = round(short * 16 / 9 / 2) * 2
+        return (short, long) if self.orientation == "vertical" else (long, short)
+
+    def with_models(self, settings: Settings) -> VideoRequest:
+        """The request with both model names filled in, so step results are addressed by the real model."""
+        return self.model_copy(
+            update={
+                "text_model": self.text_model or settings.text_model,
+                "speech_model": self.speech_model or settings.speech_model,
+            }
+        )
+
+    @property
+    def text(self) -> str:
+        """The text model's name (after :meth:`with_models`)."""
+        if self.text_model is None:
+            raise ValueError("the text model is not resolved: call with_models(settings) first")
+        return self.text_model
+
+    @property
+    def speech(self) -> str:
+        """The speech model's name (after :meth:`with_models`)."""
+        if self.speech_model is None:
+            raise ValueError("the speech model is not resolved: call with_models(settings) first")
+        return self.speech_model

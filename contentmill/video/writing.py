@@ -1,0 +1,259 @@
+"""The script step: the text model writes the script, and what it wrote is repaired, retried or refused.
+
+A chat model is asked for the whole script as JSON; an answer that cannot be repaired is sent back once with
+the reason, and if that fails too the script is written scene by scene instead. A base model (provider kind
+``local``) writes scene by scene from the start: the code fixes the structure and each sentence is checked,
+then retried with another seed where it is junk. A scene no attempt could write is left out while at least
+three remain; otherwise the step fails with MalformedResponse. Malformed output never reaches the script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from contentmill.errors import MalformedResponse
+from contentmill.gateway import Gateway, Generation
+from contentmill.providers.base import Message, TextRequest
+from contentmill.storage import ObjectStore
+from contentmill.video import prompts
+from contentmill.video.progress import StepEvent, announce
+from contentmill.video.records import StepReport, digest
+from contentmill.video.request import VideoRequest
+from contentmill.video.script import (
+    MIN_SCENES,
+    Script,
+    ScriptScene,
+    UnusableText,
+    check_sentence,
+    parse_script,
+)
+
+log = logging.getLogger("contentmill.video")
+SCRIPT_VERSION = 1
+JSON_ATTEMPTS = 2
+SCENE_ATTEMPTS = 4
+RETRY_TEMPERATURE = 0.8
+SCENE_MAX_TOKENS = 80
+
+
+@dataclass(slots=True)
+class Written:
+    """A script and every call it took (also the calls whose answers were thrown away)."""
+
+    script: Script
+    strategy: str  # "json" or "scenes"
+    generations: list[Generation] = field(default_factory=list)
+    repairs: list[str] = field(default_factory=list)
+
+
+class ScriptResult(BaseModel):
+    """The script step's result: the script itself (it is small) and where it is stored."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    digest: str
+    script: Script
+    strategy: str
+    report: StepReport
+
+
+def script_digest(request: VideoRequest) -> str:
+    """Exactly what the script depends on: topic, language, length, style, text model, prompts (not voice)."""
+    inputs = {
+        "topic": request.topic,
+        "language": request.language,
+        "seconds": request.seconds,
+        "style": request.style,
+        "text_model": request.text,
+        "prompts": prompts.PROMPT_VERSION,
+    }
+    return digest("script", SCRIPT_VERSION, inputs)
+
+
+def is_base_model(gateway: Gateway, name: str) -> bool:
+    """Local engines are base models, prompted by completion; every other provider speaks chat."""
+    catalog = gateway.catalog
+    return catalog.provider(catalog.get(name).provider).kind == "local"
+
+
+def _tags(request: VideoRequest) -> dict[str, str]:
+    return {**request.tags, "job": "creator-video", "step": "script"}
+
+
+async def _as_json(request: VideoRequest, gateway: Gateway, written: list[Generation]) -> Written:
+    """The whole script in one JSON answer, with one corrected retry; UnusableText if both fail."""
+    ask = prompts.json_script_request(request.topic, request.language, request.seconds, request.style)
+    problem = ""
+    for attempt in range(JSON_ATTEMPTS):
+        generation = await gateway.generate(ask, model=request.text, tags=_tags(request))
+        written.append(generation)
+        answer = generation.text or ""
+        try:
+            script, repairs = parse_script(answer, language=request.language, topic=request.topic)
+        except UnusableText as exc:
+            problem = str(exc)
+            log.info("script attempt %d from %s unusable: %s", attempt + 1, request.text, problem)
+            note = Message("user", prompts.json_retry_note(problem))
+            ask = TextRequest(
+                messages=(*ask.messages, Message("assistant", answer), note),
+                max_tokens=ask.max_tokens,
+                response_format="json",
+            )
+            continue
+        return Written(script, "json", list(written), repairs)
+    raise UnusableText(problem)
+
+
+@dataclass(slots=True)
+class _SceneWriter:
+    """Writes scenes one sentence at a time, each checked against junk and everything said before it."""
+
+    request: VideoRequest
+    gateway: Gateway
+    base: bool
+    words: int
+    written: list[Generation]
+    said: list[str] = field(default_factory=list)
+
+    def ask(self, angle: prompts.Angle, seed: int, temperature: float) -> TextRequest:
+        request = self.request
+        if self.base:
+            prompt = prompts.completion_prompt(request.topic, angle, request.language)
+            return TextRequest(
+                prompt=prompt, max_tokens=SCENE_MAX_TOKENS, stop=("\n",), temperature=temperature, seed=seed
+            )
+        chat = prompts.chat_scene_request(request.topic, angle, request.language, request.style, self.words)
+        return TextRequest(
+            messages=chat.messages, max_tokens=chat.max_tokens, temperature=temperature, seed=seed
+        )
+
+    async def sentence(self, angle: prompts.Angle, first_seed: int, greedy: bool) -> str | None:
+        """A checked sentence for ``angle``; None when every attempt gave junk. Retries sample anew."""
+        for attempt in range(SCENE_ATTEMPTS):
+            temperature = 0.0 if greedy and attempt == 0 else RETRY_TEMPERATURE
+            ask = self.ask(angle, first_seed + attempt, temperature)
+            generation = await self.gateway.generate(ask, model=self.request.text, tags=_tags(self.request))
+            self.written.append(generation)
+            try:
+                sentence = check_sentence(
+                    generation.text or "",
+                    self.request.language,
+                    earlier=self.said,
+                    examples=list(angle.examples),
+                    cut=generation.finish_reason == "length",
+                    max_words=max(30, 2 * self.words),
+                )
+            except UnusableText as exc:
+                log.info(
+                    "scene %r attempt %d from %s unusable: %s",
+                    angle.prompt,
+                    attempt + 1,
+                    self.request.text,
+                    exc,
+                )
+                continue
+            self.said.append(sentence)
+            return sentence
+        return None
+
+    async def scene(self, angle: prompts.Angle, sentences: int) -> ScriptScene | None:
+        parts = []
+        for number in range(sentences):
+            sentence = await self.sentence(angle, number * SCENE_ATTEMPTS, greedy=number == 0)
+            if sentence is not None:
+                parts.append(sentence)
+        if not parts:
+            return None
+        joiner = "" if self.request.language == "zh" else " "
+        return ScriptScene(narration=joiner.join(parts), on_screen_text=angle.caption)
+
+
+async def _scene_by_scene(
+    request: VideoRequest, gateway: Gateway, *, base: bool, written: list[Generation]
+) -> Written:
+    """The structure from code, each scene's text from the model (a base model: one sentence a call)."""
+    angles = prompts.angles_for(request.seconds, request.language)
+    per_scene = prompts.sentences_per_scene(request.seconds, len(angles), request.language) if base else 1
+    budget = prompts.spoken_budget(request.seconds, request.language)
+    words = max(12, budget // (len(angles) * per_scene) + 5)
+    writer = _SceneWriter(request, gateway, base, words, written)
+    scenes: list[ScriptScene] = []
+    for angle in angles:
+        scene = await writer.scene(angle, per_scene)
+        if scene is not None:
+            scenes.append(scene)
+    if len(scenes) < MIN_SCENES:
+        raise MalformedResponse(
+            f"wrote only {len(scenes)} usable scenes of {len(angles)} in {len(written)} calls; rephrase the "
+            "topic or choose a stronger text model (CONTENTMILL_TEXT_MODEL or the text_model parameter)",
+            model=request.text,
+        )
+    title = prompts.script_title(request.topic, request.language)
+    skipped = [f"{len(angles) - len(scenes)} scenes left out"] if len(scenes) < len(angles) else []
+    script = Script(title=title, language=request.language, scenes=tuple(scenes))
+    return Written(script, "scenes", list(written), skipped)
+
+
+async def write_script(request: VideoRequest, gateway: Gateway) -> Written:
+    """Write a checked script with the request's text model, whatever that model returns."""
+    written: list[Generation] = []
+    if is_base_model(gateway, request.text):
+        return await _scene_by_scene(request, gateway, base=True, written=written)
+    try:
+        return await _as_json(request, gateway, written)
+    except UnusableText as exc:
+        log.warning("%s gave no usable JSON script (%s); writing it scene by scene", request.text, exc)
+        return await _scene_by_scene(request, gateway, base=False, written=written)
+
+
+def _stored(store: ObjectStore, key: str, found_digest: str) -> ScriptResult | None:
+    record = store.get_json(key)
+    if not isinstance(record, dict):
+        return None
+    try:
+        return ScriptResult(
+            key=key,
+            digest=found_digest,
+            script=Script.model_validate(record["script"]),
+            strategy=str(record["strategy"]),
+            report=StepReport.model_validate(record["report"]),
+        )
+    except (KeyError, ValidationError):
+        return None  # an older or damaged record: written again
+
+
+async def script_step(request: VideoRequest, gateway: Gateway, store: ObjectStore) -> ScriptResult:
+    """The stored script for this request, or a new one written, checked and stored."""
+    started = time.perf_counter()
+    announce(StepEvent("script", "start", f"writing with {request.text}"))
+    found_digest = script_digest(request)
+    key = f"steps/script/{found_digest}.json"
+    stored = await asyncio.to_thread(_stored, store, key, found_digest)
+    if stored is not None:
+        result = stored.model_copy(update={"report": stored.report.reused(time.perf_counter() - started)})
+    else:
+        written = await write_script(request, gateway)
+        report = StepReport.from_generations(
+            "script", request.text, written.generations, seconds=time.perf_counter() - started
+        )
+        record = {
+            "script": written.script.model_dump(mode="json"),
+            "strategy": written.strategy,
+            "repairs": written.repairs,
+            "report": report.model_dump(mode="json"),
+            "request": request.model_dump(
+                mode="json", include={"topic", "language", "seconds", "style", "text_model"}
+            ),
+        }
+        await asyncio.to_thread(store.put_json, key, record)
+        result = ScriptResult(
+            key=key, digest=found_digest, script=written.script, strategy=written.strategy, report=report
+        )
+    announce(StepEvent("script", "done", result.script.title, result.report))
+    return result

