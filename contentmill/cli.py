@@ -15,6 +15,7 @@ from rich.table import Table
 from contentmill.commands import JsonOption, emit_json, fail, parse_tags, settings_or_fail
 from contentmill.commands.budget import budget_app
 from contentmill.commands.cache import cache_app
+from contentmill.commands.graph import graph_app, search
 from contentmill.commands.ledger import alerts_app, report_app
 from contentmill.commands.video import demo, video
 from contentmill.errors import ContentmillError
@@ -30,6 +31,8 @@ app = typer.Typer(
 )
 app.command()(video)
 app.command()(demo)
+app.command()(search)
+app.add_typer(graph_app, name="graph")
 app.add_typer(cache_app, name="cache")
 app.add_typer(budget_app, name="budget")
 app.add_typer(report_app, name="report")
