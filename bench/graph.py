@@ -2,7 +2,7 @@
 
 Figures (one JSON line each):
 - embedding: throughput of SentenceEmbedder.encode vs sentence-transformers' own encode (its defaults, and
-  at our batch size) on the same texts (500 product texts from ../shared/data when present), in rotating
+  at our batch size) on the same texts (300 product texts from ../shared/data when present), in rotating
   rounds; ratio = ours / theirs (target >= 1.0, no loss). Also the latency of embedding one query.
 - crossover: the vector index's exact path (numpy over partition matrices) vs its HNSW path (usearch) vs a
   brute-force numpy product over one contiguous matrix, at growing sizes; where HNSW wins sets EXACT_LIMIT.
@@ -115,7 +115,7 @@ def catalog_texts() -> list[str]:
     return [" ".join(rng.choice(words, 40)) for _ in range(1000)]
 
 
-def bench_embedding(rounds: int = 3, count: int = 500) -> None:
+def bench_embedding(rounds: int = 6, count: int = 300) -> None:
     """SentenceEmbedder.encode vs SentenceTransformer.encode with its defaults, and at our batch size."""
     texts = catalog_texts()[:count]
     ours = SentenceEmbedder()

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from pairs import DUP, MISS, PAIRS
+from graph_pairs import DUP, MISS, PAIRS
 
 from contentmill.knowledge_graph import KnowledgeGraph, OutputSpec, RequestFacts
 
-RECALL_FLOOR = 0.8
+RECALL_FLOOR = 0.9  # measured: 0.967 (29 of 30) with all-MiniLM-L6-v2 at the 0.9 threshold
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Two OS processes write outputs to one SQLite store at the same time; each finds the other's in search after
-catching up. (On PostgreSQL the same ordering is tested with concurrent writers in test_store.py.)"""
+catching up. (On PostgreSQL the same ordering is tested with concurrent writers in test_graph_store.py.)"""
 
 from __future__ import annotations
 
