@@ -112,8 +112,56 @@ def _v1_tables(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v2_routing_tables(conn: Connection) -> None:
+    """Routing memory: each model choice with its candidates, quality scores, prompt experiments."""
+    md = sa.MetaData()
+    sa.Table(
+        "route_decisions", md,
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("ts", UTCDateTime(), nullable=False),
+        sa.Column("request_hash", sa.String(128), nullable=False),
+        sa.Column("task_kind", sa.String(64), nullable=False),
+        sa.Column("chosen_model", sa.String(200), nullable=False),
+        sa.Column("tier", sa.String(32)),
+        sa.Column("priority", sa.String(16), nullable=False),
+        sa.Column("weights", JSONType, nullable=False),
+        sa.Column("candidates", JSONType, nullable=False),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("downgraded_from", sa.String(32)),
+        sa.Index("ix_route_decisions_request_hash", "request_hash"),
+        sa.Index("ix_route_decisions_ts", "ts"),
+    )
+    sa.Table(
+        "quality_scores", md,
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("ts", UTCDateTime(), nullable=False),
+        sa.Column("call_id", sa.String(32)),
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("template_version", sa.String(100)),
+        sa.Column("scorer", sa.String(32), nullable=False),
+        sa.Column("score", sa.Double, nullable=False),
+        sa.Column("tags", JSONType, nullable=False),
+        sa.Index("ix_quality_scores_model_ts", "model", "ts"),
+        sa.Index("ix_quality_scores_call", "call_id"),
+    )
+    sa.Table(
+        "experiments", md,
+        sa.Column("name", sa.String(100), primary_key=True),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("arms", JSONType, nullable=False),
+        sa.Column("split", JSONType, nullable=False),
+        sa.Column("metric", sa.String(32), nullable=False),
+        sa.Column("winner", sa.String(100)),
+        sa.Column("stopped_at", UTCDateTime()),
+        sa.Column("notes", JSONType, nullable=False),
+    )
+    md.create_all(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "calls, call_tags, reservations, budgets, alerts", _v1_tables),
+    Migration(2, "route_decisions, quality_scores, experiments", _v2_routing_tables),
 )
 
 

@@ -127,6 +127,50 @@ alerts = sa.Table(
     sa.Index("ix_alerts_rule_subject_ts", "rule", "subject", "ts"),
 )
 
+route_decisions = sa.Table(
+    "route_decisions", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("ts", UTCDateTime(), nullable=False),
+    sa.Column("request_hash", sa.String(128), nullable=False),
+    sa.Column("task_kind", sa.String(64), nullable=False),
+    sa.Column("chosen_model", sa.String(200), nullable=False),
+    sa.Column("tier", sa.String(32)),
+    sa.Column("priority", sa.String(16), nullable=False),
+    sa.Column("weights", JSONType, nullable=False),
+    sa.Column("candidates", JSONType, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("downgraded_from", sa.String(32)),
+    sa.Index("ix_route_decisions_request_hash", "request_hash"),
+    sa.Index("ix_route_decisions_ts", "ts"),
+)
+
+quality_scores = sa.Table(
+    "quality_scores", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("ts", UTCDateTime(), nullable=False),
+    sa.Column("call_id", sa.String(32)),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("template_version", sa.String(100)),
+    sa.Column("scorer", sa.String(32), nullable=False),
+    sa.Column("score", sa.Double, nullable=False),
+    sa.Column("tags", JSONType, nullable=False),
+    sa.Index("ix_quality_scores_model_ts", "model", "ts"),
+    sa.Index("ix_quality_scores_call", "call_id"),
+)
+
+experiments = sa.Table(
+    "experiments", metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("arms", JSONType, nullable=False),
+    sa.Column("split", JSONType, nullable=False),
+    sa.Column("metric", sa.String(32), nullable=False),
+    sa.Column("winner", sa.String(100)),
+    sa.Column("stopped_at", UTCDateTime()),
+    sa.Column("notes", JSONType, nullable=False),
+)
+
 schema_version = sa.Table(
     "schema_version", metadata,
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
