@@ -47,6 +47,11 @@ class ModelInfo:
     context_window: int | None = None
     max_output_tokens: int | None = None
     quality: float = 0.5
+    # Routing priors, used while the ledger holds few calls of the model: a typical P99 latency in seconds,
+    # the languages (ISO 639-1) and task kinds it serves well (empty: no claim either way).
+    latency_s: float | None = None
+    languages: tuple[str, ...] = ()
+    task_kinds: tuple[str, ...] = ()
     tokenizer: str = "cl100k_base"
     tokenizer_exact: bool = True
     as_of: str | None = None
@@ -165,6 +170,7 @@ def _model(name: str, entry: dict[str, Any], base: ModelInfo | None, source: str
         raise ConfigError(
             f"{source}: model {name!r} has unknown fields {sorted(unknown)}; known: {', '.join(sorted(_MODEL_FIELDS))}"
         )
+    entry = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}  # YAML lists: hashable tuples
     return ModelInfo(name=name, **entry) if base is None else replace(base, **entry)
 
 
