@@ -8,8 +8,11 @@ processes queue on the busy timeout instead of failing when a read turns into a 
 from __future__ import annotations
 
 import logging
+import random
+import sqlite3
+import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -69,12 +72,33 @@ def settings_url(settings: Settings) -> str:
     return f"sqlite:///{(settings.data_dir / LEDGER_FILE).expanduser().resolve()}"
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _enter_wal(cursor: Any, timeout_s: float) -> None:
+    """Switch a new database file to WAL, waiting out other openers doing the same.
+
+    Changing the journal mode needs an exclusive lock, and SQLite returns "database is locked" at once, without
+    its busy handler, when two connections holding shared locks both ask for it. Once the file is in WAL mode the
+    pragma is a no-op that takes no lock.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 0.2)
+
+
+def _configure_sqlite(engine: Engine, timeout_s: float) -> None:
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (see _on_begin)
         cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
+        _enter_wal(cursor, timeout_s)
+        for pragma in ("synchronous=FULL", "foreign_keys=ON"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
@@ -89,9 +113,9 @@ def create_ledger_engine(url: str | sa.URL) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         assert parsed.database is not None
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        connect_args = {} if "timeout" in parsed.query else {"timeout": SQLITE_BUSY_TIMEOUT_S}
-        engine = sa.create_engine(parsed, connect_args=connect_args)
-        _configure_sqlite(engine)
+        timeout_s = float(str(parsed.query.get("timeout", SQLITE_BUSY_TIMEOUT_S)))
+        engine = sa.create_engine(parsed, connect_args={"timeout": timeout_s})
+        _configure_sqlite(engine, timeout_s)
         return engine
     connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": 10}
     # pre_ping replaces connections the server closed (restart, idle timeout) before they are used.
@@ -240,6 +264,15 @@ class LedgerStore:
         """Run a read-only query (reports build theirs from ``schema``)."""
         with self._read(action) as conn:
             return list(conn.execute(query).mappings())
+
+    def transaction(self, action: str) -> AbstractContextManager[Connection]:
+        """One committed write transaction for the tables beside the calls (routing decisions, quality scores,
+        experiments); database errors come out as LedgerError naming ``action``."""
+        return self._write(action)
+
+    def insert_ignoring_duplicates(self, table: sa.Table) -> Any:
+        """INSERT ... ON CONFLICT DO NOTHING on ``table``'s primary key."""
+        return self._insert(table)
 
     def _insert(self, table: sa.Table) -> Any:
         """INSERT ... ON CONFLICT DO NOTHING on the primary key: a retried batch is written once."""
