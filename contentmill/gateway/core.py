@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -66,6 +66,9 @@ from contentmill.providers.base import (
 )
 from contentmill.providers.resolve import provider_account, speech_model, text_model
 from contentmill.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from contentmill.gateway.batch import BatchOutcome, BatchTicket
 
 log = logging.getLogger("contentmill.gateway")
 Result = TextResult | SpeechResult
@@ -276,6 +279,25 @@ class Gateway:
             return await self._run(call, key, lambda: provider.synthesize(request), _speech_codec, wait_s)
 
         return await self._with_fallbacks([model or self.settings.speech_model, *fallbacks], attempt)
+
+    # -- the Batch API (gateway/batch.py) -----------------------------------------------------------------
+
+    async def submit_batch(self, items: Sequence[tuple[str, TextRequest]], *, model: str,
+                           tags: Mapping[str, str] | None = None,
+                           item_tags: Mapping[str, Mapping[str, str]] | None = None, cache: bool = True,
+                           shareable: bool = False, template_version: str | None = None) -> BatchTicket:
+        """Submit ``(custom id, request)`` items as one Batch API batch, at the batch discount; the cache
+        answers what it holds. Collect later, in this or another process, with ``collect_batch``."""
+        from contentmill.gateway import batch
+
+        return await batch.submit(self, items, model=model, tags=tags, item_tags=item_tags, cache=cache,
+                                  shareable=shareable, template_version=template_version)
+
+    async def collect_batch(self, batch_id: str, *, cancel: bool = False) -> BatchOutcome | None:
+        """The results of a submitted batch once it has finished (None while it runs), settled and recorded."""
+        from contentmill.gateway import batch
+
+        return await batch.collect(self, batch_id, cancel=cancel)
 
     # -- the path ---------------------------------------------------------------------------------------
 
@@ -509,7 +531,7 @@ def alert_sinks(settings: Settings) -> list[AlertSink]:
     return sinks
 
 
-def _refusal_error(refusal: Refusal, call: _Call) -> ContentmillError:
+def _refusal_error(refusal: Refusal, call: _Call | None = None) -> ContentmillError:
     claim = refusal.claim
     if claim.key.startswith("budget:"):
         return BudgetExceeded(claim.label, refusal.used, refusal.reserved, claim.limit, claim.amount)

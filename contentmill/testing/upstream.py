@@ -5,7 +5,8 @@ Tests, benchmarks and users point any OpenAI-compatible client at it in place of
 ``POST /v1/audio/speech`` with a WAV tone as long as the text takes to say, and ``GET /v1/models``. Usage is
 counted with tiktoken the way OpenAI bills it, and each API key gets OpenAI's continuously refilling
 requests-per-minute and tokens-per-minute buckets, with its ``x-ratelimit-*`` headers and 429 answers.
-``GET /stats`` shows what was served (keys only by fingerprint); ``POST /stats/reset`` zeroes it.
+``GET /stats`` shows what was served (keys only by fingerprint); ``POST /stats/reset`` zeroes it. The Batch API
+(``/v1/files``, ``/v1/batches``; see ``batch_api.py``) completes a batch after ``--batch-delay-ms``.
 
 Faults are injected per request with the header ``X-Upstream-Fault`` (before any capacity is taken)::
 
@@ -57,6 +58,7 @@ DEFAULT_RPM = 1_000_000
 DEFAULT_TPM = 1_000_000_000
 DEFAULT_MAX_TOKENS = 4096  # output bound and TPM charge of a chat request that names no max_tokens
 TIMEOUT_FAULT_S = 30.0
+DEFAULT_BATCH_DELAY_MS = 200.0  # how long a batch runs before it completes (a real one may take up to 24 h)
 SPEECH_SAMPLE_RATE = 24_000  # OpenAI's TTS sample rate
 SPEECH_MAX_CHARS = 4096  # OpenAI's limit on a speech request's input
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -155,16 +157,29 @@ class Counters:
     characters: int = 0
 
 
+@dataclass(slots=True)
+class BatchCounters:
+    """Batch API work, counted apart from online requests (OpenAI bills and limits it apart)."""
+
+    batches: int = 0
+    requests: int = 0
+    failed: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
 class Stats:
-    """What the server served and refused, in total, per key fingerprint and per model."""
+    """What the server served and refused, in total, per key fingerprint and per model; batch work apart."""
 
     def __init__(self) -> None:
         self.total = Counters()
         self.by_key: defaultdict[str, Counters] = defaultdict(Counters)
         self.by_model: defaultdict[str, Counters] = defaultdict(Counters)
+        self.batch = BatchCounters()
 
     def reset(self) -> None:
         self.total = Counters()
+        self.batch = BatchCounters()
         self.by_key.clear()
         self.by_model.clear()
 
@@ -195,6 +210,7 @@ class Stats:
             **asdict(self.total),
             "by_key": {name: asdict(c) for name, c in self.by_key.items()},
             "by_model": {name: asdict(c) for name, c in self.by_model.items()},
+            "batch": asdict(self.batch),
         }
 
 
@@ -520,6 +536,7 @@ class UpstreamConfig:
     seed: int = 0
     api_keys: tuple[str, ...] = ()
     models: tuple[str, ...] = DEFAULT_MODELS
+    batch_delay_ms: float = DEFAULT_BATCH_DELAY_MS
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -528,6 +545,8 @@ class UpstreamConfig:
             raise ConfigError(f"--rpm and --tpm must be at least 1 (got {self.rpm} and {self.tpm})")
         if self.latency_ms < 0:
             raise ConfigError(f"--latency-ms cannot be negative (got {self.latency_ms})")
+        if self.batch_delay_ms < 0:
+            raise ConfigError(f"--batch-delay-ms cannot be negative (got {self.batch_delay_ms})")
         if not 0.0 <= self.error_rate <= 1.0:
             raise ConfigError(f"--error-rate is a share from 0 to 1 (got {self.error_rate})")
         if any(not key for key in self.api_keys):
@@ -560,6 +579,9 @@ class UpstreamServer:
         app.router.add_post("/v1/chat/completions", self._endpoint(self._chat))
         app.router.add_post("/v1/audio/speech", self._endpoint(self._speech))
         app.router.add_get("/v1/models", self._endpoint(self._models))
+        from contentmill.testing.batch_api import BatchApi  # it builds on this module
+
+        BatchApi(self, self.config.batch_delay_ms / 1000).routes(app, self._endpoint)
         app.router.add_get("/stats", self._endpoint(self._stats))
         app.router.add_post("/stats/reset", self._endpoint(self._reset))
         app.router.add_route("*", "/{path:.*}", self._endpoint(self._not_found))
@@ -792,6 +814,8 @@ def parse_args(argv: Sequence[str] | None = None) -> UpstreamConfig:
     parser.add_argument("--seed", type=int, default=0, help="seed of the error rate's draws")
     parser.add_argument("--api-key", action="append", default=[], help="accepted key (repeatable; default: any)")
     parser.add_argument("--models", action="append", default=[], help="more models to list (comma-separated)")
+    parser.add_argument("--batch-delay-ms", type=float, default=DEFAULT_BATCH_DELAY_MS,
+                        help="how long a Batch API batch runs before it completes")
     args = parser.parse_args(argv)
     extra = [name.strip() for names in args.models for name in names.split(",") if name.strip()]
     try:
@@ -805,6 +829,7 @@ def parse_args(argv: Sequence[str] | None = None) -> UpstreamConfig:
             seed=args.seed,
             api_keys=tuple(args.api_key),
             models=tuple(dict.fromkeys([*DEFAULT_MODELS, *extra])),
+            batch_delay_ms=args.batch_delay_ms,
         )
     except ConfigError as exc:
         parser.error(str(exc))
@@ -821,4 +846,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as the package module, not as __main__, so that batch_api.py (which imports it) shares its classes.
+    from contentmill.testing import upstream as _upstream
+
+    sys.exit(_upstream.main())

@@ -1,0 +1,422 @@
+"""Batch API calls through the gateway: priced at the batch discount, admitted, settled and recorded per item.
+
+``submit`` serves what the cache already holds, prices the rest at the vendor's batch discount, reserves it
+against every budget and quota that applies (per-minute buckets do not apply: the vendor runs batch work apart
+from online traffic, within its 24 h window), submits one batch, and keeps a *pending* record of it (in Redis
+when configured, else in the data directory) so that ``collect`` works in a later process. ``collect`` reads the
+answers of a finished batch, settles the reservation with what was actually used, writes one ledger row per item
+and stores each answer in the cache, so the same request online later costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import orjson
+import redis.asyncio as aioredis
+
+from contentmill.cache import JSON, CacheKey, text_key
+from contentmill.catalog import ModelInfo
+from contentmill.errors import (
+    BadRequest,
+    ConfigError,
+    ContentmillError,
+    ProviderError,
+    ProviderUnavailable,
+    RequestTooLarge,
+)
+from contentmill.gateway.admission import Claim, Reservation
+from contentmill.gateway.policy import CallFacts, Unit, units
+from contentmill.ledger import CallRecord
+from contentmill.metering import Usage
+from contentmill.providers.base import TextRequest
+from contentmill.providers.batch import BatchAnswer, BatchClient, BatchStatus, as_requests
+from contentmill.providers.openai_compat import OpenAICompatTextModel
+from contentmill.settings import Settings
+
+if TYPE_CHECKING:
+    from contentmill.gateway.core import Gateway, Generation
+
+log = logging.getLogger("contentmill.gateway.batch")
+WINDOW_S = 24 * 3600.0
+SLACK_S = 3600.0  # a reservation outlives the vendor's window by this much before it is swept as an orphan
+MODE_TAG = "submit_mode"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingItem:
+    """What collecting one item needs to know, kept from submission (never the prompt)."""
+
+    custom_id: str
+    request_hash: str
+    estimate: Usage
+    reserved_usd: float
+    tags: Mapping[str, str]
+    cache_key: str | None  # CacheKey.path
+    claims: tuple[tuple[str, str], ...]  # (claim key, unit) of each budget or quota the item counts against
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"custom_id": self.custom_id, "request_hash": self.request_hash, "estimate": self.estimate.as_dict(),
+                "reserved_usd": self.reserved_usd, "tags": dict(self.tags), "cache_key": self.cache_key,
+                "claims": [list(c) for c in self.claims]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PendingItem:
+        return cls(data["custom_id"], data["request_hash"], Usage.from_dict(data["estimate"]),
+                   float(data["reserved_usd"]), dict(data["tags"]), data.get("cache_key"),
+                   tuple((str(k), str(u)) for k, u in data["claims"]))
+
+
+@dataclass(frozen=True, slots=True)
+class PendingBatch:
+    """A submitted batch not yet collected: enough to collect it in any process that shares the store."""
+
+    batch_id: str
+    model: str
+    submitted_at: float
+    reservation: str  # the reservation's JSON
+    items: tuple[PendingItem, ...]
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({"batch_id": self.batch_id, "model": self.model, "submitted_at": self.submitted_at,
+                             "reservation": self.reservation, "items": [i.as_dict() for i in self.items]})
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> PendingBatch:
+        data = json.loads(raw)
+        return cls(data["batch_id"], data["model"], float(data["submitted_at"]), data["reservation"],
+                   tuple(PendingItem.from_dict(i) for i in data["items"]))
+
+    @property
+    def reserved_usd(self) -> float:
+        return sum(item.reserved_usd for item in self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchTicket:
+    """What ``submit`` did: the batch it created (None when the cache answered every item) and the cache hits."""
+
+    batch_id: str | None
+    model: str
+    submitted: tuple[str, ...]
+    cached: Mapping[str, Generation] = field(default_factory=dict)
+    reserved_usd: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItemResult:
+    custom_id: str
+    generation: Generation | None = None
+    error: str | None = None  # the error's class and message when the item failed
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What ``collect`` found: the batch's final status and one result per submitted item."""
+
+    batch_id: str
+    status: str
+    results: Mapping[str, BatchItemResult]
+    cost_usd: float
+
+    @property
+    def ok(self) -> int:
+        return sum(r.generation is not None for r in self.results.values())
+
+
+class PendingStore:
+    """Pending batches by id: a Redis hash when the settings name Redis (shared by every worker), else files."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._redis = aioredis.from_url(settings.redis_url) if settings.redis_url else None
+        self._hash = settings.redis_prefix + "batches:pending"
+        self._dir = settings.data_dir / "batches"
+
+    def _path(self, batch_id: str) -> Path:
+        if not batch_id.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"{batch_id!r} is not a batch id")
+        return self._dir / f"{batch_id}.json"
+
+    async def put(self, pending: PendingBatch) -> None:
+        if self._redis is not None:
+            await self._redis.hset(self._hash, pending.batch_id, pending.to_json())
+            return
+        self._dir.mkdir(parents=True, exist_ok=True)
+        path = self._path(pending.batch_id)
+        path.with_suffix(".tmp").write_bytes(pending.to_json())
+        path.with_suffix(".tmp").replace(path)
+
+    async def get(self, batch_id: str) -> PendingBatch | None:
+        if self._redis is not None:
+            raw = await self._redis.hget(self._hash, batch_id)
+            return None if raw is None else PendingBatch.from_json(raw)
+        path = self._path(batch_id)
+        return PendingBatch.from_json(path.read_bytes()) if path.is_file() else None
+
+    async def all(self) -> list[PendingBatch]:
+        if self._redis is not None:
+            return [PendingBatch.from_json(raw) for raw in (await self._redis.hgetall(self._hash)).values()]
+        return [PendingBatch.from_json(p.read_bytes()) for p in sorted(self._dir.glob("*.json"))]
+
+    async def take(self, batch_id: str) -> bool:
+        """Remove the record; False if another collector took it first (it is then settled once, there)."""
+        if self._redis is not None:
+            return bool(await self._redis.hdel(self._hash, batch_id))
+        try:
+            self._path(batch_id).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+
+
+def batch_client(gateway: Gateway, model: str) -> tuple[BatchClient, ModelInfo]:
+    provider = gateway.text_model(model)
+    if not isinstance(provider, OpenAICompatTextModel):
+        raise ConfigError(f"{model} is not served by an OpenAI-compatible API, so it has no Batch API; "
+                          "submit it online instead")
+    return BatchClient(provider), gateway.catalog.get(model)
+
+
+async def submit(gateway: Gateway, items: Sequence[tuple[str, TextRequest]], *, model: str,
+                 tags: Mapping[str, str] | None = None, item_tags: Mapping[str, Mapping[str, str]] | None = None,
+                 cache: bool = True, shareable: bool = False, template_version: str | None = None) -> BatchTicket:
+    """Submit ``items`` (custom id, request) as one batch of ``model``; cache hits are answered at once."""
+    from contentmill.gateway.core import DEFAULT_TENANT, _request_hash, estimate_text_usage
+
+    requests = as_requests(items)
+    base = {**(tags or {}), MODE_TAG: "batch"}
+    info = gateway._priced(model, "text", base)
+    if not info.batch_discount:
+        log.info("%s has no batch discount in the catalog: batch calls are priced as online ones", model)
+    client, _ = batch_client(gateway, model)
+    caching = cache and gateway.cache is not None
+    cached: dict[str, Generation] = {}
+    pending: list[PendingItem] = []
+    claims: dict[str, Claim] = {}
+    for custom_id, request in requests.items():
+        item = {**base, **((item_tags or {}).get(custom_id) or {})}
+        estimate = estimate_text_usage(client.model, request, info.tokenizer_exact)
+        if info.context_window and estimate.input_tokens + request.max_tokens > info.context_window:
+            raise gateway._refused(RequestTooLarge(model, estimate.input_tokens, request.max_tokens,
+                                                   info.context_window), info, estimate, item)
+        key = text_key(request, model=model, tenant=item.get("team") or DEFAULT_TENANT,
+                       template_version=template_version, shareable=shareable) if caching else None
+        request_hash = key.digest if key else _request_hash(model, request, template_version)
+        if key is not None and (hit := await _cache_hit(gateway, key, info, estimate, item, request_hash)):
+            cached[custom_id] = hit
+            continue
+        reserved = info.cost(estimate, batch=True)
+        metered = [m for m in gateway.policy.claims(CallFacts(info, gateway._account(model), item), estimate,
+                                                    reserved, time.time()) if m.claim.kind == "counter"]
+        for m in metered:
+            claims[m.claim.key] = _merged(claims.get(m.claim.key), m.claim)
+        pending.append(PendingItem(custom_id, request_hash, estimate, reserved, item, key.path if key else None,
+                                   tuple((m.claim.key, m.unit) for m in metered)))
+    if not pending:
+        return BatchTicket(None, model, (), cached)
+    reservation = await _reserve(gateway, info, list(claims.values()), pending)
+    try:
+        status = await client.submit({p.custom_id: requests[p.custom_id] for p in pending},
+                                     metadata={"source": "contentmill"})
+    except BaseException as error:
+        await gateway.admission.reconcile(reservation, [0.0] * len(reservation.claims))
+        if gateway.journal is not None:
+            gateway.journal.settled(reservation.id)
+        if isinstance(error, ContentmillError):
+            for failed in pending:
+                gateway._record(CallRecord.from_error(
+                    error, model=model, api_type="text", estimate=failed.estimate, tags=failed.tags,
+                    request_hash=failed.request_hash, reserved_usd=failed.reserved_usd,
+                    reservation_id=reservation.id))
+        raise
+    record = PendingBatch(status.id, model, time.time(), reservation.to_json(), tuple(pending))
+    store = PendingStore(gateway.settings)
+    try:
+        await store.put(record)
+    finally:
+        await store.aclose()
+    log.info("batch %s submitted: %d requests to %s, %.6f USD reserved", status.id, len(pending), model,
+             record.reserved_usd)
+    return BatchTicket(status.id, model, tuple(p.custom_id for p in pending), cached, record.reserved_usd)
+
+
+def _merged(existing: Claim | None, claim: Claim) -> Claim:
+    if existing is None:
+        return claim
+    return Claim(claim.key, claim.kind, existing.amount + claim.amount, claim.limit, claim.period_s,
+                 max(existing.ttl_s, claim.ttl_s), claim.label)
+
+
+async def _cache_hit(gateway: Gateway, key: CacheKey, info: ModelInfo, estimate: Usage, tags: Mapping[str, str],
+                     request_hash: str) -> Generation | None:
+    from contentmill.gateway.core import Generation
+
+    assert gateway.cache is not None
+    hit = await gateway.cache.get(key, JSON)
+    if hit is None:
+        return None
+    value = hit.value
+    gen = Generation(model=info.name, usage=Usage.from_dict(value["usage"]), cost_usd=0.0, estimate=estimate,
+                     latency_s=0.0, attempts=0, cached=True, request_id=value.get("request_id"),
+                     text=value["text"], finish_reason=value.get("finish_reason"), tags=tags,
+                     saved_usd=hit.cost_usd, cache_tier=hit.tier)
+    gateway._record(CallRecord.from_generation(gen, api_type="text", request_hash=request_hash,
+                                               cache_status=f"hit:{hit.tier}", saved_usd=hit.cost_usd))
+    return gen
+
+
+async def _reserve(gateway: Gateway, info: ModelInfo, claims: list[Claim], pending: Sequence[PendingItem]
+                   ) -> Reservation:
+    """Reserve the whole batch at once against every budget and quota, or refuse it (recording each item)."""
+    from contentmill.gateway.core import _refusal_error
+
+    await gateway._seed_budgets(claims)
+    payload = orjson.dumps({"model": info.name, "api_type": "text",
+                            "estimate": sum((p.estimate for p in pending), Usage()).as_dict(),
+                            "reserved_usd": sum(p.reserved_usd for p in pending),
+                            "tags": dict(pending[0].tags), "request_hash": ""}).decode()
+    outcome = await gateway.admission.acquire(claims, ttl_s=WINDOW_S + SLACK_S, payload=payload)
+    if isinstance(outcome, Reservation):
+        if gateway.journal is not None:
+            gateway.journal.opened(outcome)
+        return outcome
+    error = _refusal_error(outcome)
+    for item in pending:
+        gateway._record(CallRecord.from_error(error, model=info.name, api_type="text", estimate=item.estimate,
+                                              tags=item.tags, request_hash=item.request_hash))
+    raise error
+
+
+async def status(gateway: Gateway, batch_id: str) -> BatchStatus:
+    """The vendor's status of a pending batch."""
+    pending = await _pending(gateway, batch_id)
+    client, _ = batch_client(gateway, pending.model)
+    return await client.status(batch_id)
+
+
+async def _pending(gateway: Gateway, batch_id: str) -> PendingBatch:
+    store = PendingStore(gateway.settings)
+    try:
+        found = await store.get(batch_id)
+    finally:
+        await store.aclose()
+    if found is None:
+        raise ConfigError(f"no pending batch {batch_id!r} here: it was collected already, or submitted with "
+                          "another data directory or Redis (CONTENTMILL_DATA_DIR, CONTENTMILL_REDIS_URL)")
+    return found
+
+
+async def pending_batches(settings: Settings) -> list[PendingBatch]:
+    store = PendingStore(settings)
+    try:
+        return await store.all()
+    finally:
+        await store.aclose()
+
+
+async def collect(gateway: Gateway, batch_id: str, *, cancel: bool = False,
+                  on_status: Callable[[BatchStatus], None] | None = None) -> BatchOutcome | None:
+    """Collect a finished batch: settle, record and cache each item. None while the batch is still running
+    (``cancel=True`` cancels it first, and then collects what it finished)."""
+    pending = await _pending(gateway, batch_id)
+    client, info = batch_client(gateway, pending.model)
+    found = await client.cancel(batch_id) if cancel else await client.status(batch_id)
+    while cancel and not found.done:
+        await asyncio.sleep(0.2)
+        found = await client.status(batch_id)
+    if on_status is not None:
+        on_status(found)
+    if not found.done:
+        return None
+    answers = await client.answers(found) if found.status in ("completed", "expired", "cancelled") else {}
+    store = PendingStore(gateway.settings)
+    try:
+        if not await store.take(batch_id):
+            raise ConfigError(f"batch {batch_id} was collected by another process meanwhile")
+    finally:
+        await store.aclose()
+    return await _settle(gateway, pending, found, answers, info)
+
+
+async def wait_and_collect(gateway: Gateway, batch_id: str, *, timeout_s: float, poll_s: float = 1.0,
+                           max_poll_s: float = 60.0, on_status: Callable[[BatchStatus], None] | None = None
+                           ) -> BatchOutcome | None:
+    """Poll with exponential backoff (``poll_s`` doubling up to ``max_poll_s``) until the batch has finished,
+    then collect it; None if it is still running after ``timeout_s`` (it stays pending: collect it later)."""
+    deadline = time.monotonic() + timeout_s
+    wait = poll_s
+    while True:
+        outcome = await collect(gateway, batch_id, on_status=on_status)
+        left = deadline - time.monotonic()
+        if outcome is not None or left <= 0:
+            return outcome
+        await asyncio.sleep(min(wait, left))
+        wait = min(wait * 2, max_poll_s)
+
+
+async def _settle(gateway: Gateway, pending: PendingBatch, found: BatchStatus, answers: Mapping[str, BatchAnswer],
+                  info: ModelInfo) -> BatchOutcome:
+    from contentmill.gateway.core import Generation
+
+    reservation = Reservation.from_json(pending.reservation)
+    latency = max(0.0, time.time() - pending.submitted_at)
+    actual: dict[str, float] = {claim.key: 0.0 for claim in reservation.claims}
+    results: dict[str, BatchItemResult] = {}
+    total = 0.0
+    for item in pending.items:
+        answer = answers.get(item.custom_id)
+        result = answer.result if answer is not None else None
+        if result is None:
+            error = (answer.error if answer is not None else None) or _missing(found, info.name)
+            gateway._record(CallRecord.from_error(
+                error, model=info.name, api_type="text", estimate=item.estimate, tags=item.tags,
+                latency_s=latency, request_hash=item.request_hash, reserved_usd=item.reserved_usd,
+                reservation_id=reservation.id))
+            results[item.custom_id] = BatchItemResult(item.custom_id, error=f"{type(error).__name__}: {error}")
+            continue
+        cost = info.cost(result.usage, batch=True)
+        total += cost
+        for key, unit in item.claims:
+            actual[key] = actual.get(key, 0.0) + (cost if unit == "usd" else units(result.usage, cast(Unit, unit)))
+        gen = Generation(model=info.name, usage=result.usage, cost_usd=cost, estimate=item.estimate,
+                         latency_s=latency, request_id=result.request_id, text=result.text,
+                         finish_reason=result.finish_reason, tags=item.tags)
+        gateway._record(CallRecord.from_generation(
+            gen, api_type="text", request_hash=item.request_hash, reserved_usd=item.reserved_usd,
+            reservation_id=reservation.id, cache_status="off" if item.cache_key is None else "miss"))
+        await _remember(gateway, item, gen)
+        results[item.custom_id] = BatchItemResult(item.custom_id, gen)
+    await gateway.admission.reconcile(reservation, [actual.get(c.key, 0.0) for c in reservation.claims])
+    if gateway.journal is not None:
+        gateway.journal.settled(reservation.id)
+    log.info("batch %s %s: %d of %d items answered, %.6f USD (%.6f reserved)", pending.batch_id, found.status,
+             sum(r.generation is not None for r in results.values()), len(results), total, pending.reserved_usd)
+    return BatchOutcome(pending.batch_id, found.status, results, total)
+
+
+def _missing(found: BatchStatus, model: str) -> ProviderError:
+    if found.status == "failed":
+        detail = "; ".join(found.errors[:5]) or "no reason given"
+        return BadRequest(f"batch {found.id} failed validation: {detail}", model=model)
+    return ProviderUnavailable(f"batch {found.id} ended {found.status} before answering this request", model=model)
+
+
+async def _remember(gateway: Gateway, item: PendingItem, gen: Generation) -> None:
+    """Store the answer as the online call's cache entry would be, so the same request later costs nothing."""
+    if gateway.cache is None or item.cache_key is None:
+        return
+    namespace, scope, digest = item.cache_key.split("/")
+    value = {"text": gen.text, "finish_reason": gen.finish_reason, "usage": gen.usage.as_dict(),
+             "request_id": gen.request_id}
+    await gateway.cache.set(CacheKey(namespace, scope, digest), value, JSON, cost_usd=gen.cost_usd)
