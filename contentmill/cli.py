@@ -17,6 +17,7 @@ from contentmill.commands.budget import budget_app
 from contentmill.commands.cache import cache_app
 from contentmill.commands.graph import graph_app, search
 from contentmill.commands.ledger import alerts_app, report_app
+from contentmill.commands.route import route_app
 from contentmill.commands.video import demo, video
 from contentmill.errors import ContentmillError
 from contentmill.gateway import Gateway, Generation
@@ -37,6 +38,7 @@ app.add_typer(cache_app, name="cache")
 app.add_typer(budget_app, name="budget")
 app.add_typer(report_app, name="report")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(route_app, name="route")
 console = Console()
 T = TypeVar("T")
 

@@ -11,7 +11,8 @@ Every error a user can see is one of these; each message says what to fix::
     ├── GatewayError                 refused before any provider was called
     │   ├── RateLimited              no capacity now (retry_after seconds)
     │   ├── BudgetExceeded           a hard budget would be overshot
-    │   └── RequestTooLarge          input + max output exceed the model's context window
+    │   ├── RequestTooLarge          input + max output exceed the model's context window
+    │   └── RouteDeferred            budget pressure defers low-priority work for now (its decision says why)
     ├── ProviderError                the provider was called and failed (status, request_id kept)
     │   ├── AuthenticationError      401/403: wrong or revoked key; never retried
     │   ├── BadRequest               400/404/422: the request itself is wrong; never retried
@@ -19,6 +20,7 @@ Every error a user can see is one of these; each message says what to fix::
     │   ├── ProviderUnavailable      5xx or connection failure
     │   ├── ProviderTimeout          no answer in time
     │   └── MalformedResponse        the answer could not be read
+    ├── RoutingError                 no candidate model can take the work (none usable, none meets a quality floor)
     ├── EngineError                  a local engine (llama.cpp, espeak-ng, ffmpeg) failed
     └── LedgerError                  the ledger cannot store or read what was asked
         ├── UnsafeTag                a tag looks like a credential: refused, never stored
@@ -97,6 +99,18 @@ class RequestTooLarge(GatewayError):
             f"{model}: {input_tokens} input tokens + max_tokens {max_tokens} exceed its context window of "
             f"{context_window} tokens; shorten the input or lower max_tokens"
         )
+
+
+class RouteDeferred(GatewayError):
+    """Budget pressure defers this work for now; ``decision`` is the recorded routing decision."""
+
+    def __init__(self, message: str, decision: object = None) -> None:
+        self.decision = decision
+        super().__init__(message)
+
+
+class RoutingError(ContentmillError):
+    """The router has no model to offer: every candidate is unusable, or none meets the quality floor."""
 
 
 class ProviderError(ContentmillError):

@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     text_model: str = "local:gemma-3-270m"
     speech_model: str = "local:espeak-ng"
     catalog_file: Path | None = None
+    routing_file: Path | None = None  # tiers, matrix weights, degradation policy (TOML or YAML; see routing.config)
     font_file: Path | None = None
     request_timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)
