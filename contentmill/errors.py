@@ -22,6 +22,10 @@ Every error a user can see is one of these; each message says what to fix::
     │   └── MalformedResponse        the answer could not be read
     ├── RoutingError                 no candidate model can take the work (none usable, none meets a quality floor)
     ├── EngineError                  a local engine (llama.cpp, espeak-ng, ffmpeg) failed
+    ├── TemplateError                a prompt template cannot be loaded or rendered
+    │   └── TemplateVariableError    a variable is missing, unknown or of the wrong type (names it)
+    ├── QualityError                 a quality score cannot be computed (e.g. a judge's unreadable answer)
+    ├── ExperimentError              an A/B experiment cannot be started, read, stopped or promoted
     └── LedgerError                  the ledger cannot store or read what was asked
         ├── UnsafeTag                a tag looks like a credential: refused, never stored
         ├── ReservationClosed        the reservation was already settled or swept
@@ -177,3 +181,23 @@ class ReservationClosed(LedgerError):
 
 class LedgerUnavailable(LedgerError):
     """The database could not be reached or was busy; the same call may succeed later."""
+
+
+class TemplateError(ContentmillError):
+    """A prompt template cannot be found, loaded or rendered."""
+
+
+class TemplateVariableError(TemplateError, ValueError):
+    """A template variable is missing, unknown or of the wrong type; ``variable`` names it."""
+
+    def __init__(self, template: str, variable: str, problem: str) -> None:
+        self.template, self.variable = template, variable
+        super().__init__(f"template {template}: variable {variable!r} {problem}")
+
+
+class QualityError(ContentmillError):
+    """A quality score cannot be computed (an unreadable judge answer, a missing reference)."""
+
+
+class ExperimentError(ContentmillError):
+    """An A/B experiment cannot be started, read, stopped or promoted as asked."""

@@ -5,6 +5,7 @@ Profile ``embedded`` (default) needs no service at all; ``services`` expects Red
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -88,6 +90,8 @@ class Settings(BaseSettings):
     text_model: str = "local:gemma-3-270m"
     speech_model: str = "local:espeak-ng"
     catalog_file: Path | None = None
+    # Your prompt template folders, searched after the packaged ones (os.pathsep-separated or a JSON list).
+    template_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     routing_file: Path | None = None  # tiers, matrix weights, degradation policy (TOML or YAML; see routing.config)
     font_file: Path | None = None
     request_timeout_s: float = Field(default=60.0, gt=0)
@@ -132,6 +136,16 @@ class Settings(BaseSettings):
     def _model_name(cls, value: str) -> str:
         if ":" not in value or value.startswith(":") or value.endswith(":"):
             raise ValueError(f"name the model as 'provider:model', e.g. 'openai:gpt-4o-mini' (got {value!r})")
+        return value
+
+    @field_validator("template_dirs", mode="before")
+    @classmethod
+    def _path_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part for part in text.split(os.pathsep) if part.strip()]
         return value
 
     @field_validator("redis_url")

@@ -1,0 +1,95 @@
+"""Fixtures of the tuner's tests: a user catalog pricing three made-up OpenAI-compatible models, a template
+folder with planted A/B variants, settings pointing the gateway at the fake upstream, and a Prefect API for the
+flow tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import SecretStr
+
+from contentmill.settings import Settings, load_settings
+from contentmill.testing.harness import Upstream
+
+KEY = "sk-tuning-0000000000000000"
+# model-b writes answers 1.5 times as long and answers 30 ms later; model-c half as long, fastest.
+PROFILES = ["model-a=10:1.0", "model-b=40:1.5", "model-c=0:0.5"]
+PRICES = {
+    "openai:model-a": {"input_per_mtok": 0.50, "output_per_mtok": 1.50},
+    "openai:model-b": {"input_per_mtok": 0.15, "output_per_mtok": 0.60},
+    "openai:model-c": {"input_per_mtok": 2.50, "output_per_mtok": 10.00},
+}
+AB_SYSTEM = "Write one product line for a shop. Use the facts given."
+# Version 2 adds filler that costs about a third more tokens per call in total; version 3 is version 1 again.
+AB_PADDING = (" Keep the tone warm and plain, avoid jargon, avoid exaggeration, and do not invent features,"
+              " prices, awards or reviews that the facts do not state. Mention the product name once, near the start.")
+
+
+@pytest.fixture
+def catalog_file(tmp_path: Path) -> Path:
+    path = tmp_path / "catalog.yaml"
+    models = {name: {"modality": "text", "context_window": 16000, "tokenizer": "cl100k_base", **prices}
+              for name, prices in PRICES.items()}
+    path.write_text(yaml.safe_dump({"models": models}), encoding="utf-8")
+    return path
+
+
+def ab_template(version: str, system: str) -> dict[str, Any]:
+    return {"name": "ab_line", "version": version, "description": "A/B test template", "max_output_tokens": 120,
+            "variables": {"product": "str", "facts": "str"}, "system": system,
+            "user": "Product: {product}\nFacts: {facts}"}
+
+
+@pytest.fixture
+def template_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    for version, system in (("1", AB_SYSTEM), ("2", AB_SYSTEM + AB_PADDING), ("3", AB_SYSTEM)):
+        (folder / f"ab_line@{version}.yaml").write_text(yaml.safe_dump(ab_template(version, system)), "utf-8")
+    return folder
+
+
+@pytest.fixture
+def fake_openai(upstream: Callable[..., Upstream]) -> Upstream:
+    return upstream(model_profile=PROFILES)
+
+
+@pytest.fixture
+def settings(fake_openai: Upstream, tmp_path: Path, catalog_file: Path, template_dir: Path) -> Settings:
+    return load_settings(openai_base_url=fake_openai.base_url, openai_api_key=SecretStr(KEY),
+                         data_dir=tmp_path / "data", catalog_file=catalog_file, template_dirs=[template_dir],
+                         cache_enabled=False, monitor_interval_s=0)
+
+
+def cli_env(settings: Settings) -> dict[str, str]:
+    """The environment a CLI subprocess needs to see the same settings."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTENTMILL_", "OPENAI_"))}
+    env.update({
+        "OPENAI_BASE_URL": settings.openai_base_url or "", "OPENAI_API_KEY": KEY,
+        "CONTENTMILL_DATA_DIR": str(settings.data_dir), "CONTENTMILL_CATALOG_FILE": str(settings.catalog_file),
+        "CONTENTMILL_TEMPLATE_DIRS": os.pathsep.join(str(p) for p in settings.template_dirs),
+        "CONTENTMILL_MONITOR_INTERVAL_S": "0",
+    })
+    return env
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Prefect server on a temporary SQLite database for this folder's flow tests, with a result storage block
+    named (without one, Prefect 3.9 leaves a client socket open that fails warnings-as-errors)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        from prefect.filesystems import LocalFileSystem
+        from prefect.settings import PREFECT_API_URL, PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK, temporary_settings
+        from prefect.testing.utilities import prefect_test_harness
+
+        with prefect_test_harness(server_startup_timeout=180):
+            LocalFileSystem(basepath=str(tmp_path_factory.mktemp("results"))).save("tuning-tests", overwrite=True)
+            with temporary_settings(updates={PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK: "local-file-system/tuning-tests"}):
+                yield str(PREFECT_API_URL.value())
