@@ -1,4 +1,4 @@
-"""Write call records off the hot path: ``put`` appends to a queue, a thread writes batches.
+"""Write ledger rows off the hot path: ``put`` appends to a queue, a thread writes batches.
 
 A batch is written every ``interval_s`` or as soon as ``batch_size`` records wait, whichever comes first.
 A failed write keeps its records at the head of the queue and is retried with backoff; nothing is dropped.
@@ -13,7 +13,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from types import TracebackType
+from typing import Generic, TypeVar
 
 from contentmill.errors import LedgerError
 from contentmill.ledger.records import CallRecord
@@ -25,37 +27,40 @@ BATCH_SIZE = 500
 INTERVAL_S = 0.2
 MAX_BACKOFF_S = 5.0
 CLOSE_TIMEOUT_S = 10.0
+R = TypeVar("R")
 
 
-class LedgerWriter:
-    """Batches call records into ``store`` from one background thread. Safe to ``put`` from any thread."""
+class BatchWriter(Generic[R]):
+    """Batches rows into ``write`` (one transaction a batch) from one background thread. Safe to ``put`` from any
+    thread. ``LedgerWriter`` writes call records; routing decisions use the same machinery."""
 
     def __init__(
         self,
-        store: LedgerStore,
+        write: Callable[[list[R]], object],
         *,
         batch_size: int = BATCH_SIZE,
         interval_s: float = INTERVAL_S,
         max_backoff_s: float = MAX_BACKOFF_S,
+        name: str = "contentmill-ledger-writer",
     ) -> None:
         if batch_size < 1 or interval_s <= 0:
             raise ValueError("batch_size must be at least 1 and interval_s positive")
-        self.store = store
+        self._write = write
         self.batch_size = batch_size
         self.interval_s = interval_s
         self.max_backoff_s = max_backoff_s
         self.written = 0
         self.failures = 0
-        self._queue: deque[CallRecord] = deque()
+        self._queue: deque[R] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._flush_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="contentmill-ledger-writer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._closed = False
         self._thread.start()
         atexit.register(self.close)
 
-    def put(self, record: CallRecord) -> None:
+    def put(self, record: R) -> None:
         """Queue one record; costs a deque append, and wakes the writer when a batch is full."""
         if self._closed:
             raise LedgerError("this ledger writer is closed; records put after close() would be lost")
@@ -63,19 +68,19 @@ class LedgerWriter:
         if len(self._queue) >= self.batch_size:
             self._wake.set()
 
-    def pending(self) -> list[CallRecord]:
+    def pending(self) -> list[R]:
         """Records queued and not yet written, oldest first."""
         return list(self._queue)
 
     def _write_batch(self) -> int:
         """Write up to one batch from the head of the queue; on failure put it back in order and raise."""
-        batch: list[CallRecord] = []
+        batch: list[R] = []
         while self._queue and len(batch) < self.batch_size:
             batch.append(self._queue.popleft())
         if not batch:
             return 0
         try:
-            self.store.write_calls(batch)
+            self._write(batch)
         except BaseException:
             self._queue.extendleft(reversed(batch))
             raise
@@ -133,10 +138,28 @@ class LedgerWriter:
                 time.sleep(delay)
                 delay = min(self.max_backoff_s, delay * 2)
 
-    def __enter__(self) -> LedgerWriter:
+    def __enter__(self) -> BatchWriter[R]:
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class LedgerWriter(BatchWriter[CallRecord]):
+    """Batches call records into ``store``."""
+
+    def __init__(
+        self,
+        store: LedgerStore,
+        *,
+        batch_size: int = BATCH_SIZE,
+        interval_s: float = INTERVAL_S,
+        max_backoff_s: float = MAX_BACKOFF_S,
+    ) -> None:
+        self.store = store
+        super().__init__(store.write_calls, batch_size=batch_size, interval_s=interval_s, max_backoff_s=max_backoff_s)
+
+    def __enter__(self) -> LedgerWriter:
+        return self

@@ -11,7 +11,8 @@ Public API::
     decision = router.choose("product_description", "en", tier="standard", priority="low", tags={"team": "shop"})
     decision.model, decision.fallbacks, decision.candidates, decision.reason, decision.downgraded_from
     gen, decision = await router.generate(gateway, request, task_kind=..., tier=..., priority=..., tags=...)
-    router.record(decision, link=gen.request_id)       # generate() records by itself
+    router.record(decision, link=gen.request_id)       # generate() records by itself (batched: see flush/close)
+    router.close()                                     # or ``with Router(...) as router``: writes queued decisions
     router.rank(models, task_kind=..., language=..., weights={"quality": 1})     # ranking only
     choice = router.quality_floor(0.8, confidence=0.95)   # cheapest model meeting a quality floor, with the saving
 

@@ -3,6 +3,8 @@ ranking gives the fallbacks, and budget pressure may move low-priority work to a
 
 Decisions are made from memory (a snapshot of blended statistics and of budget spend, re-read by ``refresh``), so
 ``choose`` never queries the database except once for a budget scope it has not seen since the last refresh.
+Recorded decisions are written in batches by a background thread, like the gateway's call records; ``flush``
+writes them now and ``close`` (or leaving ``with``) writes what is left.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from contentmill.ids import new_id
 from contentmill.ledger import Budget, LedgerStore
 from contentmill.ledger.forecast import period_bounds
 from contentmill.ledger.records import utcnow
+from contentmill.ledger.writer import BatchWriter
 from contentmill.providers.base import TextRequest
 from contentmill.routing.config import DIMENSIONS, PRIORITIES, DegradationStep, RoutingConfig, Weights
 from contentmill.routing.floor import FloorChoice, cheapest_meeting_floor
 from contentmill.routing.matrix import Candidate, SelectionMatrix
 from contentmill.routing.stats import LiveStats, read_live_stats, read_quality, snapshot
-from contentmill.routing.store import ROUTE_TAG, write_decision
+from contentmill.routing.store import ROUTE_TAG, write_decisions
 
 if TYPE_CHECKING:
     from contentmill.gateway import Gateway, Generation
@@ -100,6 +103,7 @@ class Router:
         self.matrix = SelectionMatrix(*snapshot(catalog.models, {}, self.config))
         self.refreshed_at: float | None = None
         self._spent: dict[tuple[str, str, str], float] = {}  # (scope key, value, period) -> USD this period
+        self._writer: BatchWriter[dict[str, Any]] | None = None
 
     @classmethod
     def for_gateway(cls, gateway: Gateway, config: RoutingConfig | None = None) -> Router:
@@ -242,9 +246,29 @@ class Router:
     # -- routed calls ----------------------------------------------------------------------------------------
 
     def record(self, decision: RouteDecision, link: str | None = None) -> None:
-        """Store the decision in the ledger (a router without a store keeps nothing)."""
-        if self.store is not None:
-            write_decision(self.store, decision.row(link))
+        """Queue the decision for the ledger (a router without a store keeps nothing)."""
+        if self.store is None:
+            return
+        if self._writer is None:
+            store = self.store
+            self._writer = BatchWriter(lambda rows: write_decisions(store, rows), name="contentmill-route-writer")
+        self._writer.put(decision.row(link))
+
+    def flush(self) -> int:
+        """Write the queued decisions now; returns how many."""
+        return self._writer.flush() if self._writer is not None else 0
+
+    def close(self) -> None:
+        """Write what is queued and stop the writer thread (the store stays open: it is the caller's)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def __enter__(self) -> Router:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     async def generate(
         self,
@@ -267,15 +291,15 @@ class Router:
             decision = self.choose(task_kind, language, tier, priority, tags, weights=weights)
         except RouteDeferred as deferred:
             if isinstance(deferred.decision, RouteDecision):
-                await asyncio.to_thread(self.record, deferred.decision)
+                self.record(deferred.decision)
             raise
         try:
             gen = await gateway.generate(request, model=decision.model, fallbacks=decision.fallbacks,
                                          tags={**tags, ROUTE_TAG: decision.id}, **options)
         except ContentmillError:
-            await asyncio.to_thread(self.record, decision)
+            self.record(decision)
             raise
-        await asyncio.to_thread(self.record, decision, gen.request_id)
+        self.record(decision, gen.request_id)
         return gen, decision
 
 

@@ -7,7 +7,7 @@ by its own id, by the request id a caller saw, or by the ledger id of the call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,10 +18,12 @@ from contentmill.ledger.schema import call_tags, route_decisions
 ROUTE_TAG = "route"
 
 
-def write_decision(store: LedgerStore, row: Mapping[str, Any]) -> None:
-    """Store one decision row (``RouteDecision.row``); a repeated write of the same id is ignored."""
-    with store.transaction("record a routing decision") as conn:
-        conn.execute(store.insert_ignoring_duplicates(route_decisions), [dict(row)])
+def write_decisions(store: LedgerStore, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Store decision rows (``RouteDecision.row``) in one transaction; a row already stored (same id) is skipped."""
+    if rows:
+        with store.transaction(f"record {len(rows)} routing decisions") as conn:
+            conn.execute(store.insert_ignoring_duplicates(route_decisions), [dict(r) for r in rows])
+    return len(rows)
 
 
 def find_decision(store: LedgerStore, ident: str) -> dict[str, Any] | None:

@@ -66,6 +66,8 @@ async def test_a_nearly_spent_budget_moves_only_low_priority_work(
         assert router.choose(priority="normal", tags={"team": "shop"}).tier == "standard"
         assert router.choose(priority="high", tags={"team": "shop"}).tier == "premium"
 
+        assert router.flush() == 4
+        router.close()
         rows = gw.store.rows(sa.select(route_decisions.c.priority, route_decisions.c.chosen_model,
                                        route_decisions.c.tier, route_decisions.c.downgraded_from)
                              .order_by(route_decisions.c.ts), "read decisions")

@@ -30,9 +30,9 @@ def explain(ident: str, *extra: str) -> Any:
 async def test_route_explain_shows_why_a_model_was_chosen(upstream: Callable[..., Upstream]) -> None:
     server = upstream()
     async with Gateway(settings_for(server.base_url)) as gw:
-        router = Router.for_gateway(gw, two_model_config())
-        gen, decision = await router.generate(gw, TextRequest.chat("Say hi.", max_tokens=8), task_kind="chat",
-                                              tags={"team": "shop"})
+        with Router.for_gateway(gw, two_model_config()) as router:
+            gen, decision = await router.generate(gw, TextRequest.chat("Say hi.", max_tokens=8), task_kind="chat",
+                                                  tags={"team": "shop"})
         gw.ledger.flush()
         call = next(c for c in gw.store.calls() if c.tags.get(ROUTE_TAG) == decision.id)
     assert gen.model == decision.model == MINI and decision.fallbacks == (GPT4O,)
