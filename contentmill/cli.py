@@ -17,6 +17,7 @@ from contentmill.commands.budget import budget_app
 from contentmill.commands.cache import cache_app
 from contentmill.commands.graph import graph_app, search
 from contentmill.commands.ledger import alerts_app, report_app
+from contentmill.commands.products import products
 from contentmill.commands.route import route_app
 from contentmill.commands.video import demo, video
 from contentmill.errors import ContentmillError
@@ -33,6 +34,7 @@ app = typer.Typer(
 app.command()(video)
 app.command()(demo)
 app.command()(search)
+app.command()(products)
 app.add_typer(graph_app, name="graph")
 app.add_typer(cache_app, name="cache")
 app.add_typer(budget_app, name="budget")

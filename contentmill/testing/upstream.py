@@ -17,7 +17,10 @@ Faults are injected per request with the header ``X-Upstream-Fault`` (before any
     disconnect      the connection is closed without an answer
 
 and ``X-Upstream-Latency-Ms: N`` sets the latency of one request. ``--error-rate F`` answers that share of the
-other chat and speech requests with HTTP 500, drawn in arrival order from ``--seed``, so a run is reproducible.
+other chat and speech requests with HTTP 500, drawn in arrival order from ``--seed``, so a run is reproducible;
+``--rate-429 F`` refuses that share of chat requests with a 429. A prompt carrying a JSON array of items with
+ids gets one answer per item (``packed.py``; ``--corrupt-item ID`` makes one go wrong in company), and
+``/stats`` counts those items (``items``, ``item_ids``).
 Run it as::
 
     python -m contentmill.testing.upstream --port 0 --rpm 500 --tpm 30000
@@ -38,10 +41,10 @@ import re
 import signal
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -51,6 +54,7 @@ from contentmill.audio import CHARS_PER_SECOND, tone
 from contentmill.errors import ConfigError
 from contentmill.metering import count_message_tokens, count_tokens, encoding_name_for, get_encoding
 from contentmill.providers.fake import fake_reply
+from contentmill.testing.packed import packed_items, packed_reply, word_limit
 
 DEFAULT_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1-mini", "tts-1")
 # Effectively unlimited unless --rpm/--tpm say otherwise, so that benchmarks measure the client, not the limits.
@@ -387,6 +391,7 @@ class ChatCall:
     json_mode: bool = False
     stop: tuple[str, ...] = ()
     seed: int = 0
+    corrupt: frozenset[str] = frozenset()  # item ids a packed answer gets wrong when asked with others
     encoding: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -399,7 +404,11 @@ class ChatCall:
         return count_message_tokens(self.messages, self.encoding)
 
     def answer(self, prompt_tokens: int) -> Answer:
-        if self.json_mode:
+        items = packed_items(self.messages[-1]["content"])
+        if items is not None:  # one answer per item of a packed prompt (see contentmill.testing.packed)
+            reply = packed_reply(items, self.corrupt, word_limit(self.text()))
+            text, finish = _truncate(reply, self.max_tokens, self.encoding)
+        elif self.json_mode:
             prose, _ = fake_reply(self.text(), DEFAULT_MAX_TOKENS, self.seed, self.encoding)
             text, finish = _truncate(json.dumps({"answer": prose}), self.max_tokens, self.encoding)
         else:
@@ -537,6 +546,8 @@ class UpstreamConfig:
     api_keys: tuple[str, ...] = ()
     models: tuple[str, ...] = DEFAULT_MODELS
     batch_delay_ms: float = DEFAULT_BATCH_DELAY_MS
+    rate_429: float = 0.0  # share of chat requests refused with a 429 (Retry-After 1 s), drawn from ``seed``
+    corrupt_items: tuple[str, ...] = ()  # item ids a packed answer gets wrong (see contentmill.testing.packed)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -549,6 +560,8 @@ class UpstreamConfig:
             raise ConfigError(f"--batch-delay-ms cannot be negative (got {self.batch_delay_ms})")
         if not 0.0 <= self.error_rate <= 1.0:
             raise ConfigError(f"--error-rate is a share from 0 to 1 (got {self.error_rate})")
+        if not 0.0 <= self.rate_429 <= 1.0:
+            raise ConfigError(f"--rate-429 is a share from 0 to 1 (got {self.rate_429})")
         if any(not key for key in self.api_keys):
             raise ConfigError("--api-key cannot be empty")
 
@@ -572,6 +585,7 @@ class UpstreamServer:
         self._keys = frozenset(config.api_keys)
         self._limits: dict[str, KeyLimits] = {}
         self._rng = random.Random(config.seed)
+        self._items: Counter[str] = Counter()
         self._fresh_limit_headers = KeyLimits(Bucket(config.rpm), Bucket(config.tpm)).headers()
 
     def app(self) -> web.Application:
@@ -686,12 +700,14 @@ class UpstreamServer:
 
     async def _chat(self, exchange: Exchange) -> web.StreamResponse:
         key = self._authenticate(exchange)
-        call = parse_chat(await _json_body(exchange.request))
+        call = replace(parse_chat(await _json_body(exchange.request)), corrupt=frozenset(self.config.corrupt_items))
         exchange.model = call.model
         latency_s = self._latency_s(exchange)
         early = await self._injected_failure(exchange, latency_s, _MALFORMED_JSON)
         if early is not None:
             return early
+        if self.config.rate_429 and self._rng.random() < self.config.rate_429:
+            raise _rate_limited(call.model, "requests", self.config.rpm, self.config.rpm, 1, 1.0)
         prompt_tokens = call.prompt_tokens()
         self._admit(key, call.model, prompt_tokens + call.max_tokens)
         answer = call.answer(prompt_tokens)
@@ -699,6 +715,7 @@ class UpstreamServer:
             return await self._stream(exchange, key, call, answer, latency_s)
         await _sleep(latency_s)
         self.stats.served(key, call.model, answer.prompt_tokens, answer.completion_tokens)
+        self._count_items(call)
         return web.json_response(completion_body(call, answer), dumps=_dumps)
 
     async def _stream(
@@ -746,12 +763,21 @@ class UpstreamServer:
         ]
         return web.json_response({"object": "list", "data": data})
 
+    def _count_items(self, call: ChatCall) -> None:
+        """Count the items a packed request was answered for, in total and per id (``items``, ``item_ids``)."""
+        for item in packed_items(call.messages[-1]["content"]) or ():
+            self._items[str(item["id"])] += 1
+
+    def _stats_body(self) -> dict[str, Any]:
+        return {**self.stats.as_dict(), "items": sum(self._items.values()), "item_ids": dict(self._items)}
+
     async def _stats(self, exchange: Exchange) -> web.StreamResponse:
-        return web.json_response(self.stats.as_dict())
+        return web.json_response(self._stats_body())
 
     async def _reset(self, exchange: Exchange) -> web.StreamResponse:
         self.stats.reset()
-        return web.json_response(self.stats.as_dict())
+        self._items.clear()
+        return web.json_response(self._stats_body())
 
     async def _not_found(self, exchange: Exchange) -> web.StreamResponse:
         request = exchange.request
@@ -812,6 +838,9 @@ def parse_args(argv: Sequence[str] | None = None) -> UpstreamConfig:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="how long each answer takes")
     parser.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered with HTTP 500")
     parser.add_argument("--seed", type=int, default=0, help="seed of the error rate's draws")
+    parser.add_argument("--rate-429", type=float, default=0.0, help="share of chat requests refused with a 429")
+    parser.add_argument("--corrupt-item", action="append", default=[],
+                        help="item id a packed answer gets wrong when asked with others (repeatable)")
     parser.add_argument("--api-key", action="append", default=[], help="accepted key (repeatable; default: any)")
     parser.add_argument("--models", action="append", default=[], help="more models to list (comma-separated)")
     parser.add_argument("--batch-delay-ms", type=float, default=DEFAULT_BATCH_DELAY_MS,
@@ -830,6 +859,8 @@ def parse_args(argv: Sequence[str] | None = None) -> UpstreamConfig:
             api_keys=tuple(args.api_key),
             models=tuple(dict.fromkeys([*DEFAULT_MODELS, *extra])),
             batch_delay_ms=args.batch_delay_ms,
+            rate_429=args.rate_429,
+            corrupt_items=tuple(args.corrupt_item),
         )
     except ConfigError as exc:
         parser.error(str(exc))

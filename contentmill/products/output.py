@@ -1,0 +1,116 @@
+"""The rows a run writes, one per product, and the totals reported by tier and by category."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from contentmill.metering import Usage
+
+CSV_COLUMNS = ("id", "name", "category", "tier", "model", "description", "cost_usd", "cached", "reused_from",
+               "error", "input_tokens", "output_tokens", "checks")
+
+
+@dataclass
+class Row:
+    id: str
+    name: str
+    category: str
+    tier: str  # the tier that wrote the description (the assigned one, or higher after failed checks)
+    assigned_tier: str
+    model: str | None = None
+    description: str | None = None
+    usage: dict[str, Any] = field(default_factory=lambda: Usage().as_dict())
+    cost_usd: float = 0.0
+    cached: bool = False  # nothing was paid: a prior output of the same product, or the gateway's cache
+    reused_from: str | None = None  # the product whose output this one reuses
+    checks: dict[str, str] = field(default_factory=dict)  # check -> "ok" or why it failed
+    error: str | None = None
+    attempts: list[str] = field(default_factory=list)  # e.g. "standard:packed:facts", "premium:alone:ok"
+    changed: list[str] | None = None  # fields that changed since the output it replaces
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["cost_usd"] = round(self.cost_usd, 10)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Row:
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def tokens(self) -> int:
+        return int(self.usage.get("input_tokens", 0)) + int(self.usage.get("output_tokens", 0))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    partial.replace(path)
+
+
+def write_rows(path: Path, rows: Sequence[Row]) -> None:
+    """JSONL, or CSV when the file name ends in .csv (usage flattened to token columns, checks as JSON)."""
+    if path.suffix.lower() != ".csv":
+        _write_atomic(path, "".join(json.dumps(r.as_dict(), ensure_ascii=False) + "\n" for r in rows))
+        return
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    for row in rows:
+        data = row.as_dict()
+        writer.writerow({**{k: data.get(k) for k in CSV_COLUMNS if k in data},
+                         "input_tokens": row.usage.get("input_tokens", 0),
+                         "output_tokens": row.usage.get("output_tokens", 0),
+                         "checks": json.dumps(row.checks, ensure_ascii=False)})
+    _write_atomic(path, buffer.getvalue())
+
+
+def write_errors(path: Path, errors: Iterable[Mapping[str, Any]]) -> None:
+    _write_atomic(path, "".join(json.dumps(dict(e), ensure_ascii=False) + "\n" for e in errors))
+
+
+def _add(group: dict[str, dict[str, Any]], key: str, row: Row) -> None:
+    entry = group.setdefault(key, {"items": 0, "done": 0, "failed": 0, "cached": 0, "reused": 0,
+                                   "cost_usd": 0.0, "tokens": 0})
+    entry["items"] += 1
+    entry["done"] += row.error is None
+    entry["failed"] += row.error is not None
+    entry["cached"] += row.cached
+    entry["reused"] += row.reused_from is not None
+    entry["cost_usd"] += row.cost_usd
+    entry["tokens"] += row.tokens
+
+
+def totals(rows: Iterable[Row]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(by tier, by top-level category) totals of items, outcomes, cost and tokens."""
+    by_tier: dict[str, dict[str, Any]] = {}
+    by_category: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        _add(by_tier, row.tier, row)
+        _add(by_category, row.category, row)
+    for group in (by_tier, by_category):
+        for entry in group.values():
+            entry["cost_usd"] = round(entry["cost_usd"], 8)
+    return by_tier, by_category
+
+
+def cost_table(by_tier: Mapping[str, Mapping[str, Any]], by_category: Mapping[str, Mapping[str, Any]]
+               ) -> list[dict[str, Any]]:
+    """One table for the Prefect artifact: a row per tier, then a row per category."""
+    table = [{"group": "tier", "name": name, **values} for name, values in sorted(by_tier.items())]
+    ranked = sorted(by_category.items(), key=lambda kv: -float(kv[1]["cost_usd"]))
+    table += [{"group": "category", "name": name, **values} for name, values in ranked]
+    return table

@@ -1,0 +1,24 @@
+"""The product-descriptions batch as a Prefect task: one task run per batch of products, never one per product.
+
+The task receives the run's id and the batch (plain data) and runs it on the run's gateway and graph, which
+live in the flow's process for the length of the run. Prefect's own retries stay off: a rate-limited batch
+comes back to the flow, which slows down and sends it again, and a failed item is retried inside the batch.
+"""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from contentmill.products.runner import BatchResult, Work, lookup
+
+
+@task(name="describe-batch", cache_policy=NO_CACHE, persist_result=False, retries=0,
+      task_run_name="describe-{size}-{tier}")
+async def describe_batch_task(run_id: str, batch: list[Work], tier: str, size: int) -> BatchResult:
+    """Describe one batch: a packed request, checks item by item, lone retries, a tier up where checks fail."""
+    return await lookup(run_id).describe(batch)
+
+
+async def dispatch(run_id: str, batch: list[Work]) -> BatchResult:
+    return await describe_batch_task(run_id, batch, batch[0].tier, len(batch))
