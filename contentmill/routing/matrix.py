@@ -42,15 +42,9 @@ class Candidate:
         return replace(self, excluded=reason)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "raw": {k: round(v, 9) for k, v in self.raw.items()},
-            "samples": dict(self.samples),
-            "scores": {k: round(v, 6) for k, v in self.scores.items()},
-            "contributions": {k: round(v, 6) for k, v in self.contributions.items()},
-            "total": round(self.total, 6),
-            "excluded": self.excluded,
-        }
+        """JSON-ready; shares the (never mutated) mappings, since every routed call records its candidates."""
+        return {"model": self.model, "raw": self.raw, "samples": self.samples, "scores": self.scores,
+                "contributions": self.contributions, "total": self.total, "excluded": self.excluded}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Candidate:

@@ -40,6 +40,12 @@ log = logging.getLogger("contentmill.routing")
 DEFERRED = "(deferred)"
 
 
+def decision_id() -> str:
+    """64 random bits in 16 hex digits: the id rides on every routed call as a tag, and the gateway's tag check
+    (a credential scan, uncached for a value never seen before) costs about half as much on 16 digits as on 32."""
+    return new_id()[:16]
+
+
 @dataclass(frozen=True, slots=True)
 class BudgetPressure:
     """The most-used budget that applies to a request: its label and the share of its limit spent."""
@@ -63,7 +69,7 @@ class RouteDecision:
     weights: Weights
     downgraded_from: str | None = None
     deferred: bool = False
-    id: str = field(default_factory=new_id)
+    id: str = field(default_factory=decision_id)
     ts: datetime = field(default_factory=utcnow)
 
     def row(self, link: str | None = None) -> dict[str, Any]:
