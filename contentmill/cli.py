@@ -15,9 +15,12 @@ from rich.table import Table
 from contentmill.commands import JsonOption, emit_json, fail, parse_tags, settings_or_fail
 from contentmill.commands.budget import budget_app
 from contentmill.commands.cache import cache_app
+from contentmill.commands.compare import compare
+from contentmill.commands.experiment import experiment_app
 from contentmill.commands.graph import graph_app, search
 from contentmill.commands.ledger import alerts_app, report_app
 from contentmill.commands.products import products
+from contentmill.commands.prompts import prompts_app
 from contentmill.commands.route import route_app
 from contentmill.commands.video import demo, video
 from contentmill.errors import ContentmillError
@@ -40,6 +43,9 @@ app.add_typer(cache_app, name="cache")
 app.add_typer(budget_app, name="budget")
 app.add_typer(report_app, name="report")
 app.add_typer(alerts_app, name="alerts")
+app.command()(compare)
+app.add_typer(prompts_app, name="prompts")
+app.add_typer(experiment_app, name="experiment")
 app.add_typer(route_app, name="route")
 console = Console()
 T = TypeVar("T")

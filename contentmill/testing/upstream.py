@@ -26,6 +26,9 @@ Run it as::
     python -m contentmill.testing.upstream --port 0 --rpm 500 --tpm 30000
 
 It prints ``ready http://HOST:PORT/v1`` once it listens, and stops cleanly on SIGTERM or SIGINT.
+
+``--model-profile NAME=LATENCY_MS:TOKENS_FACTOR`` (repeatable) gives one model its own latency and plain answers
+that many times as long, so models compared on this server differ in speed and tokens as real ones do.
 """
 
 from __future__ import annotations
@@ -392,6 +395,7 @@ class ChatCall:
     stop: tuple[str, ...] = ()
     seed: int = 0
     corrupt: frozenset[str] = frozenset()  # item ids a packed answer gets wrong when asked with others
+    verbosity: float = 1.0  # a model profile's tokens factor: the plain answer is this many times as long
     encoding: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -411,12 +415,48 @@ class ChatCall:
         elif self.json_mode:
             prose, _ = fake_reply(self.text(), DEFAULT_MAX_TOKENS, self.seed, self.encoding)
             text, finish = _truncate(json.dumps({"answer": prose}), self.max_tokens, self.encoding)
+        elif self.verbosity != 1.0:
+            text, finish = verbose_reply(self.text(), self.max_tokens, self.seed, self.encoding, self.verbosity)
         else:
             text, finish = fake_reply(self.text(), self.max_tokens, self.seed, self.encoding)
         cut = min((i for i in (text.find(s) for s in self.stop) if i >= 0), default=-1)
         if cut >= 0:
             text, finish = text[:cut], "stop"
         return Answer(text, finish, prompt_tokens, count_tokens(text, self.encoding))
+
+
+def verbose_reply(text: str, max_tokens: int, seed: int, encoding: str, factor: float) -> tuple[str, str]:
+    """``fake_reply``'s words, repeated or cut to ``factor`` times as many (at least one), within max_tokens."""
+    words = fake_reply(text, DEFAULT_MAX_TOKENS, seed, encoding)[0].removesuffix(".").split(" ")
+    wanted = max(1, round(len(words) * factor))
+    longer = [words[i % len(words)] for i in range(wanted)]
+    return _truncate(" ".join(longer) + ".", max_tokens, encoding)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelProfile:
+    """How one model differs (``--model-profile NAME=LATENCY_MS:TOKENS_FACTOR``): its latency and how many times
+    as long its plain answers are, so that models compared on the fake upstream differ as real ones do."""
+
+    model: str
+    latency_ms: float | None = None
+    tokens_factor: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str) -> ModelProfile:
+        model, sep, rest = text.partition("=")
+        latency, _, factor = rest.partition(":")
+        usage = f"--model-profile is NAME=LATENCY_MS:TOKENS_FACTOR, e.g. gpt-4o=120:1.4 (got {text!r})"
+        if not sep or not model.strip():
+            raise ConfigError(usage)
+        try:
+            latency_ms = float(latency) if latency.strip() else None
+            tokens_factor = float(factor) if factor.strip() else 1.0
+        except ValueError:
+            raise ConfigError(usage) from None
+        if (latency_ms is not None and latency_ms < 0) or tokens_factor <= 0:
+            raise ConfigError(f"--model-profile {text!r}: latency cannot be negative and the factor must be positive")
+        return cls(model.strip(), latency_ms, tokens_factor)
 
 
 def _truncate(text: str, max_tokens: int, encoding: str) -> tuple[str, str]:
@@ -548,6 +588,11 @@ class UpstreamConfig:
     batch_delay_ms: float = DEFAULT_BATCH_DELAY_MS
     rate_429: float = 0.0  # share of chat requests refused with a 429 (Retry-After 1 s), drawn from ``seed``
     corrupt_items: tuple[str, ...] = ()  # item ids a packed answer gets wrong (see contentmill.testing.packed)
+    profiles: tuple[ModelProfile, ...] = ()  # per-model latency and answer length
+
+    def profile(self, model: str | None) -> ModelProfile:
+        found = [p for p in self.profiles if p.model == model]
+        return found[-1] if found else ModelProfile(model or "")
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -641,7 +686,8 @@ class UpstreamServer:
     def _latency_s(self, exchange: Exchange) -> float:
         raw = exchange.request.headers.get("X-Upstream-Latency-Ms")
         if raw is None:
-            return self.config.latency_ms / 1000
+            latency_ms = self.config.profile(exchange.model).latency_ms
+            return (self.config.latency_ms if latency_ms is None else latency_ms) / 1000
         try:
             ms = float(raw)
         except ValueError:
@@ -702,6 +748,7 @@ class UpstreamServer:
         key = self._authenticate(exchange)
         call = replace(parse_chat(await _json_body(exchange.request)), corrupt=frozenset(self.config.corrupt_items))
         exchange.model = call.model
+        call = replace(call, verbosity=self.config.profile(call.model).tokens_factor)
         latency_s = self._latency_s(exchange)
         early = await self._injected_failure(exchange, latency_s, _MALFORMED_JSON)
         if early is not None:
@@ -845,6 +892,8 @@ def parse_args(argv: Sequence[str] | None = None) -> UpstreamConfig:
     parser.add_argument("--models", action="append", default=[], help="more models to list (comma-separated)")
     parser.add_argument("--batch-delay-ms", type=float, default=DEFAULT_BATCH_DELAY_MS,
                         help="how long a Batch API batch runs before it completes")
+    parser.add_argument("--model-profile", action="append", default=[],
+                        help="NAME=LATENCY_MS:TOKENS_FACTOR: one model's latency and answer length (repeatable)")
     args = parser.parse_args(argv)
     extra = [name.strip() for names in args.models for name in names.split(",") if name.strip()]
     try:
@@ -861,6 +910,7 @@ def parse_args(argv: Sequence[str] | None = None) -> UpstreamConfig:
             batch_delay_ms=args.batch_delay_ms,
             rate_429=args.rate_429,
             corrupt_items=tuple(args.corrupt_item),
+            profiles=tuple(ModelProfile.parse(p) for p in args.model_profile),
         )
     except ConfigError as exc:
         parser.error(str(exc))

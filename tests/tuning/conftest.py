@@ -24,9 +24,8 @@ PRICES = {
     "openai:model-c": {"input_per_mtok": 2.50, "output_per_mtok": 10.00},
 }
 AB_SYSTEM = "Write one product line for a shop. Use the facts given."
-# Version 2 adds filler that costs about a third more tokens per call in total; version 3 is version 1 again.
-AB_PADDING = (" Keep the tone warm and plain, avoid jargon, avoid exaggeration, and do not invent features,"
-              " prices, awards or reviews that the facts do not state. Mention the product name once, near the start.")
+# Version 2 adds 22 tokens of instructions: about 30% more tokens a call in all; version 3 is version 1 again.
+AB_PADDING = " Keep the tone warm and plain, and do not invent features, prices or reviews the facts do not state."
 
 
 @pytest.fixture

@@ -86,8 +86,8 @@ def test_unused_and_undeclared_variables() -> None:
 
 
 def test_cli_lint_reports_every_kind_as_json(tmp_path: Path) -> None:
-    planted = {"name": "waste", "version": "1", "variables": {"product": "str", "unused": "str"},
-               "system": "You are a helpful assistant. Please note that answers are short. Keep it brief. Keep it brief.",
+    system = "You are a helpful assistant. Please note that answers are short. Be very brief. Be very brief."
+    planted = {"name": "waste", "version": "1", "variables": {"product": "str", "unused": "str"}, "system": system,
                "user": "Describe {product}."}
     (tmp_path / "waste.yaml").write_text(yaml.safe_dump(planted), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTENTMILL_")}
