@@ -10,7 +10,7 @@ records and quality scores across them, the router refreshes once (warm statisti
   ``bench/gateway.py``'s ``gateway_without_http``; the gateway with a fresh ``route`` tag per call; and
   ``router.generate`` over ``gateway.generate`` (choice, tag, decision row written by the batch writer).
 
-Usage: ``python bench/routing.py [DECISIONS] [CALLS]``. One JSON line per figure.
+Usage: ``python bench/routing.py [DECISIONS] [CALLS] [ROUNDS]``. One JSON line per figure.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ async def gateway_figures(gateway: Gateway, router: Router, calls: int, rounds: 
          routing_added_over_gateway_overhead=round((us["router_generate"] - us["gateway"]) / overhead, 3))
 
 
-async def main(n: int, calls: int) -> None:
+async def main(n: int, calls: int, rounds: int) -> None:
     data = Path(tempfile.mkdtemp(prefix="cm-bench-routing-"))
     settings = load_settings(data_dir=data, monitor_interval_s=0)
     with LedgerStore(settings_url(settings)) as store:
@@ -151,11 +151,12 @@ async def main(n: int, calls: int) -> None:
             started = time.perf_counter()
             router.choose(*plan)
             samples.append(time.perf_counter() - started)
-        await gateway_figures(gateway, router, 500, 5, percentile(samples, 0.5) * 1e6)
+        await gateway_figures(gateway, router, 500, rounds, percentile(samples, 0.5) * 1e6)
         router.close()
 
 
 if __name__ == "__main__":
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
     ledger_calls = int(sys.argv[2]) if len(sys.argv) > 2 else 20000
-    asyncio.run(main(count, ledger_calls))
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 5
+    asyncio.run(main(count, ledger_calls, rounds))
