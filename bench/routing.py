@@ -22,10 +22,12 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from contentmill.catalog import builtin_catalog
+from contentmill.catalog import Catalog, builtin_catalog
 from contentmill.gateway import Gateway
 from contentmill.ids import new_id
 from contentmill.ledger import Budget, CallRecord, LedgerStore, settings_url
@@ -48,7 +50,7 @@ def emit(**fields: object) -> None:
     print(json.dumps({"bench": "routing", **fields}), flush=True)
 
 
-def catalog():  # type: ignore[no-untyped-def]
+def catalog() -> Catalog:
     entries = {name: {"modality": "text", "free": False, "input_per_mtok": 1.0 + i, "output_per_mtok": 2.0 + i,
                       "rpm": 10**7, "tpm": 10**9, "quality": 0.9 - 0.1 * i, "latency_s": 1.0 + i,
                       "languages": ["en"], "task_kinds": ["chat"]} for i, name in enumerate(MODELS)}
@@ -64,8 +66,9 @@ def fill(store: LedgerStore, calls: int) -> None:
                           latency_s=rng.lognormvariate(-1.0, 0.5), tags={"team": rng.choice(("shop", "ads"))},
                           ts=now - timedelta(seconds=rng.uniform(0, 3600))) for _ in range(calls)]
     store.write_calls(records)
-    rows = [{"id": new_id(), "ts": now, "call_id": None, "model": rng.choice(MODELS), "template_version": None,
-             "scorer": "rubric", "score": rng.uniform(0.6, 1.0), "tags": {}} for _ in range(calls // 10)]
+    rows: list[dict[str, Any]] = [
+        {"id": new_id(), "ts": now, "call_id": None, "model": rng.choice(MODELS), "template_version": None,
+         "scorer": "rubric", "score": rng.uniform(0.6, 1.0), "tags": {}} for _ in range(calls // 10)]
     with store.transaction("write bench quality scores") as conn:
         conn.execute(quality_scores.insert(), rows)
     store.set_budget(Budget("team", "*", "day", limit_usd=1000.0))
@@ -108,7 +111,7 @@ async def gateway_figures(gateway: Gateway, router: Router, calls: int, rounds: 
     def ask() -> TextRequest:
         return TextRequest.chat(f"Tagline for mug {next(counter)}.", max_tokens=16)
 
-    clients = {
+    clients: dict[str, Callable[[], Awaitable[object]]] = {
         "fake_model": lambda: fake.complete(ask()),
         "gateway": lambda: gateway.generate(ask(), model="fake:text", cache=False),
         "gateway_route_tag": lambda: gateway.generate(ask(), model="fake:text", cache=False,
@@ -139,7 +142,7 @@ async def main(n: int, calls: int, rounds: int) -> None:
     with LedgerStore(settings_url(settings)) as store:
         fill(store, calls)
     models = {name: FakeTextModel(responses=["A short answer."]) for name in MODELS}
-    async with Gateway(settings, catalog(), models=models) as gateway:  # type: ignore[arg-type]
+    async with Gateway(settings, catalog(), models=models) as gateway:
         router = Router.for_gateway(gateway, CONFIG)
         started = time.perf_counter()
         router.refresh()

@@ -1,4 +1,5 @@
-"""``contentmill route explain|rank``: why the router chose a model, and how it would rank a tier now."""
+"""``contentmill route explain|rank|floor``: why the router chose a model, how it would rank a tier now, and the
+cheapest model that meets a quality floor."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from contentmill.commands import JsonOption, emit_json, fail, parse_tags, settin
 from contentmill.errors import ContentmillError
 from contentmill.ledger import LedgerStore, settings_url
 from contentmill.routing import DIMENSIONS, Candidate, Router, Weights, find_decision, load_routing_config
+from contentmill.settings import Settings
 
-route_app = typer.Typer(help="Model routing: explain a decision, rank a tier.", no_args_is_help=True)
+route_app = typer.Typer(help="Model routing: explain a decision, rank a tier, meet a quality floor.",
+                        no_args_is_help=True)
 console = Console()
 
 
@@ -33,6 +36,14 @@ def _table(title: str, candidates: list[Candidate]) -> Table:
         row = [c.model, *cells, f"{c.total:.3f}", str(c.samples.get("calls", 0))]
         table.add_row(*row, *([c.excluded or ""] if excluded else []))
     return table
+
+
+def _router(settings: Settings, store: LedgerStore) -> Router:
+    """A router over the settings' catalog and routing file, with the ledger's statistics read now."""
+    router = Router(load_catalog(settings.catalog_file), store, load_routing_config(settings.routing_file),
+                    budgets=store.budgets())
+    router.refresh()
+    return router
 
 
 @route_app.command()
@@ -79,11 +90,9 @@ def rank(
     settings = settings_or_fail()
     tags = parse_tags(tag)
     try:
-        config = load_routing_config(settings.routing_file)
         with LedgerStore(settings_url(settings)) as store:
-            router = Router(load_catalog(settings.catalog_file), store, config, budgets=store.budgets())
-            router.refresh()
-            decision = router.choose(task, language, tier, priority, tags, weights=Weights.of(weights))
+            decision = _router(settings, store).choose(task, language, tier, priority, tags,
+                                                       weights=Weights.of(weights))
     except ContentmillError as exc:
         fail(str(exc))
     if json_out:
@@ -93,3 +102,38 @@ def rank(
                   highlight=False)
     console.print(f"reason: {decision.reason}", markup=False, highlight=False)
     console.print(_table(f"tier {decision.tier}: weighted contribution per dimension", list(decision.candidates)))
+
+
+@route_app.command()
+def floor(
+    minimum: Annotated[float, typer.Argument(min=0.0, max=1.0, help="The quality floor, a score from 0 to 1.")],
+    tier: Annotated[str | None, typer.Option(help="Only this tier's models (default: every scored model).")] = None,
+    confidence: Annotated[float, typer.Option(min=0.5, max=0.999)] = 0.95,
+    by_template: Annotated[bool, typer.Option("--by-template", help="Model and template version pairs.")] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """The cheapest model whose quality scores clear the floor with confidence, and the saving against the best."""
+    settings = settings_or_fail()
+    try:
+        with LedgerStore(settings_url(settings)) as store:
+            choice = _router(settings, store).quality_floor(minimum, tier=tier, confidence=confidence,
+                                                            by_template=by_template)
+    except ContentmillError as exc:
+        fail(str(exc))
+    if json_out:
+        emit_json(choice.as_dict())
+        return
+    chosen, best = choice.chosen, choice.best
+    console.print(f"[bold]{chosen.model}[/bold]{'@' + chosen.template_version if chosen.template_version else ''}: "
+                  f"quality {chosen.mean:.3f} (lower bound {chosen.lower:.3f}, {chosen.n} scores), "
+                  f"${chosen.cost_per_output_usd:.6f} an output; against {best.model} "
+                  f"${best.cost_per_output_usd:.6f}: saves ${choice.saving_usd_per_output:.6f} "
+                  f"({choice.saving_share:.0%}) an output", highlight=False)
+    table = Table(title=f"floor {minimum} at {confidence:.0%} confidence", box=box.SIMPLE)
+    for column in ("model", "template", "scores", "mean", "lower bound", "USD/output", "meets"):
+        table.add_column(column, justify="left" if column in ("model", "template") else "right")
+    for arm in choice.arms:
+        table.add_row(arm.model, arm.template_version or "-", str(arm.n), f"{arm.mean:.3f}",
+                      "-" if arm.lower is None else f"{arm.lower:.3f}", f"{arm.cost_per_output_usd:.6f}",
+                      "yes" if arm.meets_floor else "no")
+    console.print(table)

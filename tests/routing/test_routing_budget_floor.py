@@ -3,6 +3,7 @@ the quality floor picks the cheapest model whose scores clear it with confidence
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -10,8 +11,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from routing_helpers import GPT4O, MINI, settings_for
+from typer.testing import CliRunner
 
 from contentmill.catalog import builtin_catalog
+from contentmill.cli import app
 from contentmill.errors import RouteDeferred, RoutingError
 from contentmill.gateway import Gateway
 from contentmill.ids import new_id
@@ -106,6 +109,14 @@ def test_the_quality_floor_picks_the_cheapest_model_that_clears_it_with_confiden
         assert choice.saving_usd_per_output == pytest.approx(expected)
         assert choice.saving_share == pytest.approx(expected / prior_cost(builtin_catalog().get(GPT4O), config))
         assert choice.as_dict()["chosen"]["model"] == MID
+        text = CliRunner().invoke(app, ["route", "floor", "0.85"])
+        assert text.exit_code == 0 and "[bold]" not in text.stdout and MID in text.stdout and "saves $" in text.stdout
+        done = CliRunner().invoke(app, ["route", "floor", "0.85", "--json"])
+        assert done.exit_code == 0, done.output
+        data = json.loads(done.stdout)
+        assert (data["chosen"]["model"], data["best"]["model"]) == (MID, GPT4O) and data["saving_usd_per_output"] > 0
+        missed = CliRunner().invoke(app, ["route", "floor", "0.99"])
+        assert missed.exit_code == 1 and "no model meets the quality floor" in missed.output
 
         # Per template version: a better template lets the cheapest model clear the floor.
         write_quality_scores(store, scores(MINI, [0.95, 0.97] * 5, template="describe@2"))
@@ -114,3 +125,8 @@ def test_the_quality_floor_picks_the_cheapest_model_that_clears_it_with_confiden
 
         with pytest.raises(RoutingError, match=r"no model meets the quality floor 0.99 .*openai:gpt-4o: 0\.9"):
             router.quality_floor(0.99)
+        # With template versions, the cheap model's better template is also the best measured arm: nothing to save.
+        done = CliRunner().invoke(app, ["route", "floor", "0.85", "--by-template", "--json"])
+        data = json.loads(done.stdout)
+        assert data["chosen"] == data["best"] and data["chosen"]["template_version"] == "describe@2"
+        assert data["saving_share"] == 0
