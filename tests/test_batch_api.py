@@ -9,14 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
 from pydantic import SecretStr
 
 from contentmill.errors import BadRequest, BudgetExceeded, ConfigError
@@ -44,18 +42,6 @@ def requests(count: int, max_tokens: int = 40) -> list[tuple[str, TextRequest]]:
                                        system="You write short product descriptions.", max_tokens=max_tokens))
             for i in range(count)]
 
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    prefix = f"test:{uuid.uuid4().hex}:"
-    yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        names = list(client.scan_iter(match=prefix + "*"))
-        if names:
-            client.delete(*names)
-    finally:
-        client.close()
 
 
 # -- the fake upstream's endpoints ------------------------------------------------------------------------------
@@ -234,12 +220,17 @@ async def test_a_failed_item_and_a_cancelled_batch_are_recorded_as_errors(
         ticket = await gateway.submit_batch(requests(2), model=MODEL)
         assert ticket.batch_id is not None
         assert await wait_and_collect(gateway, ticket.batch_id, timeout_s=0.2, poll_s=0.05) is None
+        again = await gateway.submit_batch(requests(3), model=MODEL)  # p0 and p1 are asked by the pending batch
+        assert again.waiting == {"p0": ticket.batch_id, "p1": ticket.batch_id} and again.submitted == ("p2",)
+        assert again.hashes["p0"] == ticket.hashes["p0"]
+        await gateway.collect_batch(again.batch_id or "", cancel=True)
+        assert slow.stats()["batch"]["batches"] == 2
         cancelled = await gateway.collect_batch(ticket.batch_id, cancel=True)
     assert cancelled is not None and cancelled.status == "cancelled" and cancelled.ok == 0
     assert cancelled.cost_usd == 0
     with LedgerStore(settings_url(settings)) as store:
         rows = store.calls()
-    assert [r.error_type for r in rows] == ["ProviderUnavailable", "ProviderUnavailable"]
+    assert [r.error_type for r in rows] == ["ProviderUnavailable"] * 3
     assert all(r.cost_usd == 0 and r.outcome == "error" for r in rows)
 
 

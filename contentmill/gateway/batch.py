@@ -101,13 +101,17 @@ class PendingBatch:
 
 @dataclass(frozen=True, slots=True)
 class BatchTicket:
-    """What ``submit`` did: the batch it created (None when the cache answered every item) and the cache hits."""
+    """What ``submit`` did: the batch it created (None when nothing was left to submit), the cache hits, and the
+    items an earlier batch still pending already asks (custom id -> that batch's id: collect it, never pay twice).
+    ``hashes`` gives each item's request hash, by which a pending batch's results are matched."""
 
     batch_id: str | None
     model: str
     submitted: tuple[str, ...]
     cached: Mapping[str, Generation] = field(default_factory=dict)
     reserved_usd: float = 0.0
+    waiting: Mapping[str, str] = field(default_factory=dict)
+    hashes: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,7 @@ class BatchItemResult:
     custom_id: str
     generation: Generation | None = None
     error: str | None = None  # the error's class and message when the item failed
+    request_hash: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +206,11 @@ async def submit(gateway: Gateway, items: Sequence[tuple[str, TextRequest]], *, 
         log.info("%s has no batch discount in the catalog: batch calls are priced as online ones", model)
     client, _ = batch_client(gateway, model)
     caching = cache and gateway.cache is not None
+    asked = {item.request_hash: batch.batch_id for batch in await pending_batches(gateway.settings)
+             if batch.model == model for item in batch.items}
     cached: dict[str, Generation] = {}
+    waiting: dict[str, str] = {}
+    hashes: dict[str, str] = {}
     pending: list[PendingItem] = []
     claims: dict[str, Claim] = {}
     for custom_id, request in requests.items():
@@ -212,9 +221,12 @@ async def submit(gateway: Gateway, items: Sequence[tuple[str, TextRequest]], *, 
                                                    info.context_window), info, estimate, item)
         key = text_key(request, model=model, tenant=item.get("team") or DEFAULT_TENANT,
                        template_version=template_version, shareable=shareable) if caching else None
-        request_hash = key.digest if key else _request_hash(model, request, template_version)
+        request_hash = hashes[custom_id] = key.digest if key else _request_hash(model, request, template_version)
         if key is not None and (hit := await _cache_hit(gateway, key, info, estimate, item, request_hash)):
             cached[custom_id] = hit
+            continue
+        if request_hash in asked:
+            waiting[custom_id] = asked[request_hash]
             continue
         reserved = info.cost(estimate, batch=True)
         metered = [m for m in gateway.policy.claims(CallFacts(info, gateway._account(model), item), estimate,
@@ -224,7 +236,7 @@ async def submit(gateway: Gateway, items: Sequence[tuple[str, TextRequest]], *, 
         pending.append(PendingItem(custom_id, request_hash, estimate, reserved, item, key.path if key else None,
                                    tuple((m.claim.key, m.unit) for m in metered)))
     if not pending:
-        return BatchTicket(None, model, (), cached)
+        return BatchTicket(None, model, (), cached, waiting=waiting, hashes=hashes)
     reservation = await _reserve(gateway, info, list(claims.values()), pending)
     try:
         status = await client.submit({p.custom_id: requests[p.custom_id] for p in pending},
@@ -248,7 +260,8 @@ async def submit(gateway: Gateway, items: Sequence[tuple[str, TextRequest]], *, 
         await store.aclose()
     log.info("batch %s submitted: %d requests to %s, %.6f USD reserved", status.id, len(pending), model,
              record.reserved_usd)
-    return BatchTicket(status.id, model, tuple(p.custom_id for p in pending), cached, record.reserved_usd)
+    return BatchTicket(status.id, model, tuple(p.custom_id for p in pending), cached, record.reserved_usd,
+                       waiting, hashes)
 
 
 def _merged(existing: Claim | None, claim: Claim) -> Claim:
@@ -383,7 +396,8 @@ async def _settle(gateway: Gateway, pending: PendingBatch, found: BatchStatus, a
                 error, model=info.name, api_type="text", estimate=item.estimate, tags=item.tags,
                 latency_s=latency, request_hash=item.request_hash, reserved_usd=item.reserved_usd,
                 reservation_id=reservation.id))
-            results[item.custom_id] = BatchItemResult(item.custom_id, error=f"{type(error).__name__}: {error}")
+            results[item.custom_id] = BatchItemResult(item.custom_id, error=f"{type(error).__name__}: {error}",
+                                                      request_hash=item.request_hash)
             continue
         cost = info.cost(result.usage, batch=True)
         total += cost
@@ -396,7 +410,7 @@ async def _settle(gateway: Gateway, pending: PendingBatch, found: BatchStatus, a
             gen, api_type="text", request_hash=item.request_hash, reserved_usd=item.reserved_usd,
             reservation_id=reservation.id, cache_status="off" if item.cache_key is None else "miss"))
         await _remember(gateway, item, gen)
-        results[item.custom_id] = BatchItemResult(item.custom_id, gen)
+        results[item.custom_id] = BatchItemResult(item.custom_id, gen, request_hash=item.request_hash)
     await gateway.admission.reconcile(reservation, [actual.get(c.key, 0.0) for c in reservation.claims])
     if gateway.journal is not None:
         gateway.journal.settled(reservation.id)
