@@ -132,3 +132,22 @@ def test_the_fake_upstream_answers_a_packed_prompt_item_by_item() -> None:
     alone = parse_answer(packed_reply([items[1].payload()], corrupt={"b2"}), ["b2"])
     assert "Oak Spoon" in (alone["b2"] or "")  # asked alone, the same item comes back right
     assert parse_answer("not json", ["a1"]) == {"a1": None}
+
+
+def test_the_nightly_deployment_runs_the_flow_on_a_schedule_with_catalog_parameters() -> None:
+    import inspect
+
+    import yaml
+    from prefect.client.schemas.schedules import CronSchedule
+
+    from contentmill.flows.product_descriptions import product_descriptions
+
+    repo = Path(__file__).resolve().parents[2]
+    deployments = yaml.safe_load((repo / "prefect.yaml").read_text(encoding="utf-8"))["deployments"]
+    (nightly,) = [d for d in deployments if d["name"] == "product-descriptions-nightly"]
+    path, _, name = nightly["entrypoint"].partition(":")
+    assert (repo / path).is_file() and name == product_descriptions.fn.__name__
+    accepted = set(inspect.signature(product_descriptions.fn).parameters)
+    assert set(nightly["parameters"]) <= accepted and "catalog" in nightly["parameters"]
+    (schedule,) = nightly["schedules"]
+    assert CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"]) and schedule["active"] is True
