@@ -26,6 +26,8 @@ Every error a user can see is one of these; each message says what to fix::
     │   └── TemplateVariableError    a variable is missing, unknown or of the wrong type (names it)
     ├── QualityError                 a quality score cannot be computed (e.g. a judge's unreadable answer)
     ├── ExperimentError              an A/B experiment cannot be started, read, stopped or promoted
+    ├── GraphError                   the knowledge graph cannot store, read or answer what was asked
+    │   └── GraphUnavailable         its database is unreachable or busy; may succeed later
     └── LedgerError                  the ledger cannot store or read what was asked
         ├── UnsafeTag                a tag looks like a credential: refused, never stored
         ├── ReservationClosed        the reservation was already settled or swept
@@ -201,3 +203,11 @@ class QualityError(ContentmillError):
 
 class ExperimentError(ContentmillError):
     """An A/B experiment cannot be started, read, stopped or promoted as asked."""
+
+
+class GraphError(ContentmillError):
+    """The knowledge graph cannot store, read or answer what was asked (bad URL, unknown node, bad input)."""
+
+
+class GraphUnavailable(GraphError):
+    """The graph's database could not be reached or was busy; the same call may succeed later."""

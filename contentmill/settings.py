@@ -90,9 +90,9 @@ class Settings(BaseSettings):
     text_model: str = "local:gemma-3-270m"
     speech_model: str = "local:espeak-ng"
     catalog_file: Path | None = None
+    routing_file: Path | None = None  # tiers, matrix weights, degradation policy (TOML or YAML; see routing.config)
     # Your prompt template folders, searched after the packaged ones (os.pathsep-separated or a JSON list).
     template_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
-    routing_file: Path | None = None  # tiers, matrix weights, degradation policy (TOML or YAML; see routing.config)
     font_file: Path | None = None
     request_timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)
@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     rate_limits: list[RateLimitSetting] = Field(default_factory=list)  # [[rate_limits]] in contentmill.toml
     admission_wait_s: float = Field(default=30.0, ge=0)  # how long a call may wait for rate-limit capacity
     log_level: str = "ERROR"  # WARNING shows alerts and retries as they happen
+
+    # The knowledge graph of prior outputs (contentmill.knowledge_graph).
+    graph_database_url: str | None = None  # default: database_url, else graph.sqlite3 in data_dir
+    graph_reuse_threshold: float = Field(default=0.9, gt=0, le=1)  # similarity a prior output needs to be reused
+    graph_poll_interval_s: float = Field(default=1.0, ge=0)  # how often a process reads other writers' changes
+    embedding_threads: int | None = Field(default=None, ge=1)  # torch threads for embeddings; None: torch decides
 
     # The cache (contentmill.cache.config.CacheConfig holds the defaults; None keeps them).
     cache_enabled: bool = True

@@ -4,9 +4,9 @@ its bytes are; near-duplicate reuse before paying again, search, and what went s
 ``KnowledgeGraph.open()`` gives the graph in the configured store, caught up with every worker's writes.
 """
 
+from contentmill.errors import GraphError, GraphUnavailable
 from contentmill.knowledge_graph.dedupe import REUSE_THRESHOLD, Decision, Match, RequestFacts
 from contentmill.knowledge_graph.embeddings import SentenceEmbedder, TextEmbedder
-from contentmill.knowledge_graph.errors import GraphError, GraphUnavailable
 from contentmill.knowledge_graph.export import read_export, write_export
 from contentmill.knowledge_graph.graph import KnowledgeGraph, OutputSpec, Recorded
 from contentmill.knowledge_graph.index import VectorIndex

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from contentmill.knowledge_graph.errors import GraphError
+from contentmill.errors import GraphError
 from contentmill.knowledge_graph.records import Vector
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from typing import IO, Any, Literal
 
 import networkx as nx
 
-from contentmill.knowledge_graph.errors import GraphError
+from contentmill.errors import GraphError
 
 Format = Literal["graphml", "json"]
 FORMATS: tuple[Format, ...] = ("graphml", "json")

@@ -22,11 +22,11 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from contentmill.errors import GraphError
 from contentmill.ids import new_id
 from contentmill.knowledge_graph import lineage
 from contentmill.knowledge_graph.dedupe import REUSE_THRESHOLD, Decision, Match, RequestFacts, RequestIndex
 from contentmill.knowledge_graph.embeddings import SentenceEmbedder, TextEmbedder
-from contentmill.knowledge_graph.errors import GraphError
 from contentmill.knowledge_graph.index import EXACT_LIMIT, VectorIndex
 from contentmill.knowledge_graph.records import (
     DERIVED_FROM,
@@ -139,8 +139,14 @@ class KnowledgeGraph:
 
     @classmethod
     def open(cls, settings: Settings | None = None, **options: Any) -> KnowledgeGraph:
-        """The graph in CONTENTMILL_DATABASE_URL, or ``graph.sqlite3`` in CONTENTMILL_DATA_DIR, caught up."""
-        graph = cls(GraphStore(graph_url(settings or get_settings())), **options)
+        """The graph at ``graph_url(settings)``, caught up; threshold, polling and embedding threads come from
+        the settings unless ``options`` name them."""
+        s = settings or get_settings()
+        options.setdefault("threshold", s.graph_reuse_threshold)
+        options.setdefault("poll_interval_s", s.graph_poll_interval_s)
+        if "embedder" not in options and s.embedding_threads is not None:
+            options["embedder"] = SentenceEmbedder(threads=s.embedding_threads)
+        graph = cls(GraphStore(graph_url(s)), **options)
         graph.catch_up()
         return graph
 

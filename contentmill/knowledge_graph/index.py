@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from usearch.index import Index
 
-from contentmill.knowledge_graph.errors import GraphError
+from contentmill.errors import GraphError
 from contentmill.knowledge_graph.records import Vector
 
 # Above this many vectors in one search, HNSW beats the matrix product; bench/graph.py measures the crossover.

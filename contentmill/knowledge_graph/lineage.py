@@ -97,14 +97,18 @@ def _derived(graph: nx.MultiDiGraph, roots: list[str]) -> list[Stale]:
 
 
 def chain(graph: nx.MultiDiGraph, node_id: str) -> list[str]:
-    """The outputs linked to this one by ``derived_from``, sources first (script, narration, video)."""
+    """The outputs linked to this one by ``derived_from``, sources first (script, narration, video). From a
+    current output, versions superseded since are left out; from a superseded one, its own versions stay."""
     members, queue = {node_id}, deque([node_id])
+    current_only = is_current(graph, node_id)
     while queue:
         current = queue.popleft()
         neighbours = [dst for _s, dst, k in graph.out_edges(current, keys=True) if k == DERIVED_FROM]
         neighbours += [src for src, _d, k in graph.in_edges(current, keys=True) if k == DERIVED_FROM]
         for other in neighbours:
-            if other not in members and graph.nodes[other].get("type") == OUTPUT:
+            if other in members or graph.nodes[other].get("type") != OUTPUT:
+                continue
+            if not current_only or is_current(graph, other):
                 members.add(other)
                 queue.append(other)
     flow = nx.DiGraph()

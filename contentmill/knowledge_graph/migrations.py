@@ -1,9 +1,7 @@
-"""Schema migrations of the graph, applied in order when a store opens, as the ledger's are.
-
-Each step runs once, in one transaction with its ``kg_schema_version`` row, under a lock that makes
-concurrent openers wait (``pg_advisory_xact_lock`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite). The graph
-keeps its own version table and lock key because it may share a PostgreSQL database with the ledger. A
-step's tables are frozen as released; a change to ``schema.py`` needs a new step here.
+"""Schema migrations of the graph, applied in order when a store opens, as the ledger's are (see
+``contentmill.sqlstore``). The graph keeps its own version table and lock key because it may share a
+PostgreSQL database with the ledger. A step's tables are frozen as released; a change to ``schema.py``
+needs a new step here.
 """
 
 from __future__ import annotations
@@ -13,11 +11,13 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from contentmill.knowledge_graph.errors import GraphError
+from contentmill import sqlstore
+from contentmill.errors import GraphError, GraphUnavailable
 from contentmill.knowledge_graph.schema import schema_version
-from contentmill.ledger.migrations import WRITE, Migration
-from contentmill.ledger.records import utcnow
 from contentmill.ledger.schema import JSONType, UTCDateTime
+from contentmill.sqlstore import Migration, StoreKind
+
+GRAPH = StoreKind("graph store", "graph.sqlite3", GraphError, GraphUnavailable)
 
 # pg_advisory_xact_lock key: the bytes of "cmgraph!" read as a signed 64-bit integer.
 PG_LOCK_KEY = int.from_bytes(b"cmgraph!", "big", signed=True)
@@ -92,23 +92,4 @@ MIGRATIONS: tuple[Migration, ...] = (Migration(1, "kg_nodes, kg_edges, kg_clock,
 
 def migrate(engine: Engine, steps: Sequence[Migration] = MIGRATIONS) -> list[int]:
     """Bring the graph's tables up to the last step; returns the versions applied now (none: up to date)."""
-    versions = [step.version for step in steps]
-    if versions != list(range(1, len(steps) + 1)):
-        raise GraphError(f"graph migrations must run 1, 2, 3, ... without gaps (got {versions})")
-    applied: list[int] = []
-    with engine.connect() as conn, conn.execution_options(**WRITE).begin():
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
-        schema_version.create(conn, checkfirst=True)
-        current = conn.scalar(sa.select(sa.func.max(schema_version.c.version))) or 0
-        if current > len(steps):
-            raise GraphError(
-                f"the graph's tables are at schema version {current}, newer than this contentmill knows "
-                f"({len(steps)}): upgrade contentmill"
-            )
-        for step in steps[current:]:
-            step.apply(conn)
-            row = {"version": step.version, "description": step.description, "applied_at": utcnow()}
-            conn.execute(schema_version.insert().values(**row))
-            applied.append(step.version)
-    return applied
+    return sqlstore.migrate(engine, steps, version_table=schema_version, lock_key=PG_LOCK_KEY, kind=GRAPH)

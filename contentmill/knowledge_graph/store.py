@@ -1,6 +1,6 @@
 """The graph's persistent store on SQLAlchemy: a SQLite file embedded, PostgreSQL with the services profile.
 
-Engines come from the ledger (WAL and ``BEGIN IMMEDIATE`` on SQLite, pre-ping pools on PostgreSQL). Every
+The engine, migrations and errors come from ``contentmill.sqlstore``, as the ledger's do. Every
 write is one transaction that first takes the next number from ``kg_clock`` and stamps it on all it writes.
 The clock row stays locked until commit, so writers follow one another and a number is visible only once
 every smaller one is: a reader that has applied everything up to N asks for ``seq > N`` and misses nothing.
@@ -15,12 +15,10 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, RowMapping
 
-from contentmill.errors import LedgerError
-from contentmill.knowledge_graph.errors import GraphError, GraphUnavailable
-from contentmill.knowledge_graph.migrations import migrate
+from contentmill.errors import GraphError
+from contentmill.knowledge_graph.migrations import GRAPH, migrate
 from contentmill.knowledge_graph.records import (
     PREVIEW_CHARS,
     Changes,
@@ -31,21 +29,21 @@ from contentmill.knowledge_graph.records import (
     Vector,
 )
 from contentmill.knowledge_graph.schema import clock, decisions, edges, nodes
-from contentmill.ledger.migrations import WRITE
-from contentmill.ledger.store import create_ledger_engine
 from contentmill.settings import Settings
+from contentmill.sqlstore import SQLStore
 
 GRAPH_FILE = "graph.sqlite3"
-_TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError, sa.exc.TimeoutError)
 _NODE_COLUMNS = ("type", "kind", "language", "entity", "model", "template", "cost_usd", "location",
                  "created_at", "text", "attrs", "vector", "vector_model")
 
 
 def graph_url(settings: Settings) -> str:
-    """CONTENTMILL_DATABASE_URL when set (the graph's tables sit beside the ledger's), else a SQLite file in
-    CONTENTMILL_DATA_DIR of its own, so graph writes never wait on the ledger's write lock."""
-    if settings.database_url:
-        return settings.database_url
+    """CONTENTMILL_GRAPH_DATABASE_URL, else CONTENTMILL_DATABASE_URL (the graph's tables sit beside the
+    ledger's), else a SQLite file in CONTENTMILL_DATA_DIR of its own, so graph writes never wait on the
+    ledger's write lock."""
+    url = settings.graph_database_url or settings.database_url
+    if url:
+        return url
     return f"sqlite:///{(settings.data_dir / GRAPH_FILE).expanduser().resolve()}"
 
 
@@ -77,59 +75,17 @@ def _node_from(m: RowMapping) -> StoredNode:
     return StoredNode(node, m["seq"])
 
 
-class GraphStore:
+class GraphStore(SQLStore):
     """Nodes, edges, the change clock and reuse decisions in one SQLite or PostgreSQL database."""
 
-    def __init__(self, url: str | sa.URL) -> None:
-        try:
-            self.engine = create_ledger_engine(url)
-        except LedgerError as exc:
-            raise GraphError(f"graph store: {exc}".replace("ledger", "graph")) from None
-        self.url = self.engine.url.render_as_string(hide_password=True)
-        try:
-            with self._errors("open the graph store (create or migrate its tables)"):
-                self.applied_migrations = migrate(self.engine)
-        except GraphError:
-            self.engine.dispose()  # no pooled connection outlives a store that failed to open
-            raise
+    kind = GRAPH
+
+    def migrate(self) -> list[int]:
+        return migrate(self.engine)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GraphStore:
         return cls(graph_url(settings))
-
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-    def __enter__(self) -> GraphStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
-        """Database errors as GraphError naming the store (password hidden) and what failed."""
-        try:
-            yield
-        except GraphError:
-            raise
-        except sa.exc.SQLAlchemyError as exc:
-            cause = getattr(exc, "orig", None) or exc
-            detail = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-            kind = GraphUnavailable if isinstance(exc, _TRANSIENT) else GraphError
-            message = f"graph store {self.url}: could not {action}: {type(cause).__name__}: {detail}"
-            raise kind(message) from exc
-
-    @contextmanager
-    def _write(self, action: str) -> Iterator[Connection]:
-        with self._errors(action), self.engine.connect() as conn:
-            conn.execution_options(**WRITE)
-            with conn.begin():
-                yield conn
 
     @contextmanager
     def _snapshot(self, action: str) -> Iterator[Connection]:
@@ -139,9 +95,6 @@ class GraphStore:
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
                 yield conn
-
-    def _insert(self, table: sa.Table) -> Any:
-        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
 
     # writing ---------------------------------------------------------------------------------------------
 
@@ -164,18 +117,18 @@ class GraphStore:
         with self._write(action) as conn:
             seq = self._next_seq(conn)
             if ensure:
-                insert = self._insert(nodes)
+                insert = self._dialect_insert(nodes)
                 conn.execute(insert.on_conflict_do_nothing(index_elements=["id"]),
                              [_node_row(n, seq) for n in ensure])
             if new:
-                insert = self._insert(nodes)
+                insert = self._dialect_insert(nodes)
                 update = {name: insert.excluded[name] for name in (*_NODE_COLUMNS, "seq")}
                 conn.execute(insert.on_conflict_do_update(index_elements=["id"], set_=update),
                              [_node_row(n, seq) for n in new])
             for node_id, attrs in (merge or {}).items():
                 self._merge_attrs(conn, node_id, attrs, seq)
             if links:
-                insert = self._insert(edges)
+                insert = self._dialect_insert(edges)
                 update = {"attrs": insert.excluded.attrs, "seq": insert.excluded.seq}
                 rows = [{"src": e.src, "dst": e.dst, "kind": e.kind, "attrs": dict(e.attrs),
                          "created_at": e.created_at, "seq": seq} for e in links]
@@ -202,7 +155,7 @@ class GraphStore:
 
     def high(self) -> int:
         """The last change number written."""
-        with self._errors("read the change clock"), self.engine.connect() as conn:
+        with self._read("read the change clock") as conn:
             return int(conn.scalar(sa.select(clock.c.seq).where(clock.c.id == 1)) or 0)
 
     def changes(self, after: int) -> Changes:
@@ -229,12 +182,12 @@ class GraphStore:
         if not ids:
             return {}
         query = sa.select(nodes.c.id, nodes.c.text).where(nodes.c.id.in_(list(ids)))
-        with self._errors("read node texts"), self.engine.connect() as conn:
+        with self._read("read node texts") as conn:
             return {row.id: row.text for row in conn.execute(query) if row.text is not None}
 
     def node(self, node_id: str) -> Node | None:
         """One stored node with its full text, or None."""
-        with self._errors(f"read node {node_id}"), self.engine.connect() as conn:
+        with self._read(f"read node {node_id}") as conn:
             row = conn.execute(sa.select(nodes).where(nodes.c.id == node_id)).mappings().first()
         return None if row is None else _node_from(row).node
 
@@ -249,7 +202,7 @@ class GraphStore:
         query = sa.select(decisions).order_by(decisions.c.ts.desc(), decisions.c.id).limit(limit)
         if since is not None:
             query = query.where(decisions.c.ts >= since)
-        with self._errors("read reuse decisions"), self.engine.connect() as conn:
+        with self._read("read reuse decisions") as conn:
             return [dict(m) for m in conn.execute(query).mappings()]
 
     # stats -----------------------------------------------------------------------------------------------

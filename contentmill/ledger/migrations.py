@@ -1,33 +1,26 @@
-"""Schema migrations, applied in order when a store opens.
+"""Schema migrations of the ledger, applied in order when a store opens (see ``contentmill.sqlstore``).
 
-Each step runs once, in one transaction with its ``schema_version`` row, under a lock that makes
-concurrent openers wait: ``pg_advisory_xact_lock`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite. A step's
-table definitions are frozen as released; a later change to ``schema.py`` needs a new step here, and the
-test suite compares a migrated database with ``schema.py``.
+A step's table definitions are frozen as released; a later change to ``schema.py`` needs a new step here, and
+the test suite compares a migrated database with ``schema.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from contentmill.errors import LedgerError
-from contentmill.ledger.records import utcnow
+from contentmill import sqlstore
+from contentmill.errors import LedgerError, LedgerUnavailable
 from contentmill.ledger.schema import JSONType, UTCDateTime, schema_version
+from contentmill.sqlstore import WRITE, Migration, StoreKind
 
+__all__ = ["LEDGER", "MIGRATIONS", "PG_LOCK_KEY", "WRITE", "Migration", "current_version", "migrate"]
+
+LEDGER = StoreKind("ledger", "ledger.sqlite3", LedgerError, LedgerUnavailable)
 # pg_advisory_xact_lock key: the bytes of "cmledger" read as a signed 64-bit integer.
 PG_LOCK_KEY = int.from_bytes(b"cmledger", "big", signed=True)
-WRITE = {"ledger_write": True}  # execution option: SQLite takes the write lock at BEGIN
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    version: int
-    description: str
-    apply: Callable[[Connection], None]
 
 
 def _v1_tables(conn: Connection) -> None:
@@ -165,39 +158,10 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-def _check_order(steps: Sequence[Migration]) -> None:
-    versions = [step.version for step in steps]
-    if versions != list(range(1, len(steps) + 1)):
-        raise LedgerError(f"migration versions must run 1, 2, 3, ... without gaps (got {versions})")
-
-
 def migrate(engine: Engine, steps: Sequence[Migration] = MIGRATIONS) -> list[int]:
-    """Bring the database up to the last step; returns the versions applied now (empty when up to date)."""
-    _check_order(steps)
-    applied: list[int] = []
-    with engine.connect() as conn, conn.execution_options(**WRITE).begin():
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
-        schema_version.create(conn, checkfirst=True)
-        current = conn.scalar(sa.select(sa.func.max(schema_version.c.version))) or 0
-        if current > len(steps):
-            raise LedgerError(
-                f"the ledger database is at schema version {current}, newer than this contentmill knows "
-                f"({len(steps)}): upgrade contentmill"
-            )
-        for step in steps[current:]:
-            step.apply(conn)
-            conn.execute(
-                schema_version.insert().values(
-                    version=step.version, description=step.description, applied_at=utcnow()
-                )
-            )
-            applied.append(step.version)
-    return applied
+    """Bring the ledger up to the last step; returns the versions applied now (empty when up to date)."""
+    return sqlstore.migrate(engine, steps, version_table=schema_version, lock_key=PG_LOCK_KEY, kind=LEDGER)
 
 
 def current_version(engine: Engine) -> int:
-    with engine.connect() as conn:
-        if not sa.inspect(conn).has_table(schema_version.name):
-            return 0
-        return conn.scalar(sa.select(sa.func.max(schema_version.c.version))) or 0
+    return sqlstore.current_version(engine, schema_version)

@@ -1,29 +1,23 @@
-"""The ledger database on SQLAlchemy 2.x: SQLite (a WAL file) embedded, PostgreSQL with the services profile.
+"""The ledger database: SQLite (a WAL file) embedded, PostgreSQL with the services profile.
 
-The schema is created and migrated when a store opens. Every write is one transaction that is committed
-before the method returns; on SQLite writes take the write lock at BEGIN (``BEGIN IMMEDIATE``), so two
-processes queue on the busy timeout instead of failing when a read turns into a write.
+The engine, migrations on open and error mapping come from ``contentmill.sqlstore``. Every write is one
+transaction that is committed before the method returns.
 """
 
 from __future__ import annotations
 
 import logging
-import random
-import sqlite3
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
 
-from contentmill.errors import LedgerError, LedgerUnavailable, ReservationClosed
+from contentmill.errors import LedgerError, ReservationClosed
 from contentmill.ids import new_id
-from contentmill.ledger.migrations import WRITE, migrate
+from contentmill.ledger.migrations import LEDGER, migrate
 from contentmill.ledger.records import (
     Alert,
     ApiType,
@@ -37,32 +31,18 @@ from contentmill.ledger.records import (
 from contentmill.ledger.schema import alerts, budgets, call_tags, calls, reservations
 from contentmill.metering import Usage
 from contentmill.settings import Settings
+from contentmill.sqlstore import SQLStore, create_engine, database_url
 
 log = logging.getLogger("contentmill.ledger")
 
 LEDGER_FILE = "ledger.sqlite3"
-SQLITE_BUSY_TIMEOUT_S = 30.0
 COLUMN_SCOPES = ("api_type", "model", "provider")
 ALL_SCOPE = "all"
-_TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError, sa.exc.TimeoutError)
 
 
 def ledger_url(url: str | sa.URL) -> sa.URL:
     """A SQLAlchemy URL for ``url``: plain ``postgresql://`` uses psycopg 3; SQLite must be a file."""
-    try:
-        parsed = sa.make_url(url)
-    except sa.exc.ArgumentError:
-        raise LedgerError(
-            "the ledger database URL cannot be read; use sqlite:///path/ledger.sqlite3 or postgresql://host/db"
-        ) from None
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    backend = parsed.get_backend_name()
-    if backend not in ("sqlite", "postgresql"):
-        raise LedgerError(f"the ledger runs on SQLite or PostgreSQL, not {backend}")
-    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
-        raise LedgerError("the SQLite ledger must be a file (sqlite:///path/ledger.sqlite3), not in memory")
-    return parsed
+    return database_url(url, LEDGER)
 
 
 def settings_url(settings: Settings) -> str:
@@ -72,56 +52,8 @@ def settings_url(settings: Settings) -> str:
     return f"sqlite:///{(settings.data_dir / LEDGER_FILE).expanduser().resolve()}"
 
 
-def _enter_wal(cursor: Any, timeout_s: float) -> None:
-    """Switch a new database file to WAL, waiting out other openers doing the same.
-
-    Changing the journal mode needs an exclusive lock, and SQLite returns "database is locked" at once, without
-    its busy handler, when two connections holding shared locks both ask for it. Once the file is in WAL mode the
-    pragma is a no-op that takes no lock.
-    """
-    deadline = time.monotonic() + timeout_s
-    delay = 0.005
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
-                raise
-        time.sleep(delay * (0.5 + random.random()))
-        delay = min(delay * 2, 0.2)
-
-
-def _configure_sqlite(engine: Engine, timeout_s: float) -> None:
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (see _on_begin)
-        cursor = dbapi_connection.cursor()
-        _enter_wal(cursor, timeout_s)
-        for pragma in ("synchronous=FULL", "foreign_keys=ON"):
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get("ledger_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-
 def create_ledger_engine(url: str | sa.URL) -> Engine:
-    parsed = ledger_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        assert parsed.database is not None
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        timeout_s = float(str(parsed.query.get("timeout", SQLITE_BUSY_TIMEOUT_S)))
-        engine = sa.create_engine(parsed, connect_args={"timeout": timeout_s})
-        _configure_sqlite(engine, timeout_s)
-        return engine
-    connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": 10}
-    # pre_ping replaces connections the server closed (restart, idle timeout) before they are used.
-    return sa.create_engine(
-        parsed, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=connect_args
-    )
+    return create_engine(url, LEDGER)
 
 
 def _usage_columns(record: CallRecord) -> dict[str, Any]:
@@ -212,53 +144,13 @@ def scope_filter(
     return query.select_from(joined).where(tag.c.value == scope_value)
 
 
-class LedgerStore:
+class LedgerStore(SQLStore):
     """Calls, reservations, budgets and alerts in one SQLite or PostgreSQL database."""
 
-    def __init__(self, url: str | sa.URL) -> None:
-        self.engine = create_ledger_engine(url)
-        self.url = self.engine.url.render_as_string(hide_password=True)
-        with self._errors("open the ledger (create or migrate its schema)"):
-            self.applied_migrations = migrate(self.engine)
+    kind = LEDGER
 
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-    def __enter__(self) -> LedgerStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
-        """Database errors as LedgerError naming the store (password hidden) and what failed."""
-        try:
-            yield
-        except LedgerError:
-            raise
-        except sa.exc.SQLAlchemyError as exc:
-            cause = getattr(exc, "orig", None) or exc
-            detail = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-            kind = LedgerUnavailable if isinstance(exc, _TRANSIENT) else LedgerError
-            raise kind(f"ledger {self.url}: could not {action}: {type(cause).__name__}: {detail}") from exc
-
-    @contextmanager
-    def _write(self, action: str) -> Iterator[Connection]:
-        """One committed write transaction (SQLite: holding the write lock from BEGIN)."""
-        with self._errors(action), self.engine.connect() as conn:
-            conn.execution_options(**WRITE)
-            with conn.begin():
-                yield conn
-
-    @contextmanager
-    def _read(self, action: str) -> Iterator[Connection]:
-        with self._errors(action), self.engine.connect() as conn:
-            yield conn
+    def migrate(self) -> list[int]:
+        return migrate(self.engine)
 
     def rows(self, query: sa.Select[Any], action: str) -> list[sa.RowMapping]:
         """Run a read-only query (reports build theirs from ``schema``)."""
@@ -276,9 +168,8 @@ class LedgerStore:
 
     def _insert(self, table: sa.Table) -> Any:
         """INSERT ... ON CONFLICT DO NOTHING on the primary key: a retried batch is written once."""
-        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         keys = [column.name for column in table.primary_key]
-        return dialect_insert(table).on_conflict_do_nothing(index_elements=keys)
+        return self._dialect_insert(table).on_conflict_do_nothing(index_elements=keys)
 
     # calls -----------------------------------------------------------------------------------------------
 
@@ -472,8 +363,7 @@ class LedgerStore:
             "timezone": budget.timezone, "limit_usd": budget.limit_usd, "soft_pct": budget.soft_pct,
             "hard": budget.hard, "created_at": budget.created_at,
         }
-        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        statement = dialect_insert(budgets).values(**values)
+        statement = self._dialect_insert(budgets).values(**values)
         statement = statement.on_conflict_do_update(
             index_elements=["scope_key", "scope_value", "period"],
             set_={k: statement.excluded[k] for k in ("timezone", "limit_usd", "soft_pct", "hard")},

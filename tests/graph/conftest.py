@@ -6,20 +6,15 @@ skipped, except in CI (CI=true), where it fails."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from contentmill.knowledge_graph import GraphStore, KnowledgeGraph, SentenceEmbedder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-ADMIN_URL = os.environ.get(
-    "CONTENTMILL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 
 
 @pytest.fixture(scope="session")
@@ -35,43 +30,10 @@ def embedder() -> Iterator[SentenceEmbedder]:
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="session")
-def pg_admin() -> Iterator[sa.Engine | None]:
-    """An AUTOCOMMIT engine on the server's maintenance database, or None when there is no server."""
-    engine = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as exc:
-        engine.dispose()
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is not reachable at {ADMIN_URL} in CI: {type(exc.orig).__name__}")
-        yield None
-        return
-    yield engine
-    engine.dispose()
-
-
-def postgres_database(admin: sa.Engine) -> Iterator[str]:
-    name = f"cm_graph_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path, pg_admin: sa.Engine | None) -> Iterator[str]:
-    """An empty graph database of either kind."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'graph.sqlite3'}"
-        return
-    if pg_admin is None:
-        pytest.skip(f"PostgreSQL is not reachable at {ADMIN_URL}; set CONTENTMILL_TEST_POSTGRES_URL")
-    yield from postgres_database(pg_admin)
+def store_url(request: pytest.FixtureRequest, make_database: Callable[[str, str], str]) -> str:
+    """An empty graph database of either kind (``make_database`` in tests/conftest.py)."""
+    return make_database(request.param, "graph")
 
 
 @pytest.fixture
