@@ -9,6 +9,7 @@ import sys
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich.console import Console
 
 from contentmill.errors import ContentmillError
 from contentmill.settings import Settings, get_settings
@@ -45,3 +46,10 @@ def parse_tags(pairs: list[str] | None) -> dict[str, str]:
             fail(f"--tag takes KEY=VALUE (got {pair!r})")
         tags[key.strip()] = value.strip()
     return tags
+
+
+def wide_console(width: int = 120) -> Console:
+    """A rich console for tables; writing to a pipe or a file it is ``width`` wide rather than rich's 80 columns,
+    so that wide tables keep every cell whole."""
+    console = Console()
+    return console if console.is_terminal else Console(width=width)

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich import box
 from rich.table import Table
 
-from contentmill.commands import JsonOption, emit_json, fail, parse_tags, settings_or_fail
+from contentmill.commands import JsonOption, emit_json, fail, parse_tags, settings_or_fail, wide_console
 from contentmill.errors import ContentmillError
 from contentmill.experiments.chart import draw_chart
 from contentmill.experiments.compare import DEFAULT_MAX_TOKENS, Comparison, compare_models, read_prompts
@@ -19,7 +19,7 @@ from contentmill.gateway import Gateway
 from contentmill.quality.pick import pick_scorer
 from contentmill.settings import Settings
 
-console = Console()
+console = wide_console()
 
 
 def _text_or_file(value: str) -> str:
@@ -77,12 +77,14 @@ def compare(
     if json_out:
         emit_json({**result.as_dict(), "chart": str(path)})
         return
-    table = Table(title=f"{len(prompts)} prompts x {runs} runs; quality: {result.scorer}; baseline "
-                        f"(cheapest): {result.baseline}")
+    table = Table(title=f"{len(prompts)} prompts x {runs} runs a model; quality: {result.scorer}; tokens: against "
+                        f"the cheapest, {result.baseline}", box=box.SIMPLE_HEAD, pad_edge=False)
     rows = result.table()
     for column in rows[0]:
-        table.add_column(column, justify="left" if column == "model" else "right", no_wrap=column == "model")
+        table.add_column(column, justify="left" if column == "model" else "right", no_wrap=True)
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
     console.print(table)
+    for line in result.failures():
+        console.print(line, highlight=False)
     console.print(f"chart: {path}")

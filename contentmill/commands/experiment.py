@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from contentmill.commands import JsonOption, emit_json, fail, parse_tags, settings_or_fail
+from contentmill.commands import JsonOption, emit_json, fail, parse_tags, settings_or_fail, wide_console
 from contentmill.errors import ContentmillError
 from contentmill.experiments.run import TrialRequest, run_trials
 from contentmill.experiments.status import Status, status
@@ -24,7 +23,7 @@ from contentmill.quality.pick import pick_scorer
 
 experiment_app = typer.Typer(help="A/B experiments between template versions: start, run, status, stop.",
                              no_args_is_help=True)
-console = Console()
+console = wide_console()
 T = TypeVar("T")
 
 

@@ -6,16 +6,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from contentmill.commands import JsonOption, emit_json, fail, settings_or_fail
+from contentmill.commands import JsonOption, emit_json, fail, settings_or_fail, wide_console
 from contentmill.errors import ContentmillError
 from contentmill.prompts.library import packaged_dir, template_files
 from contentmill.prompts.lint import Finding, lint_file
 
 prompts_app = typer.Typer(help="Prompt templates: list them, lint them for token waste.", no_args_is_help=True)
-console = Console()
+console = wide_console()
 
 
 @prompts_app.command("list")
@@ -72,6 +71,8 @@ def lint(
     if json_out:
         emit_json({"files": [str(f) for f in files], "findings": [f.as_dict() for f in findings],
                    "tokens_saved": saved, "encoding": encoding})
+    elif not findings:
+        console.print(f"no token waste found in {len(files)} templates")
     else:
         table = Table(title=f"{len(findings)} findings in {len(files)} templates; {saved} tokens a call to save")
         for column in ("template", "rule", "field", "saves", "what to do"):

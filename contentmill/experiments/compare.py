@@ -76,14 +76,23 @@ class Comparison:
                 "models": [m.as_dict() for m in self.models]}
 
     def table(self) -> list[dict[str, Any]]:
-        """Rows for a table artifact or a printed table."""
+        """Rows for a table artifact or a printed table (calls and errors are in ``as_dict`` and ``failures``)."""
         return [
-            {"model": m.model, "calls": m.calls, "errors": m.errors, "tokens in": m.input_tokens,
-             "tokens out": m.output_tokens, "cost USD": f"{m.cost_usd:.6f}",
-             "p50 ms": _fmt(m.latency_ms_p50), "p99 ms": _fmt(m.latency_ms_p99),
-             "quality": _fmt(m.quality, 3), "tokens vs baseline": _pct(m.tokens_diff_pct)}
+            {"model": m.model, "tok in": m.input_tokens,
+             "tok out": m.output_tokens, "USD": f"{m.cost_usd:.6f}", "p50 ms": _fmt(m.latency_ms_p50),
+             "p99 ms": _fmt(m.latency_ms_p99), "quality": _fmt(m.quality, 2), "tokens": _pct(m.tokens_diff_pct)}
             for m in self.models
         ]
+
+
+    def failures(self) -> list[str]:
+        """One line per model with failed calls, e.g. ``x:y: 2 of 10 calls failed (ProviderTimeout x2)``."""
+        lines = []
+        for m in self.models:
+            if m.errors:
+                kinds = ", ".join(f"{kind} x{count}" for kind, count in m.error_types.items())
+                lines.append(f"{m.model}: {m.errors} of {m.calls} calls failed ({kinds})")
+        return lines
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:

@@ -52,7 +52,7 @@ async def test_compare_flow_makes_a_table_and_a_chart(flow_env: Settings) -> Non
     assert run_id is not None
     found = await artifacts(run_id)
     rows = table_rows(found["compare-models"])
-    assert [r["model"] for r in rows] == models and {"tokens in", "cost USD", "p99 ms", "quality"} <= set(rows[0])
+    assert [r["model"] for r in rows] == models and {"tok in", "USD", "p99 ms", "quality", "tokens"} <= set(rows[0])
     png = flow_env.data_dir / "store" / "compare" / f"{run_id}.png"
     assert result["chart"] == str(png) and png.resolve().as_uri() in found["compare-chart"].data
     with Image.open(png) as image:
