@@ -1,10 +1,9 @@
 """Fixtures of the tuner's tests: a user catalog pricing three made-up OpenAI-compatible models, a template
-folder with planted A/B variants, settings pointing the gateway at the fake upstream, and a Prefect API for the
-flow tests."""
+folder with planted A/B variants, and settings pointing the gateway at the fake upstream."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,19 +75,3 @@ def cli_env(settings: Settings) -> dict[str, str]:
         "CONTENTMILL_MONITOR_INTERVAL_S": "0",
     })
     return env
-
-
-@pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Prefect server on a temporary SQLite database for this folder's flow tests, with a result storage block
-    named (without one, Prefect 3.9 leaves a client socket open that fails warnings-as-errors)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        from prefect.filesystems import LocalFileSystem
-        from prefect.settings import PREFECT_API_URL, PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK, temporary_settings
-        from prefect.testing.utilities import prefect_test_harness
-
-        with prefect_test_harness(server_startup_timeout=180):
-            LocalFileSystem(basepath=str(tmp_path_factory.mktemp("results"))).save("tuning-tests", overwrite=True)
-            with temporary_settings(updates={PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK: "local-file-system/tuning-tests"}):
-                yield str(PREFECT_API_URL.value())
