@@ -65,7 +65,9 @@ def compare(
         async with Gateway(settings) as gateway:
             scorer = pick_scorer(gateway, reference=_text_or_file(reference) if reference else None, judge=judge,
                                  facts=fact or [])
-            return await compare_models(gateway, prompts, names, runs=runs, scorer=scorer, tags=tags)
+            chosen = bool(reference or judge or fact)  # a default "finished" grade says little to the router
+            return await compare_models(gateway, prompts, names, runs=runs, scorer=scorer, tags=tags,
+                                        record_quality=chosen)
 
     try:
         result = asyncio.run(go())

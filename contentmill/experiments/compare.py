@@ -21,6 +21,7 @@ from contentmill.errors import GatewayError, ProviderError, TemplateError, Unpri
 from contentmill.gateway import Gateway, Generation
 from contentmill.providers.base import TextRequest
 from contentmill.quality.base import Sample, Scorer
+from contentmill.quality.records import QualityRecord, write_scores
 from contentmill.quality.rubric import FinishedScorer
 
 DEFAULT_MAX_TOKENS = 256
@@ -157,8 +158,10 @@ async def compare_models(
     references: Sequence[str | None] | None = None,
     tags: Mapping[str, str] | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
+    record_quality: bool = False,
 ) -> Comparison:
-    """Run every prompt ``runs`` times on every model (cache off) and sum up each model."""
+    """Run every prompt ``runs`` times on every model (cache off) and sum up each model; with ``record_quality``
+    each grade is also written to the ledger's ``quality_scores`` (tagged like the calls) for the router."""
     if not prompts or not models or runs < 1:
         raise ValueError("compare needs at least one prompt, one model and one run")
     scorer = scorer or FinishedScorer()
@@ -176,12 +179,16 @@ async def compare_models(
             except (ProviderError, GatewayError) as error:
                 return error
 
-    stats = []
+    stats, records = [], []
     for model in models:
         jobs = [(i, one(model, i)) for _ in range(runs) for i in range(len(prompts))]
         results = await asyncio.gather(*(job for _, job in jobs))
-        stats.append(await _summarize(model, [(i, r) for (i, _), r in zip(jobs, results, strict=True)], prompts,
-                                      scorer, references))
+        summary, grades = await _summarize(model, [(i, r) for (i, _), r in zip(jobs, results, strict=True)],
+                                           prompts, scorer, references)
+        stats.append(summary)
+        records += [QualityRecord(model, scorer.name, grade, tags=call_tags) for grade in grades]
+    if record_quality and records:
+        await asyncio.to_thread(write_scores, gateway.store, records)
     baseline = _baseline(stats)
     return Comparison(tuple(_with_diffs(s, baseline) for s in stats), baseline.model if baseline else None,
                       len(prompts), runs, scorer.name)
@@ -189,7 +196,7 @@ async def compare_models(
 
 async def _summarize(model: str, results: Sequence[tuple[int, Generation | BaseException]],
                      prompts: Sequence[TextRequest], scorer: Scorer, references: Sequence[str | None] | None
-                     ) -> ModelStats:
+                     ) -> tuple[ModelStats, list[float]]:
     good = [(i, r) for i, r in results if isinstance(r, Generation)]
     failed = [type(r).__name__ for _, r in results if not isinstance(r, Generation)]
     grades = []
@@ -205,7 +212,7 @@ async def _summarize(model: str, results: Sequence[tuple[int, Generation | BaseE
         cost_usd=math.fsum(g.cost_usd for _, g in good), latency_ms_p50=percentile(latencies, 50),
         latency_ms_p99=percentile(latencies, 99), quality=math.fsum(grades) / len(grades) if grades else None,
         error_types={name: failed.count(name) for name in sorted(set(failed))},
-    )
+    ), grades
 
 
 def _baseline(stats: Sequence[ModelStats]) -> ModelStats | None:

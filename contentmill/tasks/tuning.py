@@ -34,7 +34,8 @@ async def compare_task(prompts: Sequence[TextRequest], models: Sequence[str], ru
     """Every prompt on every model through the gateway, cache off."""
     async with Gateway(load_settings()) as gateway:
         scorer = pick_scorer(gateway, reference=reference, judge=judge_model, facts=facts)
-        result = await compare_models(gateway, prompts, models, runs=runs, scorer=scorer, tags=tags)
+        result = await compare_models(gateway, prompts, models, runs=runs, scorer=scorer, tags=tags,
+                                      record_quality=bool(reference or judge_model or facts))
     get_run_logger().info("compared %d models on %d prompts x %d runs; baseline %s", len(models), len(prompts),
                           runs, result.baseline)
     return result

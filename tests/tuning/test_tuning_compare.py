@@ -98,3 +98,20 @@ async def test_an_unpriced_model_is_refused_before_anything_is_paid(settings: Se
             await compare_models(gateway, read_prompts("hi"), ["openai:model-a", "openai:no-such-model"])
     with LedgerStore(settings_url(settings)) as store:
         assert store.count_calls() == 0
+
+
+async def test_chosen_quality_grades_are_recorded_for_the_router(settings: Settings) -> None:
+    import sqlalchemy as sa
+
+    from contentmill.ledger.schema import quality_scores
+    from contentmill.quality import FactsScorer
+
+    async with Gateway(settings) as gateway:
+        result = await compare_models(gateway, read_prompts("Name a river."), MODELS[:2], runs=3,
+                                      scorer=FactsScorer(["sure"]), tags={"team": "tuning"}, record_quality=True)
+    assert [m.quality for m in result.models] == [1.0, 1.0]
+    with LedgerStore(settings_url(settings)) as store:
+        rows = store.rows(sa.select(quality_scores), "read")
+    assert sorted(r["model"] for r in rows) == [MODELS[0]] * 3 + [MODELS[1]] * 3
+    assert all(r["scorer"] == "facts" and r["score"] == 1.0 for r in rows)
+    assert all(r["tags"] == {"purpose": "compare", "team": "tuning"} for r in rows)
