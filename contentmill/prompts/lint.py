@@ -108,14 +108,18 @@ def _repeated_run(texts: Mapping[str, str]) -> tuple[str, str, str] | None:
     for field_name, text in texts.items():
         words += [(field_name, m.start(), m.end(), _norm(m.group())) for m in _WORD.finditer(text)]
     keys = [w[3] for w in words]
+    first: dict[tuple[str, ...], int] = {}  # where each run of MIN_REPEAT_WORDS words first occurs
     best: tuple[int, int] | None = None  # length, start index of the second copy
-    for i in range(len(keys)):
-        for j in range(i + MIN_REPEAT_WORDS, len(keys)):
-            length = 0
-            while j + length < len(keys) and i + length < j and keys[i + length] == keys[j + length]:
-                length += 1
-            if length >= MIN_REPEAT_WORDS and (best is None or length > best[0]):
-                best = (length, j)
+    for j in range(len(keys) - MIN_REPEAT_WORDS + 1):
+        gram = tuple(keys[j: j + MIN_REPEAT_WORDS])
+        i = first.setdefault(gram, j)
+        if i + MIN_REPEAT_WORDS > j:  # the first occurrence itself, or one overlapping it
+            continue
+        length = MIN_REPEAT_WORDS
+        while j + length < len(keys) and i + length < j and keys[i + length] == keys[j + length]:
+            length += 1
+        if best is None or length > best[0]:
+            best = (length, j)
     if best is None:
         return None
     length, j = best
