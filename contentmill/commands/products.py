@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -17,6 +17,8 @@ from contentmill.commands import JsonOption, emit_json, fail, parse_tags, settin
 from contentmill.errors import ContentmillError
 from contentmill.settings import Settings
 
+SubmitMode = Literal["online", "batch"]
+
 
 def products(
     catalog: Annotated[Path, typer.Argument(help="The catalog: CSV, or JSONL (.jsonl/.ndjson).")],
@@ -26,6 +28,8 @@ def products(
     config: Annotated[Path | None, typer.Option(help="Products config (YAML/JSON): columns, tiers, checks.")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="Cost tag KEY=VALUE (repeatable).")] = None,
     no_graph: Annotated[bool, typer.Option("--no-graph", help="Neither reuse nor record in the graph.")] = False,
+    submit_mode: Annotated[SubmitMode, typer.Option(
+        help="online, or batch: the provider's Batch API (cheaper, within 24 h).")] = "online",
     as_json: JsonOption = False,
 ) -> None:
     """Write a description for each product of a catalog at the lowest cost per tier."""
@@ -36,7 +40,7 @@ def products(
             result = _dry_run(settings, catalog, config, limit)
             result.update(done=0, failed=0, reused=0, out=None, dry_run=True)
         else:
-            result = _run(settings, catalog, out, limit, config, tags, not no_graph, quiet=as_json)
+            result = _run(settings, catalog, out, limit, config, tags, not no_graph, submit_mode, quiet=as_json)
     except ContentmillError as exc:
         fail(str(exc))
     if as_json:
@@ -57,7 +61,7 @@ def _dry_run(settings: Settings, catalog: Path, config: Path | None, limit: int 
 
 
 def _run(settings: Settings, catalog: Path, out: Path | None, limit: int | None, config: Path | None,
-         tags: dict[str, str], use_graph: bool, *, quiet: bool) -> dict[str, Any]:
+         tags: dict[str, str], use_graph: bool, submit_mode: SubmitMode, *, quiet: bool) -> dict[str, Any]:
     from contentmill.commands.video import _mute_prefect_console, _prefect_defaults
     from contentmill.flows.product_descriptions import product_descriptions  # imports Prefect: only when needed
     from contentmill.products.runner import listening
@@ -73,7 +77,8 @@ def _run(settings: Settings, catalog: Path, out: Path | None, limit: int | None,
         try:
             summary: dict[str, Any] = asyncio.run(product_descriptions(
                 catalog=str(catalog), out=str(out) if out else None, limit=limit,
-                config_file=str(config) if config else None, use_graph=use_graph, tags=tags))
+                config_file=str(config) if config else None, use_graph=use_graph, submit_mode=submit_mode,
+                tags=tags))
         except ValueError as exc:
             fail(f"invalid input: {exc}")
         except (OSError, RuntimeError) as exc:

@@ -18,11 +18,10 @@ from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact,
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from contentmill.errors import ConfigError
 from contentmill.products.config import load_config
 from contentmill.products.runner import ProductRun, Summary
 from contentmill.settings import load_settings
-from contentmill.tasks.products import dispatch
+from contentmill.tasks.products import dispatch, dispatch_offline
 
 ARTIFACT_KEY = "product-descriptions"
 SubmitMode = Literal["online", "batch"]
@@ -53,8 +52,6 @@ async def product_descriptions(
     """
     settings = load_settings()
     products_config = load_config(Path(config_file) if config_file else None, config)
-    if submit_mode == "batch":
-        raise ConfigError("submit_mode='batch' is not available in this version: use submit_mode='online'")
     logger = get_run_logger()
     async with ProductRun(settings, products_config, Path(catalog), out=Path(out) if out else None, limit=limit,
                           use_graph=use_graph, tags=tags) as run:
@@ -64,7 +61,8 @@ async def product_descriptions(
         async def report(done: int, total: int) -> None:
             await aupdate_progress_artifact(progress, 100.0 * done / max(total, 1))
 
-        summary: Summary = await run.run(dispatch, report)
+        summary: Summary = await run.run(dispatch, report,
+                                         offline=dispatch_offline if submit_mode == "batch" else None)
         await aupdate_progress_artifact(progress, 100.0)
         await acreate_table_artifact(
             run.table(summary), key=ARTIFACT_KEY + "-costs",

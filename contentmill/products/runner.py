@@ -38,7 +38,7 @@ from contentmill.products.checks import failed, run_checks
 from contentmill.products.config import ProductsConfig, Tier
 from contentmill.products.journal import RunJournal
 from contentmill.products.output import Row, cost_table, totals, write_errors, write_rows
-from contentmill.products.packing import budget, take
+from contentmill.products.packing import Budget, budget, context_tokens, take
 from contentmill.products.prompts import (
     TEMPLATE_VERSION,
     Item,
@@ -172,6 +172,7 @@ def lookup(run_id: str) -> ProductRun:
 
 
 Dispatch = Callable[[str, list[Work]], Awaitable[BatchResult]]
+OfflineDispatch = Callable[[str, list[list[Work]]], Awaitable[BatchResult]]
 Progress = Callable[[int, int], Awaitable[None]]
 
 
@@ -325,9 +326,18 @@ class ProductRun:
                 answers = None
             else:  # the packed request failed as a whole: each product gets its own chance
                 answers = {w.id: (None, None) for w in works}
+        if answers is not None:
+            await self.judge(works, answers, result)
+        await self.finish(result.rows)
+        result.latency_s = time.perf_counter() - started
+        return result
+
+    async def judge(self, works: Sequence[Work], answers: dict[str, tuple[str | None, str | None]],
+                    result: BatchResult) -> None:
+        """Check each answer of one request; the failures are asked again alone (online), a tier up if they
+        failed alone already."""
         alone: list[Work] = []
-        for work in works if answers is not None else ():
-            assert answers is not None
+        for work in works:
             text, model = answers[work.id]
             if self._accept(work, text, model, result, packed=len(works) > 1):
                 continue
@@ -338,9 +348,6 @@ class ProductRun:
         for outcome in await asyncio.gather(*(self._alone(w, result) for w in alone)):
             if outcome is not None:
                 result.rows.append(outcome)
-        await self._finish(result.rows)
-        result.latency_s = time.perf_counter() - started
-        return result
 
     async def _ask(self, works: Sequence[Work], result: BatchResult, *, packed: bool,
                    retry: str | None = None) -> dict[str, tuple[str | None, str | None]]:
@@ -354,11 +361,15 @@ class ProductRun:
                                          template_version=TEMPLATE_VERSION)
         except (RateLimited, ProviderRateLimited) as error:
             raise _Deferred(error.retry_after) from None
+        return self.answers(works, gen, result, "packed" if packed else "alone")
+
+    def answers(self, works: Sequence[Work], gen: Generation, result: BatchResult, mode: str
+                ) -> dict[str, tuple[str | None, str | None]]:
+        """Charge a call to its products and read each one's text from its answer."""
         self._charge(works, gen, result)
         texts = parse_answer(gen.text or "", [w.id for w in works])
-        mode = "packed" if packed else "alone"
         for work in works:
-            work.attempts.append(f"{tier}:{mode}")
+            work.attempts.append(f"{work.tier}:{mode}")
         return {w.id: (texts[w.id], gen.model) for w in works}
 
     def _charge(self, works: Sequence[Work], gen: Generation, result: BatchResult) -> None:
@@ -416,7 +427,7 @@ class ProductRun:
 
     # -- recording -------------------------------------------------------------------------------------
 
-    async def _finish(self, rows: list[Row]) -> None:
+    async def finish(self, rows: list[Row]) -> None:
         """Write finished rows to the graph, then the journal (fsynced): after this, a crash loses nothing."""
         if not rows:
             return
@@ -443,13 +454,18 @@ class ProductRun:
 
     # -- the whole run ---------------------------------------------------------------------------------
 
-    async def run(self, dispatch: Dispatch, progress: Progress | None = None) -> Summary:
+    async def run(self, dispatch: Dispatch, progress: Progress | None = None, *,
+                  offline: OfflineDispatch | None = None) -> Summary:
+        """Describe every planned product: through ``offline`` (the Batch API) first when given, then online,
+        ``dispatch`` running each batch; ``progress(finished, total)`` after each batch."""
         started = time.perf_counter()
         todo = self.plan()
         total = len(self.catalog.products)
         queues: dict[tuple[Tier, str], deque[Work]] = {}
         for work in todo:
             queues.setdefault((work.tier, work.language), deque()).append(work)
+        if offline is not None:
+            await self._offline(queues, offline)
         in_flight: set[asyncio.Task[BatchResult]] = set()
         paused_until = 0.0
         while any(queues.values()) or in_flight:
@@ -471,6 +487,25 @@ class ProductRun:
             if progress is not None:
                 await progress(len(self.rows), total)
         return self._summary(time.perf_counter() - started)
+
+    async def _offline(self, queues: dict[tuple[Tier, str], deque[Work]], offline: OfflineDispatch) -> None:
+        """One Batch API batch per tier and language, packed to the context window (no rate limits apply)."""
+        jobs = []
+        for (tier, _language), queue in queues.items():
+            models = self.config.models(tier)
+            info = self.gw.catalog.get(models.model)
+            limit = Budget(context_tokens(info, self.config.packing), self.config.packing.max_items)
+            costs = deque((i, item_tokens(w.item(), info.tokenizer) + output_budget(models.words, 1))
+                          for i, w in enumerate(queue))
+            overhead = overhead_tokens(queue[0].language, models.words, info.tokenizer)
+            groups = []
+            while costs:
+                groups.append([queue[i] for i in take(costs, limit, overhead)])
+            queue.clear()
+            self.stats["batches"] += 1
+            jobs.append(offline(self.key, groups))
+        for result in await asyncio.gather(*jobs):
+            await self._absorb(result, queues)
 
     async def _next_batch(self, queues: dict[tuple[Tier, str], deque[Work]]) -> list[Work]:
         (tier, _language), queue = max(((k, q) for k, q in queues.items() if q), key=lambda kq: len(kq[1]))
@@ -501,7 +536,7 @@ class ProductRun:
                 variants.append(copy)
         for copy in variants:
             self.rows[copy.id] = copy
-        await self._finish(variants)
+        await self.finish(variants)
 
     def _summary(self, seconds: float) -> Summary:
         order = {p.id: i for i, p in enumerate(self.catalog.products)}

@@ -14,8 +14,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from products_helpers import product_row, write_catalog
 
+from contentmill.catalog import load_catalog
 from contentmill.flows.product_descriptions import product_descriptions
 from contentmill.ledger import LedgerStore, settings_url
+from contentmill.metering import Usage
 from contentmill.settings import load_settings
 from contentmill.testing.harness import Upstream
 
@@ -107,3 +109,27 @@ async def test_a_429_storm_slows_the_run_down_and_every_item_still_finishes(
     assert summary["rate_limited"] > 0
     assert summary["concurrency"]["min"] < summary["concurrency"]["start"]  # it backed off
     assert sorted(stats["item_ids"]) == sorted(read_rows(out)) and set(stats["item_ids"].values()) == {1}
+
+
+async def test_the_batch_api_path_describes_every_product_at_the_discount_and_retries_failures_online(
+        shop: Callable[..., Upstream], tmp_path: Path) -> None:
+    server = shop(batch_delay_ms=50)
+    catalog = write_catalog(tmp_path / "catalog.csv", [product_row(n) for n in range(1, 13)])
+    out = tmp_path / "out.jsonl"
+    config = {"rules": [{"tier": "light", "skus": ["p0004"]}], "checks": {"min_words": 16},
+              "tiers": {"light": {"model": "openai:gpt-4o-mini", "words": [5, 12]},
+                        "standard": {"model": "openai:gpt-4o-mini", "words": [40, 90]},
+                        "premium": {"model": "openai:gpt-4o", "words": [60, 120]}}}
+    summary = await product_descriptions(catalog=str(catalog), out=str(out), config=config, submit_mode="batch")
+    assert (summary["done"], summary["failed"]) == (12, 0)
+    stats = server.stats()
+    assert stats["batch"]["batches"] == stats["batch"]["requests"] == 2  # light and standard: one packed request each
+    assert stats["requests"] == 1 and list(stats["item_ids"]) == ["p0004"]  # after the batch, online a tier up
+    found = read_rows(out)
+    assert found["p0004"]["attempts"] == ["light:batch:length", "standard:alone"]  # alone in its batch already
+    models = load_catalog(load_settings().catalog_file)
+    batch_only = [row for row in found.values() if row["attempts"] == [f"{row['tier']}:batch"]]
+    assert len(batch_only) == 11
+    for row in batch_only:
+        full = models.get(row["model"]).cost(Usage.from_dict(row["usage"]))
+        assert row["cost_usd"] == pytest.approx(full / 2, rel=0.02)  # the vendor's 50% batch discount
