@@ -60,12 +60,17 @@ def video(
         Path | None, typer.Option(help="Also copy video, subtitles, script and audio here.")
     ] = None,
     tag: Annotated[list[str] | None, typer.Option(help="KEY=VALUE cost tag, repeatable.")] = None,
+    edit_scene: Annotated[
+        list[str] | None,
+        typer.Option("--edit-scene", help="N=NEW NARRATION for scene N (from 1) of this video, repeatable."),
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Make a narrated short video with burned-in subtitles about TOPIC, and show what each step cost.
 
     Models come from CONTENTMILL_TEXT_MODEL and CONTENTMILL_SPEECH_MODEL. Running it again with the same
     options reuses every stored step and pays nothing; after a failure it resumes at the failed step.
+    With --edit-scene, only the edited scenes are spoken again and the video rendered again.
     """
     settings = settings_or_fail()
     fields: dict[str, Any] = {
@@ -77,8 +82,20 @@ def video(
         "orientation": orientation,
         "resolution": resolution,
         "tags": parse_tags(tag),
+        "scene_edits": _scene_edits(edit_scene or []),
     }
     _make(settings, fields, out, json_out)
+
+
+def _scene_edits(values: list[str]) -> dict[int, str]:
+    edits: dict[int, str] = {}
+    for value in values:
+        number, sep, text = value.partition("=")
+        if not sep or not number.strip().isdigit():
+            fail(f"--edit-scene takes N=NEW NARRATION, e.g. --edit-scene '2=Octopuses have three hearts.' "
+                 f"(got {value!r})")
+        edits[int(number)] = text
+    return edits
 
 
 def demo(json_out: JsonOption = False) -> None:

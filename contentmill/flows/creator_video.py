@@ -20,7 +20,14 @@ from prefect.artifacts import (
 from prefect.runtime import flow_run
 
 from contentmill.settings import load_settings
-from contentmill.tasks.video import narration_task, publish_task, render_task, script_task, subtitles_task
+from contentmill.tasks.video import (
+    lineage_task,
+    narration_task,
+    publish_task,
+    render_task,
+    script_task,
+    subtitles_task,
+)
 from contentmill.video.pipeline import VideoResult, summarize
 from contentmill.video.request import (
     DEFAULT_STYLE,
@@ -29,6 +36,7 @@ from contentmill.video.request import (
     ModelName,
     Orientation,
     Resolution,
+    SceneEdits,
     Seconds,
     Style,
     Tags,
@@ -54,6 +62,7 @@ async def creator_video(
     resolution: Resolution = 1080,
     fps: Fps = 30,
     tags: Tags | None = None,
+    scene_edits: SceneEdits | None = None,
 ) -> VideoResult:
     """A narrated short video with burned-in subtitles about a topic, its script, audio and cost.
 
@@ -69,6 +78,8 @@ async def creator_video(
         resolution: The short side in pixels (480, 720 or 1080).
         fps: Frames per second.
         tags: Cost tags such as {"team": "...", "project": "..."}.
+        scene_edits: Scene number (from 1) -> new narration, to change scenes of a finished video: only those
+            scenes are spoken again and the video rendered again; everything else is reused.
     """
     request = VideoRequest(
         topic=topic,
@@ -82,6 +93,7 @@ async def creator_video(
         resolution=resolution,
         fps=fps,
         tags=tags or {},
+        scene_edits=scene_edits or {},
     ).with_models(load_settings())
     return await _run(request)
 
@@ -110,6 +122,9 @@ async def _run(request: VideoRequest) -> VideoResult:
             await aupdate_progress_artifact(progress, 90.0)
             step = "publish"
             published = await publish_task(request, script, narration, subtitles, render)
+            done.append(step)
+            step = "lineage"
+            lineage = await lineage_task(request, script, narration, render, published)
             await aupdate_progress_artifact(progress, 100.0)
     except Exception as exc:
         logger.error(
@@ -122,7 +137,7 @@ async def _run(request: VideoRequest) -> VideoResult:
             failure_markdown(request.topic, step, exc, done), key=ARTIFACT_KEY + "-summary"
         )
         raise
-    result = summarize(request, script, narration, subtitles, render, published, str(flow_run.id))
+    result = summarize(request, script, narration, subtitles, render, published, str(flow_run.id), lineage)
     await _artifacts(result)
     return result
 

@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from contentmill.settings import Settings, load_settings
 from contentmill.storage import ObjectStore, open_store
 from contentmill.tasks import RETRY_OPTIONS
+from contentmill.video.lineage import VideoLineage, record_lineage
 from contentmill.video.narration import NarrationResult, narration_step
 from contentmill.video.pipeline import step_resources
 from contentmill.video.publish import Published, publish_step
@@ -107,3 +108,21 @@ async def publish_task(
         result = await asyncio.to_thread(publish_step, request, script, narration, subtitles, render, store)
     _log(result.report)
     return result
+
+
+@task(name="lineage", **_COMMON)
+async def lineage_task(
+    request: VideoRequest,
+    script: ScriptResult,
+    narration: NarrationResult,
+    render: RenderResult,
+    published: Published,
+) -> VideoLineage | None:
+    """The video's outputs and their lineage into the knowledge graph (a new version supersedes the old)."""
+    lineage = await asyncio.to_thread(record_lineage, load_settings(), request, script, narration, render, published)
+    if lineage is not None:
+        get_run_logger().info(
+            "knowledge graph: %s, %d new outputs, %d superseded", lineage.entity, len(lineage.added),
+            len(lineage.superseded),
+        )
+    return lineage

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from contentmill.gateway import Gateway
 from contentmill.settings import Settings, load_settings
 from contentmill.storage import ObjectStore, open_store
+from contentmill.video.lineage import VideoLineage, record_lineage
 from contentmill.video.narration import NarrationResult, narration_step
 from contentmill.video.publish import Published, publish_step
 from contentmill.video.records import StepReport
@@ -47,6 +48,7 @@ class VideoResult(BaseModel):
     cost_usd: float
     saved_usd: float
     flow_run_id: str | None = None
+    entity: str | None = None  # the video in the knowledge graph (None when it could not be recorded)
 
     def as_json(self) -> dict[str, Any]:
         data = self.model_dump(mode="json", exclude={"steps"})
@@ -67,6 +69,7 @@ def summarize(
     render: RenderResult,
     published: Published,
     flow_run_id: str | None = None,
+    lineage: VideoLineage | None = None,
 ) -> VideoResult:
     """The run's answer: where everything is, and each step's report with the totals."""
     reports = [script.report, narration.report, subtitles.report, render.report, published.report]
@@ -88,6 +91,7 @@ def summarize(
         cost_usd=round(sum(report.cost_usd for report in reports), 10),
         saved_usd=round(sum(report.saved_usd for report in reports), 10),
         flow_run_id=flow_run_id,
+        entity=lineage.entity if lineage else None,
     )
 
 
@@ -127,4 +131,5 @@ async def make_video(
         published = await asyncio.to_thread(
             publish_step, request, script, narration, subtitles, render, objects
         )
-        return summarize(request, script, narration, subtitles, render, published)
+        lineage = await asyncio.to_thread(record_lineage, settings, request, script, narration, render, published)
+        return summarize(request, script, narration, subtitles, render, published, lineage=lineage)

@@ -29,6 +29,10 @@ ModelName = Annotated[
 ]
 Fps = Annotated[int, Field(ge=10, le=60, description="Frames per second of the video.")]
 Tags = Annotated[dict[str, str], Field(description="Cost tags such as team and project.")]
+SceneEdits = Annotated[
+    dict[int, str],
+    Field(description="Scene number (from 1) -> new narration for it; every other step result is reused."),
+]
 
 DEFAULT_STYLE = "friendly and clear"
 
@@ -49,6 +53,7 @@ class VideoRequest(BaseModel):
     resolution: Resolution = 1080
     fps: Fps = 30
     tags: Tags = Field(default_factory=dict)
+    scene_edits: SceneEdits = Field(default_factory=dict)
 
     @field_validator("topic", "style")
     @classmethod
@@ -56,6 +61,19 @@ class VideoRequest(BaseModel):
         cleaned = " ".join(value.split())
         if not cleaned:
             raise ValueError("must not be blank")
+        return cleaned
+
+    @field_validator("scene_edits")
+    @classmethod
+    def _edits(cls, value: dict[int, str]) -> dict[int, str]:
+        cleaned = {}
+        for number, text in sorted(value.items()):
+            if number < 1:
+                raise ValueError(f"scenes are numbered from 1 (got {number})")
+            narration = " ".join(text.split())
+            if not narration:
+                raise ValueError(f"the new narration of scene {number} is blank")
+            cleaned[number] = narration
         return cleaned
 
     @property

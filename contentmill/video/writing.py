@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -29,7 +30,9 @@ from contentmill.video.script import (
     Script,
     ScriptScene,
     UnusableText,
+    caption_from,
     check_sentence,
+    clean_text,
     parse_script,
 )
 
@@ -255,5 +258,41 @@ async def script_step(request: VideoRequest, gateway: Gateway, store: ObjectStor
         result = ScriptResult(
             key=key, digest=found_digest, script=written.script, strategy=written.strategy, report=report
         )
+    if request.scene_edits:
+        result = await asyncio.to_thread(_edited, request, result, store)
     announce(StepEvent("script", "done", result.script.title, result.report))
     return result
+
+
+def edit_script(script: Script, edits: Mapping[int, str]) -> Script:
+    """The script with the narration of some scenes (numbered from 1) replaced, captions made anew."""
+    count = len(script.scenes)
+    unknown = sorted(number for number in edits if not 1 <= number <= count)
+    if unknown:
+        raise ValueError(f"scene_edits names scene {unknown[0]}, but the script has scenes 1 to {count}")
+    scenes = list(script.scenes)
+    for number, text in edits.items():
+        narration = clean_text(text)
+        if not narration:
+            raise ValueError(f"the new narration of scene {number} has no words left once cleaned: {text!r}")
+        scenes[number - 1] = ScriptScene(
+            narration=narration, on_screen_text=caption_from(narration, script.language)
+        )
+    return script.model_copy(update={"scenes": tuple(scenes)})
+
+
+def _edited(request: VideoRequest, base: ScriptResult, store: ObjectStore) -> ScriptResult:
+    """The edited script, stored at its own address: it depends on the base script and the edits alone."""
+    edits = {str(number): text for number, text in request.scene_edits.items()}
+    found_digest = digest("script-edit", SCRIPT_VERSION, {"base": base.digest, "edits": edits})
+    key = f"steps/script/{found_digest}.json"
+    script = edit_script(base.script, request.scene_edits)
+    record = {
+        "script": script.model_dump(mode="json"),
+        "strategy": base.strategy,
+        "base": base.key,
+        "edits": edits,
+        "report": base.report.model_dump(mode="json"),
+    }
+    store.put_json(key, record)
+    return ScriptResult(key=key, digest=found_digest, script=script, strategy=base.strategy, report=base.report)

@@ -1,10 +1,10 @@
-"""Fixtures of the creator video tests: one Prefect API for the session, a fresh data directory per test,
+"""Fixtures of the creator video tests: a fresh data directory per test,
 the fake OpenAI-compatible upstream wired in as text and speech provider, and the embedded Gemma model
 assembled once and shared by the tests that run it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -12,7 +12,6 @@ import pytest
 
 from contentmill.testing.harness import Upstream
 
-RESULT_BLOCK = "local-file-system/contentmill-tests"
 ISOLATED = (
     "CONTENTMILL_TEXT_MODEL",
     "CONTENTMILL_SPEECH_MODEL",
@@ -25,30 +24,6 @@ ISOLATED = (
     "OPENAI_BASE_URL",
     "OPENAI_API_KEY",
 )
-
-
-@pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Prefect server on a temporary SQLite database for the whole session; yields its API URL.
-
-    A default result storage block is named: without one, every flow run asks the server for its default
-    through a client Prefect 3.9 never closes, whose socket then fails the suite's warnings-as-errors.
-    """
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        from prefect.filesystems import LocalFileSystem
-        from prefect.settings import (
-            PREFECT_API_URL,
-            PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK,
-            temporary_settings,
-        )
-        from prefect.testing.utilities import prefect_test_harness
-
-        with prefect_test_harness(server_startup_timeout=180):
-            results = LocalFileSystem(basepath=str(tmp_path_factory.mktemp("prefect-results")))
-            results.save("contentmill-tests", overwrite=True)
-            with temporary_settings(updates={PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK: RESULT_BLOCK}):
-                yield str(PREFECT_API_URL.value())
 
 
 @pytest.fixture

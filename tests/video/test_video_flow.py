@@ -33,9 +33,12 @@ from contentmill.errors import (
     RateLimited,
 )
 from contentmill.flows.creator_video import creator_video
+from contentmill.knowledge_graph import KnowledgeGraph
+from contentmill.settings import load_settings
 from contentmill.tasks import retry_transient
 from contentmill.testing.harness import Upstream
 from contentmill.video import VideoRequest
+from contentmill.video.lineage import current_outputs
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 REPO = Path(__file__).resolve().parents[2]
@@ -109,6 +112,42 @@ async def test_a_rerun_pays_nothing_and_a_new_voice_redoes_only_narration_and_re
         "publish": False,
     }
     assert voiced.video != first.video
+
+
+async def test_an_edited_scene_is_spoken_again_and_rendered_and_the_graph_links_old_and_new(
+    openai_upstream: Upstream,
+) -> None:
+    first = await creator_video(topic="octopuses", **SMALL)
+    assert first.entity is not None
+    chat, speech = _requests(openai_upstream, "gpt-4o-mini"), _requests(openai_upstream, "tts-1")
+    line = "Octopuses taste whatever they touch with the suckers on their arms."
+
+    edited = await creator_video(topic="octopuses", scene_edits={2: line}, **SMALL)
+    assert _requests(openai_upstream, "gpt-4o-mini") == chat  # the script is not written again
+    assert _requests(openai_upstream, "tts-1") == speech + 1  # one scene spoken again, the others reused
+    assert edited.steps["narration"].calls == 1
+    assert {name: report.cached for name, report in edited.steps.items()} == {
+        "script": True, "narration": False, "subtitles": False, "render": False, "publish": False,
+    }
+    assert edited.video != first.video and edited.entity == first.entity
+
+    with KnowledgeGraph.open(load_settings()) as graph:
+        superseded = [(new, old) for new, old, kind in graph.graph.edges(keys=True) if kind == "supersedes"]
+        kinds = sorted((graph.graph.nodes[old]["kind"], graph.graph.nodes[old].get("scene")) for _, old in superseded)
+        assert kinds == [("audio", 2), ("text", 2), ("video", None)]
+        current = current_outputs(graph, edited.entity)
+        scene_texts = [graph.text(node) for node in current if graph.graph.nodes[node]["kind"] == "text"]
+        assert line in scene_texts and len(scene_texts) == len(first.audio)
+        hit = graph.search("suckers that taste what they touch", k=1, kind="text")[0]
+        assert graph.text(hit.id) == line
+        chain = [link.id for link in hit.chain]  # the current video's scenes, clips and render, sources first
+        assert sorted(chain) == current and graph.graph.nodes[chain[-1]]["kind"] == "video"
+        assert [link.kind for link in hit.chain].count("audio") == len(first.audio)
+
+    again = await creator_video(topic="octopuses", scene_edits={2: line}, **SMALL)
+    assert _requests(openai_upstream, "tts-1") == speech + 1 and again.cost_usd == 0
+    with pytest.raises(ValueError, match="scene 9, but the script has scenes 1 to"):
+        await creator_video(topic="octopuses", scene_edits={9: line}, **SMALL)
 
 
 async def test_a_failed_render_fails_the_run_and_the_rerun_does_not_write_again(
@@ -198,7 +237,7 @@ def test_flow_parameters_request_fields_and_deployment_defaults_agree() -> None:
     assert list(signature.parameters) == list(VideoRequest.model_fields)
     for name, field in VideoRequest.model_fields.items():
         default = signature.parameters[name].default
-        expected = None if name == "tags" else (... if field.is_required() else field.default)
+        expected = None if name in ("tags", "scene_edits") else (... if field.is_required() else field.default)
         assert (default is inspect.Parameter.empty and expected is ...) or default == expected, name
 
     config = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))
