@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export DO_NOT_TRACK ?= 1
 
-.PHONY: install demo test lint typecheck bench services clean
+.PHONY: install demo test lint typecheck bench services scaleout clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ lint: $(STAMP)
 
 test: $(STAMP) services lint
 	$(BIN)/pytest
+
+# Only the scale-out test: a Prefect server on PostgreSQL, two process workers, Redis, S3 (also part of `make test`).
+scaleout: $(STAMP) services
+	$(BIN)/pytest tests/scaleout
 
 bench: $(STAMP) services
 	$(BIN)/python -m pip install --quiet -e ".[local,dev,bench]"

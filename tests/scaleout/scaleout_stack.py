@@ -175,16 +175,20 @@ class PrefectApi:
             time.sleep(0.5)
         raise AssertionError(f"workers {list(names)} did not join pool {pool} within {timeout_s:g} s")
 
-    def create_deployment(self, name: str, flow_name: str, entrypoint: str, pool: str) -> str:
-        flow_id = self._json(self.http.post("/flows/", json={"name": flow_name}))["id"]
-        body = {"name": name, "flow_id": flow_id, "entrypoint": entrypoint, "work_pool_name": pool,
-                "pull_steps": [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}],
-                "enforce_parameter_schema": False}
-        deployment_id: str = self._json(self.http.post("/deployments/", json=body))["id"]
-        return deployment_id
-
-    def deployment_id(self, flow_name: str, name: str) -> str:
-        found: str = self._json(self.http.get(f"/deployments/name/{flow_name}/{name}"))["id"]
+    def deploy(self, stack: Stack, name: str, timeout_s: float = 120.0) -> str:
+        """``prefect deploy --name NAME`` from the project directory, as an operator deploys prefect.yaml's
+        deployment; returns its id."""
+        service = stack.start(f"deploy-{name}", [str(BIN / "prefect"), "--no-prompt", "deploy", "--name", name],
+                              clean_env(PREFECT_API_URL=self.url, PREFECT_HOME=str(stack.root / "deploy-home")))
+        try:
+            code = service.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            code = None
+        if code != 0:
+            raise AssertionError(f"prefect deploy --name {name} ended with {code}:\n{service.log()}")
+        deployment = self._json(self.http.post("/deployments/filter", json={
+            "deployments": {"name": {"any_": [name]}}}))[0]
+        found: str = deployment["id"]
         return found
 
     def run(self, deployment_id: str, parameters: Mapping[str, Any], env: Mapping[str, str]) -> str:
@@ -215,7 +219,3 @@ class PrefectApi:
     def logs(self, run_id: str) -> str:
         body = {"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_ASC", "limit": 200}
         return "\n".join(row["message"] for row in self._json(self.http.post("/logs/filter", json=body)))
-
-    def result_of(self, run_id: str) -> Any:
-        """The flow run's final state, as the API returns it (a failed run's message says why)."""
-        return self.flow_run(run_id)["state"]

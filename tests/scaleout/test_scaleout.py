@@ -1,13 +1,16 @@
-"""Scale-out, end to end: flow runs on two process workers of a Prefect server on PostgreSQL, in the services
-profile (Redis, PostgreSQL ledger, S3-compatible store), share the vendor's rate limit, the budgets and the cache.
+"""Scale-out, end to end: prefect.yaml's product-descriptions-nightly deployment, deployed with ``prefect deploy``
+to a Prefect server on PostgreSQL, runs twice at once on two process workers in the services profile (Redis,
+PostgreSQL ledger, S3-compatible store); the runs share the vendor's rate limit, the budgets and the cache.
 
 The fake upstream enforces a real RPM limit: two processes that each kept their own count would overrun it and
-see 429s. Overlapping work is paid once: the second asker waits for the first (single flight through Redis) or
-finds its answer in the shared cache.
+see 429s. The same request asked by both runs is paid once: the second asker waits for the first (single flight
+through Redis) and reads its answer from the shared cache.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,15 +18,16 @@ from typing import Any
 
 import boto3
 import pytest
-from scaleout_stack import API_KEY, AWS, POOL, POSTGRES_HOST, REDIS_URL, Cluster, fresh_database
+from scaleout_stack import API_KEY, AWS, POSTGRES_HOST, REDIS_URL, Cluster, fresh_database
 
 from contentmill.ledger import Budget, LedgerStore
 from contentmill.testing.harness import Upstream
 
 pytestmark = pytest.mark.timeout(600)
-RPM = 30  # the upstream's limit, and the catalog's: 40 distinct prompts cannot all pass in one minute's burst
 RUN_TIMEOUT_S = 240.0
 BUDGET_USD = 1.0
+PRODUCTS = 40  # 10 packed requests of 4 products: more than PRODUCT_RPM lets through in one minute's burst
+PRODUCT_RPM = 8
 
 
 @pytest.fixture
@@ -63,10 +67,10 @@ def services_env(upstream: Upstream, ledger_url: str, redis_prefix: str, s3_endp
     }
 
 
-def limited_catalog(tmp_path: Path) -> Path:
+def limited_catalog(tmp_path: Path, rpm: int, tpm: int) -> Path:
     """The account's real limits, as an operator writes them in the catalog file."""
-    path = tmp_path / "catalog.yaml"
-    path.write_text(f"models:\n  openai:gpt-4o-mini: {{rpm: {RPM}, tpm: 20000}}\n", encoding="utf-8")
+    path = tmp_path / "models.yaml"
+    path.write_text(f"models:\n  openai:gpt-4o-mini: {{rpm: {rpm}, tpm: {tpm}}}\n", encoding="utf-8")
     return path
 
 
@@ -77,33 +81,45 @@ def _completed(cluster: Cluster, runs: dict[str, dict[str, Any]]) -> None:
         raise AssertionError(f"flow runs did not complete: {failed}\nflow run logs:\n{logs}\n{cluster.stack.logs()}")
 
 
-def test_two_runs_on_two_workers_share_rate_limits_budgets_and_cache(
+def small_catalog(path: Path, count: int) -> Path:
+    """A catalog in the sample catalog's columns: distinct products a model can describe without failing checks."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Uniq Id", "Product Name", "Brand Name", "Category", "Selling Price", "About Product"])
+        for n in range(count):
+            writer.writerow([f"sku{n:03d}", f"Harbor Lantern {n}", "Harbor", "Home & Kitchen | Lighting",
+                             f"${12 + n}.50", f"A lantern of brushed steel, model {n}, for porches and patios."])
+    return path
+
+
+def test_the_nightly_deployment_runs_twice_at_once_and_pays_each_request_once(
         cluster: Cluster, upstream: Callable[..., Upstream], ledger_url: str, redis_prefix: str, s3_endpoint: str,
         bucket: str, tmp_path: Path) -> None:
-    server = upstream(rpm=RPM, tpm=20000, latency_ms=20)
-    env = services_env(server, ledger_url, redis_prefix, s3_endpoint, bucket, limited_catalog(tmp_path))
-    deployment = cluster.api.create_deployment("scaleout-probe", "scaleout-probe",
-                                               "tests/scaleout/probe_flow.py:scaleout_probe", POOL)
-    # Items 0-29 and 10-39: 40 distinct prompts, 20 asked by both runs.
-    run_a = cluster.api.run(deployment, {"first": 0, "last": 29, "run": "a"}, env)
-    run_b = cluster.api.run(deployment, {"first": 10, "last": 39, "run": "b"}, env)
-    runs = cluster.api.wait([run_a, run_b], RUN_TIMEOUT_S)
-    _completed(cluster, runs)
+    server = upstream(rpm=PRODUCT_RPM, tpm=2_000_000, latency_ms=20)
+    models = limited_catalog(tmp_path, PRODUCT_RPM, 2_000_000)  # TPM not binding: packing by context and size
+    env = services_env(server, ledger_url, redis_prefix, s3_endpoint, bucket, models)
+    deployment = cluster.api.deploy(cluster.stack, "product-descriptions-nightly")
+    catalog = small_catalog(tmp_path / "catalog.csv", PRODUCTS)
+    parameters = {"catalog": str(catalog), "use_graph": False, "config": {"packing": {"max_items": 4}}}
+    runs = [cluster.api.run(deployment, {**parameters, "out": str(tmp_path / f"out-{name}.jsonl")}, env)
+            for name in ("a", "b")]
+    _completed(cluster, cluster.api.wait(runs, RUN_TIMEOUT_S))
+    assert sorted(len(ran) for ran in cluster.ran_by(runs).values()) == [1, 1]  # one run on each worker
 
     stats = server.stats()
-    assert stats["rejected_429"] == 0, stats  # one shared RPM bucket in Redis for both workers
-    assert stats["requests"] == 40, stats  # each distinct prompt generated once across both runs
-
-    assert sorted(len(ran) for ran in cluster.ran_by([run_a, run_b]).values()) == [1, 1]  # one on each worker
-
+    assert stats["rejected_429"] == 0, stats  # one RPM bucket in Redis for both workers
+    assert stats["requests"] > PRODUCT_RPM  # more than one minute's burst: the shared bucket paced them
+    for name in ("a", "b"):
+        rows = [json.loads(line) for line in (tmp_path / f"out-{name}.jsonl").read_text().splitlines()]
+        assert len(rows) == PRODUCTS and all(r["error"] is None and r["description"] for r in rows)
     with LedgerStore(ledger_url) as store:
-        rows = [r for r in store.calls() if r.tags.get("run") in ("a", "b")]
-        spent = store.spent("team", "shop", rows[0].ts.replace(hour=0, minute=0, second=0, microsecond=0))
-    assert sorted(r.tags["run"] for r in rows) == ["a"] * 30 + ["b"] * 30
-    paid = [r for r in rows if r.outcome == "ok"]
-    assert len(paid) == 40 and len({r.request_hash for r in paid}) == 40
-    assert len([r for r in rows if r.outcome == "cached"]) == 20
+        calls = [r for r in store.calls() if r.tags.get("flow") == "product-descriptions"]
+        spent = store.spent("team", "shop", min(r.ts for r in calls).replace(hour=0, minute=0, second=0))
+    paid = [r for r in calls if r.outcome == "ok"]
+    assert len({r.request_hash for r in paid}) == len(paid) == stats["requests"]  # no request paid twice
+    assert len([r for r in calls if r.outcome == "cached"]) == len(paid)  # the other run got each one free
+    assert all(count == 1 for count in stats["item_ids"].values()) and len(stats["item_ids"]) == PRODUCTS
     assert 0 < spent <= BUDGET_USD and spent == pytest.approx(sum(r.cost_usd for r in paid))
 
-    for rid in (run_a, run_b):  # the key stayed in the workers' environment: not in Prefect's records
+    for rid in runs:  # the key stayed in the workers' environment: not in Prefect's records
         assert API_KEY not in str(cluster.api.flow_run(rid)) and API_KEY not in cluster.api.logs(rid)
