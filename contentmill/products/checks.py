@@ -21,8 +21,14 @@ ENGLISH_MIN_WORDS = 8  # shorter texts may lack every common word and still be E
 _STOP = frozenset("the and for with set pack kit new from of by a an in on to".split())
 
 
+def _number(raw: str) -> str:
+    """"1,299.50" -> "1299.5", "100" -> "100", "3.0" -> "3": the same quantity spelled one way."""
+    plain = raw.replace(",", "")
+    return plain.rstrip("0").rstrip(".") if "." in plain else plain
+
+
 def _numbers(text: str) -> set[str]:
-    return {n.replace(",", "").rstrip(".0") or "0" for n in _NUMBER.findall(text)}
+    return {_number(n) for n in _NUMBER.findall(text)}
 
 
 def _words(text: str) -> list[str]:

@@ -24,10 +24,28 @@ TOKENS_PER_WORD = 1.6  # English in o200k is about 1.3 tokens a word; the rest i
 ITEM_OUTPUT_OVERHEAD = 40  # the id and JSON punctuation of one answer
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
 
-_EXAMPLE_IN = [{"id": "ex-1", "name": "Stainless Steel Water Bottle 750 ml", "brand": "Hydra",
-                "price": "$19.99", "about": "Double-walled steel keeps drinks cold for 24 hours."}]
-_EXAMPLE_OUT = [{"id": "ex-1", "description": "The Hydra Stainless Steel Water Bottle holds 750 ml and its "
-                 "double-walled steel keeps drinks cold for 24 hours. Yours for $19.99."}]
+_EXAMPLE_IN = [
+    {"id": "ex-1", "name": "Stainless Steel Water Bottle 750 ml", "brand": "Hydra", "category": "Sports & Outdoors",
+     "price": "$19.99", "about": "Double-walled steel keeps drinks cold for 24 hours. | Leak-proof lid."},
+    {"id": "ex-2", "name": "Organic Cotton Crew T-Shirt", "brand": "Fernway", "category": "Clothing",
+     "price": "$24.00", "about": "100% organic cotton jersey. | Relaxed fit. | Machine washable at 30 degrees."},
+    {"id": "ex-3", "name": "Wooden Stacking Rainbow, 7 Pieces", "category": "Toys & Games | Baby & Toddler Toys",
+     "price": "$32.50", "about": "Solid beech wood with water-based paint. | For ages 12 months and up."},
+]
+_EXAMPLE_OUT = [
+    {"id": "ex-1", "description": "The Hydra Stainless Steel Water Bottle holds 750 ml, and its double-walled "
+     "steel keeps drinks cold for 24 hours. A leak-proof lid means it can ride in any bag. Yours for $19.99."},
+    {"id": "ex-2", "description": "Fernway's Organic Cotton Crew T-Shirt is cut from 100% organic cotton jersey "
+     "in a relaxed fit that stays comfortable all day, and it goes in the machine at 30 degrees. $24.00."},
+    {"id": "ex-3", "description": "Seven pieces of solid beech wood, finished in water-based paint, stack into a "
+     "rainbow or become bridges, tunnels and cradles. Made for little hands from 12 months and up. $32.50."},
+]
+STYLE = (
+    "Style: lead with what the product is and who it is for; then its most useful facts (size, material, "
+    "capacity, age range, what is in the box) in plain words; end with the price when one is given. No "
+    "superlatives the facts do not support, no questions, no emoji, no markdown, no headings. Keep units and "
+    "numbers exactly as given. Write each description as one paragraph."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +68,7 @@ def system_prompt(language: str, words: tuple[int, int]) -> str:
         "never invent numbers, sizes, materials or claims. Mention the product's name and its brand when one is "
         'given. Answer with only a JSON array of objects {"id": ..., "description": ...}, one per product, '
         "in the order given, and nothing else.\n"
+        f"{STYLE}\n"
         f"Example input:\n{json.dumps(_EXAMPLE_IN)}\nExample answer:\n{json.dumps(_EXAMPLE_OUT)}"
     )
 

@@ -116,6 +116,9 @@ def test_the_checks_catch_each_kind_of_bad_description() -> None:
     for name, text in bad.items():
         results = run_checks(text, FIELDS, "en", checks)
         assert [n for n, r in results.items() if r] == [name], (name, results)
+    pack = {"name": "Balloon Pack", "about": "Pack of 1, 12.50 inches."}
+    assert run_checks("A Balloon Pack of 100 balloons, 12.5 inches each.", pack, "en", checks)["facts"]
+    assert run_checks("The Balloon Pack holds 1 balloon of 12.5 inches.", pack, "en", checks)["facts"] is None
     assert run_checks("梅多拉克风筝 Meadow Kite Model 2，由竹子制成，适合5岁以上。Meadowlark", FIELDS, "zh",
                       checks)["language"] is None
 
