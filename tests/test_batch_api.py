@@ -15,16 +15,18 @@ from typing import Any
 
 import httpx
 import pytest
+from prefect import flow
 from pydantic import SecretStr
 
 from contentmill.errors import BadRequest, BudgetExceeded, ConfigError
 from contentmill.gateway import Gateway
-from contentmill.gateway.batch import MODE_TAG, pending_batches, wait_and_collect
+from contentmill.gateway.batch import MODE_TAG, BatchOutcome, BatchTicket, pending_batches, wait_and_collect
 from contentmill.gateway.core import estimate_text_usage
 from contentmill.ledger import Budget, LedgerStore, settings_url
 from contentmill.providers.base import TextRequest
 from contentmill.providers.batch import BatchStatus
 from contentmill.settings import Settings, load_settings
+from contentmill.tasks.batch import collect_batch, submit_batch
 from contentmill.testing.harness import Upstream
 
 KEY = "sk-test-batch-0123456789abcdef"
@@ -251,3 +253,27 @@ async def test_models_without_a_batch_api_are_refused(tmp_path: Path) -> None:
     async with Gateway(load_settings(data_dir=tmp_path)) as gateway:
         with pytest.raises(ConfigError, match="no Batch API"):
             await gateway.submit_batch(requests(1), model="fake:text")
+
+
+@pytest.mark.usefixtures("prefect_api")
+async def test_the_prefect_tasks_submit_now_and_collect_when_ready(upstream: Callable[..., Upstream], tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    server = upstream(batch_delay_ms=3000)  # longer than starting a flow run takes
+    for name, value in (("OPENAI_BASE_URL", server.base_url), ("OPENAI_API_KEY", KEY),
+                        ("CONTENTMILL_MONITOR_INTERVAL_S", "0")):
+        monkeypatch.setenv(name, value)
+
+    @flow(persist_result=False)
+    async def submit_now() -> BatchTicket:
+        return await submit_batch(requests(2), MODEL, {"team": "shop"})
+
+    @flow(persist_result=False)
+    async def collect_later(batch_id: str, timeout_s: float) -> BatchOutcome | None:
+        return await collect_batch(batch_id, timeout_s=timeout_s, poll_s=0.05)
+
+    ticket = await submit_now()
+    assert ticket.batch_id is not None and ticket.submitted == ("p0", "p1")
+    assert await collect_later(ticket.batch_id, 0.0) is None  # not finished yet: it stays pending
+    outcome = await collect_later(ticket.batch_id, 30.0)
+    assert outcome is not None and outcome.ok == 2 and outcome.cost_usd > 0
+    assert server.stats()["batch"]["requests"] == 2
