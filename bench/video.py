@@ -5,7 +5,8 @@ on the same request (the demo's: embedded Gemma 3 270M and espeak-ng, 1080x1920 
 from an empty data directory, so every step does its full work; runs alternate plain / flow so machine noise
 hits both alike, after a warm-up that loads the engines and starts Prefect's temporary API (timed on its
 own: it is paid once per process, not per run). A fully stored rerun is timed too: there the steps do
-nothing and what is left is orchestration. Figures are medians; ``ratio`` = flow / plain.
+nothing and what is left is orchestration. Figures are medians; ``ratio`` = flow / plain. Last, one scene
+of each flow-made video is edited: that run is timed against the fresh flow run of the same video.
 
     .venv/bin/python bench/video.py [--rounds 2]
 """
@@ -109,6 +110,7 @@ def main() -> None:
         "flow": {s: [] for s in STEPS},
     }
     reruns: dict[str, list[float]] = {"plain": [], "flow": []}
+    edits: list[tuple[float, float, VideoResult]] = []
     for number in range(rounds):
         for kind, run in (("plain", plain), ("flow", orchestrated)):
             data_dir = fresh_data_dir(models, f"{kind}-{number}")
@@ -120,6 +122,9 @@ def main() -> None:
             again, stored = timed(run, data_dir)
             assert all(report.cached for report in stored.steps.values()), "a rerun made something again"
             reruns[kind].append(again)
+            if kind == "flow":
+                edited, made = timed(edit_one_scene, data_dir)
+                edits.append((edited, seconds, made))
     for step in STEPS:
         emit(
             figure="step_seconds",
@@ -145,6 +150,23 @@ def main() -> None:
         overhead_s=round(flow_again - plain_again, 3),
         runs=rounds,
     )
+    scenes = len(edits[0][2].audio)
+    emit(
+        figure="scene_edit",
+        edit_s=median([e for e, _, _ in edits]),
+        full_s=median([f for _, f, _ in edits]),
+        ratio=median([e / f for e, f, _ in edits]),
+        spoken_again=edits[0][2].steps["narration"].calls,
+        scenes=scenes,
+        note="one scene's narration changed: the script and the other clips are reused, the video rendered again",
+    )
+
+
+def edit_one_scene(data_dir: Path) -> VideoResult:
+    edit = {2: "Octopuses taste whatever they touch with the suckers on their arms."}
+    result: VideoResult = asyncio.run(creator_video(**FIELDS, scene_edits=edit))
+    assert result.steps["script"].cached and result.steps["narration"].calls == 1, "an edit made more than one clip"
+    return result
 
 
 if __name__ == "__main__":
