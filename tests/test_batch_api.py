@@ -18,7 +18,7 @@ import pytest
 from prefect import flow
 from pydantic import SecretStr
 
-from contentmill.errors import BadRequest, BudgetExceeded, ConfigError
+from contentmill.errors import AuthenticationError, BadRequest, BudgetExceeded, ConfigError
 from contentmill.gateway import Gateway
 from contentmill.gateway.batch import MODE_TAG, BatchOutcome, BatchTicket, pending_batches, wait_and_collect
 from contentmill.gateway.core import estimate_text_usage
@@ -277,3 +277,17 @@ async def test_the_prefect_tasks_submit_now_and_collect_when_ready(upstream: Cal
     outcome = await collect_later(ticket.batch_id, 30.0)
     assert outcome is not None and outcome.ok == 2 and outcome.cost_usd > 0
     assert server.stats()["batch"]["requests"] == 2
+
+
+async def test_a_refused_key_fails_the_submission_clearly_and_holds_nothing(upstream: Callable[..., Upstream],
+                                                                           tmp_path: Path) -> None:
+    server = upstream(api_key=["sk-the-right-key-0000000000000"])
+    settings = settings_for(server.base_url, tmp_path)
+    async with Gateway(settings) as gateway:
+        with pytest.raises(AuthenticationError) as refused:
+            await gateway.submit_batch(requests(2), model=MODEL, tags={"team": "shop"})
+    assert "Incorrect API key" in str(refused.value) and KEY not in str(refused.value)
+    assert await pending_batches(settings) == [] and server.stats()["batch"]["batches"] == 0
+    with LedgerStore(settings_url(settings)) as store:
+        rows = store.calls()
+    assert [(r.outcome, r.error_type, r.cost_usd) for r in rows] == [("error", "AuthenticationError", 0.0)] * 2

@@ -8,10 +8,9 @@ what the online call would.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -70,7 +69,6 @@ class BatchClient:
     """The Batch API of the provider behind ``model`` (an OpenAI-compatible text model)."""
 
     model: OpenAICompatTextModel
-    _urls: dict[str, httpx.URL] = field(default_factory=dict)
 
     @property
     def provider(self) -> str:
@@ -202,12 +200,6 @@ class BatchClient:
                 model=self.model.name, request_id=request_id))
         return BatchAnswer(custom_id, TextResult(text, self.model.name, usage, finish, request_id or body.get("id"),
                                                  0.0))
-
-
-def new_custom_ids(count: int) -> list[str]:
-    """Fresh custom ids for requests that have none of their own."""
-    stamp = int(time.time())
-    return [f"req-{stamp}-{uuid.uuid4().hex[:12]}" for _ in range(count)]
 
 
 def as_requests(items: Sequence[tuple[str, TextRequest]]) -> dict[str, TextRequest]:
