@@ -22,6 +22,7 @@ from typing import IO, Any
 
 import httpx
 import psycopg
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the environment the tests run in, with prefect installed
@@ -54,10 +55,18 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 @contextmanager
 def fresh_database(prefix: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database for this test session; dropped afterwards. Yields its name."""
+    """A new, empty PostgreSQL database for this test session; dropped afterwards. Yields its name.
+
+    Without a server the test is skipped with what to run, except in CI, where the test command starts one."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        message = f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} ({type(exc).__name__}): run `make services`"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
     try:
         yield name
     finally:

@@ -42,7 +42,11 @@ def ledger_url() -> Iterator[str]:
 @pytest.fixture
 def bucket(s3_endpoint: str) -> str:
     name = "scaleout-" + uuid.uuid4().hex[:12]
-    boto3.session.Session().client("s3", endpoint_url=s3_endpoint, **_boto_credentials()).create_bucket(Bucket=name)
+    client = boto3.session.Session().client("s3", endpoint_url=s3_endpoint, **_boto_credentials())
+    try:
+        client.create_bucket(Bucket=name)
+    finally:
+        client.close()
     return name
 
 
