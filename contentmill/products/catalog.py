@@ -21,6 +21,7 @@ from contentmill.errors import ConfigError
 from contentmill.products.config import Columns, Packing
 
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+_PRICE = re.compile(r"([$€£¥]?)\s*(\d[\d,]*(?:\.\d+)?)")
 _TRUTHY = {"1", "true", "yes", "y", "x", "on"}
 csv.field_size_limit(16 * 1024 * 1024)
 
@@ -89,6 +90,13 @@ def parse_price(text: str) -> float | None:
     return float(match.group().replace(",", ""))
 
 
+def price_text(text: str) -> str:
+    """The price as a description may quote it: the first amount with its currency sign ("$39.95"), without
+    whatever else a scraped column carries after it (a second price, markup)."""
+    match = _PRICE.search(text or "")
+    return f"{match.group(1)}{match.group(2)}" if match else ""
+
+
 def product_id(name: str, brand: str) -> str:
     return hashlib.sha256(f"{name.strip().casefold()}|{brand.strip().casefold()}".encode()).hexdigest()[:16]
 
@@ -108,15 +116,15 @@ def to_product(raw: Mapping[str, Any], row: int, columns: Columns) -> Product | 
     if not name:
         return RowError(row, f"no product name (column {columns.name!r} is empty or missing)", given_id or None)
     brand = _text(raw, columns.brand)
-    price_text = _text(raw, columns.price)
+    price = _text(raw, columns.price)
     return Product(
         id=given_id or product_id(name, brand),
         name=name,
         row=row,
         brand=brand,
         category=_text(raw, columns.category),
-        price=parse_price(price_text),
-        price_text=price_text if parse_price(price_text) is not None else "",
+        price=parse_price(price),
+        price_text=price_text(price),
         about=_text(raw, columns.about),
         specs=_text(raw, columns.specs),
         sku=_text(raw, columns.sku),

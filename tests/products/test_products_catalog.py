@@ -20,12 +20,14 @@ from contentmill.testing.packed import CORRUPT_TEXT, packed_items, packed_reply
 def test_messy_rows_go_to_the_errors_with_their_reason_and_the_rest_is_read(tmp_path: Path) -> None:
     good = [product_row(n) for n in range(5)]
     path = tmp_path / "messy.csv"
-    write_catalog(path, [good[0], product_row(9, **{"Product Name": "  "}), good[1], good[1], good[2],
+    scraped = {"Selling Price": "$ 19 99 $39.95 #listPrice { margin-left: 4px !important; }"}
+    write_catalog(path, [good[0], product_row(9, **{"Product Name": "  "}), good[1], good[1], product_row(2, **scraped),
                          product_row(7, **{"Uniq Id": "", "Selling Price": "Total price:"})])
     with path.open("a", encoding="utf-8") as handle:
         handle.write("x1," + ",".join(["extra"] * (len(COLUMNS) + 2)) + "\n")
     catalog = read_catalog(path, Columns())
     assert [p.id for p in catalog.products][:3] == ["p0000", "p0001", "p0002"]
+    assert (catalog.products[2].price, catalog.products[2].price_text) == (19.0, "$19")  # no markup reaches a prompt
     no_id = catalog.products[3]
     assert no_id.id == product_id(no_id.name, no_id.brand) and no_id.price is None and no_id.price_text == ""
     reasons = {e.row: e.reason for e in catalog.errors}
