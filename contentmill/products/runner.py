@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import time
 from collections import deque
@@ -28,9 +29,7 @@ from typing import Any
 
 from contentmill.errors import ConfigError, ContentmillError, ProviderRateLimited, RateLimited
 from contentmill.gateway import Gateway, Generation
-from contentmill.knowledge_graph import KnowledgeGraph, OutputSpec
-from contentmill.knowledge_graph.constraints import canonical_value
-from contentmill.knowledge_graph.records import OUTPUT, USES_FIELD
+from contentmill.knowledge_graph import KnowledgeGraph
 from contentmill.metering import Usage
 from contentmill.products.aimd import Aimd
 from contentmill.products.catalog import Catalog, Product, read_catalog
@@ -48,6 +47,7 @@ from contentmill.products.prompts import (
     overhead_tokens,
     parse_answer,
 )
+from contentmill.products.reuse import NewOutput, Priors, changed_fields, priors, record
 from contentmill.products.tiers import assign, next_tier
 from contentmill.settings import Settings
 
@@ -72,6 +72,7 @@ class Work:
     cached: bool = True  # every call it took was served from the gateway's cache
     attempts: list[str] = field(default_factory=list)
     checks: dict[str, str] = field(default_factory=dict)
+    _tokens: int | None = None
 
     @property
     def id(self) -> str:
@@ -79,6 +80,12 @@ class Work:
 
     def item(self) -> Item:
         return Item(self.id, self.fields)
+
+    def tokens(self, encoding: str) -> int:
+        """Tokens the product adds to a prompt (counted once)."""
+        if self._tokens is None:
+            self._tokens = item_tokens(self.item(), encoding)
+        return self._tokens
 
     def row(self, *, model: str | None, description: str | None, error: str | None = None) -> Row:
         return Row(id=self.id, name=self.product.name, category=self.product.top_category, tier=self.tier,
@@ -171,8 +178,8 @@ def lookup(run_id: str) -> ProductRun:
     return run
 
 
-Dispatch = Callable[[str, list[Work]], Awaitable[BatchResult]]
-OfflineDispatch = Callable[[str, list[list[Work]]], Awaitable[BatchResult]]
+Dispatch = Callable[[str, str, list[Work]], Awaitable[BatchResult]]  # (run id, batch id, the batch)
+OfflineDispatch = Callable[[str, str, list[list[Work]]], Awaitable[BatchResult]]
 Progress = Callable[[int, int], Awaitable[None]]
 
 
@@ -194,6 +201,8 @@ class ProductRun:
         self.followers: dict[str, list[Work]] = {}  # leader id -> variants waiting for its description
         self.works: dict[str, Work] = {}  # every product planned in this run, by id
         self._graph_lock = asyncio.Lock()
+        self.staged: dict[str, Any] = {}  # batch id -> its products, while a task runs it
+        self._batch_ids = itertools.count(1)
         self.stats = {"calls": 0, "batches": 0, "rate_limited": 0, "upstream_s": 0.0, "resumed": 0}
 
     # -- resources -------------------------------------------------------------------------------------
@@ -220,37 +229,10 @@ class ProductRun:
 
     # -- planning --------------------------------------------------------------------------------------
 
-    def _priors(self) -> tuple[dict[str, str], dict[str, str]]:
-        """Current outputs of this template: by product id, and by variant key (originals before reuses)."""
-        by_entity: dict[str, tuple[str, str]] = {}
-        by_variant: dict[str, tuple[bool, str, str]] = {}
-        if self.graph is None:
-            return {}, {}
-        self.graph.catch_up()
-        for node, attrs in self.graph.graph.nodes(data=True):
-            if (attrs.get("type") != OUTPUT or attrs.get("template") != TEMPLATE_VERSION
-                    or attrs.get("superseded_by") or not attrs.get("variant")):
-                continue
-            made = str(attrs.get("created_at", ""))
-            entity = str(attrs.get("entity"))
-            if entity not in by_entity or by_entity[entity][0] < made:
-                by_entity[entity] = (made, node)
-            original = attrs.get("reused_from") is None
-            known = by_variant.get(attrs["variant"])
-            if known is None or (original and not known[0]):
-                by_variant[attrs["variant"]] = (original, node, entity)
-        return ({e: n for e, (_, n) in by_entity.items()}, {v: n for v, (_, n, _) in by_variant.items()})
-
-    def _used_values(self, output: str) -> dict[str, Any]:
-        assert self.graph is not None
-        return {data["field"]: data.get("value")
-                for _s, _d, kind, data in self.graph.graph.out_edges(output, keys=True, data=True)
-                if kind == USES_FIELD}
-
     def plan(self) -> list[Work]:
         """Rows for everything that needs no model now; the products that do, in catalog order."""
         finished = self.journal.finished()
-        by_entity, by_variant = self._priors()
+        known = priors(self.graph) if self.graph is not None else Priors({}, {})
         leaders: dict[str, Work] = {}
         todo: list[Work] = []
         served: list[tuple[Work, str]] = []  # (work, prior output to serve it from)
@@ -264,19 +246,17 @@ class ProductRun:
             language = product.language or self.config.language
             work = Work(product, tier, tier, fields, language, variant_key(fields, language))
             self.works[work.id] = work
-            prior = by_entity.get(product.id)
-            if prior is not None:
-                if self.graph is not None and self.graph.graph.nodes[prior].get("variant") == work.variant:
+            prior = known.by_product.get(product.id)
+            if prior is not None and self.graph is not None:
+                if self.graph.graph.nodes[prior].get("variant") == work.variant:
                     served.append((work, prior))
                     continue
                 work.old_output = prior
-                used = self._used_values(prior)
-                work.changed = sorted(n for n in set(used) | set(fields)
-                                      if canonical_value(used.get(n)) != canonical_value(fields.get(n)))
+                work.changed = changed_fields(self.graph, prior, fields)
             if work.variant in leaders:
                 self.followers.setdefault(leaders[work.variant].id, []).append(work)
                 continue
-            reusable = by_variant.get(work.variant)
+            reusable = known.by_variant.get(work.variant)
             if reusable is not None:
                 served.append((work, reusable))
                 continue
@@ -438,19 +418,15 @@ class ProductRun:
     def _record_sync(self, rows: list[Row]) -> None:
         if self.graph is None:
             return
-        good = [r for r in rows if r.error is None and r.description]
-        if not good:
-            return
-        works = [self.works[r.id] for r in good]
-        specs = [OutputSpec(kind="text", text=r.description or "", language=w.language, model=r.model,
-                            cost_usd=r.cost_usd, template=TEMPLATE_VERSION, entity=r.id, fields_used=w.fields,
-                            attrs={"variant": w.variant, "tier": r.tier, "checks": r.checks,
-                                   "reused_from": r.reused_from})
-                 for r, w in zip(good, works, strict=True)]
-        recorded = self.graph.record(None, specs)
-        for work, new in zip(works, recorded.outputs, strict=True):
-            if work.old_output is not None:
-                self.graph.supersede(work.old_output, new)
+        outputs = []
+        for row in rows:
+            if row.error is None and row.description:
+                work = self.works[row.id]
+                attrs = {"variant": work.variant, "tier": row.tier, "checks": row.checks,
+                         "reused_from": row.reused_from}
+                outputs.append(NewOutput(row.id, row.description, work.language, row.model, row.cost_usd,
+                                         work.fields, attrs, work.old_output))
+        record(self.graph, outputs)
 
     # -- the whole run ---------------------------------------------------------------------------------
 
@@ -471,8 +447,7 @@ class ProductRun:
         while any(queues.values()) or in_flight:
             while any(queues.values()) and len(in_flight) < self.aimd.slots and time.monotonic() >= paused_until:
                 batch = await self._next_batch(queues)
-                self.stats["batches"] += 1
-                in_flight.add(asyncio.ensure_future(dispatch(self.key, batch)))
+                in_flight.add(asyncio.ensure_future(dispatch(self.key, self.stage(batch), batch)))
             if not in_flight:
                 await asyncio.sleep(max(0.0, paused_until - time.monotonic()))
                 continue
@@ -488,6 +463,17 @@ class ProductRun:
                 await progress(len(self.rows), total)
         return self._summary(time.perf_counter() - started)
 
+    def stage(self, batch: list[Work] | list[list[Work]]) -> str:
+        """Keep a batch under an id for the task that runs it: a task's parameters are then two short strings,
+        which Prefect records without walking every product of the batch."""
+        self.stats["batches"] += 1
+        batch_id = f"b{next(self._batch_ids)}"
+        self.staged[batch_id] = batch
+        return batch_id
+
+    def unstage(self, batch_id: str) -> Any:
+        return self.staged.pop(batch_id)
+
     async def _offline(self, queues: dict[tuple[Tier, str], deque[Work]], offline: OfflineDispatch) -> None:
         """One Batch API batch per tier and language, packed to the context window (no rate limits apply)."""
         jobs = []
@@ -495,15 +481,14 @@ class ProductRun:
             models = self.config.models(tier)
             info = self.gw.catalog.get(models.model)
             limit = Budget(context_tokens(info, self.config.packing), self.config.packing.max_items)
-            costs = deque((i, item_tokens(w.item(), info.tokenizer) + output_budget(models.words, 1))
+            costs = deque((i, w.tokens(info.tokenizer) + output_budget(models.words, 1))
                           for i, w in enumerate(queue))
             overhead = overhead_tokens(queue[0].language, models.words, info.tokenizer)
             groups = []
             while costs:
                 groups.append([queue[i] for i in take(costs, limit, overhead)])
             queue.clear()
-            self.stats["batches"] += 1
-            jobs.append(offline(self.key, groups))
+            jobs.append(offline(self.key, self.stage(groups), groups))
         for result in await asyncio.gather(*jobs):
             await self._absorb(result, queues)
 
@@ -513,7 +498,7 @@ class ProductRun:
         info = self.gw.catalog.get(models.model)
         limit = await budget(self.gw, info, self.config.packing, self.aimd.slots)
         per_item = output_budget(models.words, 1)
-        costs = deque((i, item_tokens(w.item(), info.tokenizer) + per_item) for i, w in enumerate(queue))
+        costs = deque((i, w.tokens(info.tokenizer) + per_item) for i, w in zip(range(limit.items), queue, strict=False))
         chosen = take(costs, limit, overhead_tokens(queue[0].language, models.words, info.tokenizer))
         batch = [queue[i] for i in chosen]
         for _ in chosen:
