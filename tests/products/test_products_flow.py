@@ -76,14 +76,17 @@ async def test_a_packed_batch_with_one_bad_item_retries_that_item_alone_and_vari
 async def test_a_description_failing_its_checks_alone_is_written_a_tier_up_and_the_ledger_says_why(
         shop: Callable[..., Upstream], tmp_path: Path) -> None:
     shop()
-    catalog = write_catalog(tmp_path / "catalog.csv", [product_row(n) for n in range(6)])
+    nameless = product_row(6, **{"Product Name": ""})
+    catalog = write_catalog(tmp_path / "catalog.csv", [*(product_row(n) for n in range(6)), nameless])
     out = tmp_path / "out.jsonl"
     config = {"rules": [{"tier": "light", "skus": ["p0002"]}], "checks": {"min_words": 16},
               "tiers": {"light": {"model": "openai:gpt-4o-mini", "words": [5, 12]},
                         "standard": {"model": "openai:gpt-4.1-mini", "words": [40, 90]},
                         "premium": {"model": "openai:gpt-4o", "words": [60, 120]}}}
     summary = await product_descriptions(catalog=str(catalog), out=str(out), config=config)
-    assert summary["failed"] == 0
+    assert (summary["items"], summary["failed"], summary["row_errors"]) == (6, 0, 1)  # the run went on
+    (error,) = [json.loads(line) for line in Path(summary["errors_out"]).read_text(encoding="utf-8").splitlines()]
+    assert error["row"] == 7 and error["id"] == "p0006" and "no product name" in error["reason"]
     row = read_rows(out)["p0002"]
     assert (row["assigned_tier"], row["tier"], row["model"]) == ("light", "standard", "openai:gpt-4.1-mini")
     assert row["attempts"] == ["light:alone:length", "standard:alone"]
