@@ -8,7 +8,6 @@ assigns about 5% premium, 80% standard and 15% light. A YAML or JSON file (``--c
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Literal
 
@@ -135,7 +134,3 @@ def load_config(path: Path | None = None, overrides: dict[str, object] | None = 
 def _first_error(exc: ValidationError) -> str:
     error = exc.errors()[0]
     return f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
-
-
-def config_json(config: ProductsConfig) -> str:
-    return json.dumps(config.model_dump(mode="json"), sort_keys=True)

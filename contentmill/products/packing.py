@@ -8,7 +8,6 @@ not shrink every request to one product and spend the limit on repeated instruct
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,7 +76,3 @@ def batches_needed(costs: Sequence[int], limit: Budget, overhead: int) -> int:
         take(queue, limit, overhead)
         count += 1
     return count
-
-
-def ceil_div(total: int, parts: int) -> int:
-    return math.ceil(total / max(parts, 1))
