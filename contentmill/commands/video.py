@@ -64,6 +64,9 @@ def video(
         list[str] | None,
         typer.Option("--edit-scene", help="N=NEW NARRATION for scene N (from 1) of this video, repeatable."),
     ] = None,
+    reuse_similar: Annotated[
+        bool, typer.Option(help="Serve a topic that means the same as an earlier one from its stored video.")
+    ] = True,
     json_out: JsonOption = False,
 ) -> None:
     """Make a narrated short video with burned-in subtitles about TOPIC, and show what each step cost.
@@ -83,6 +86,7 @@ def video(
         "resolution": resolution,
         "tags": parse_tags(tag),
         "scene_edits": _scene_edits(edit_scene or []),
+        "reuse_similar": reuse_similar,
     }
     _make(settings, fields, out, json_out)
 
@@ -248,6 +252,10 @@ def _summary(console: Console, result: VideoResult) -> None:
             f"{report.seconds:.1f} s",
         )
     console.print(table)
+    if result.similar_to:
+        asked, score = result.similar_to["asked"], result.similar_to["score"]
+        console.print(f"{asked!r} means the same as the earlier {result.topic!r} (similarity {score:.3f}): "
+                      "its video was reused; --no-reuse-similar makes a new one")
     saved = f" (reusing stored results saved ${result.saved_usd:,.6f})" if result.saved_usd else ""
     console.print(f"[bold]total cost ${result.cost_usd:,.6f}[/bold]{saved}")
     console.print(f"video     {result.video}\nsubtitles {result.srt}\nscript    {result.script}")

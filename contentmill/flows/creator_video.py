@@ -26,6 +26,7 @@ from contentmill.tasks.video import (
     publish_task,
     render_task,
     script_task,
+    similar_task,
     subtitles_task,
 )
 from contentmill.video.pipeline import VideoResult, summarize
@@ -36,6 +37,7 @@ from contentmill.video.request import (
     ModelName,
     Orientation,
     Resolution,
+    ReuseSimilar,
     SceneEdits,
     Seconds,
     Style,
@@ -63,6 +65,7 @@ async def creator_video(
     fps: Fps = 30,
     tags: Tags | None = None,
     scene_edits: SceneEdits | None = None,
+    reuse_similar: ReuseSimilar = True,
 ) -> VideoResult:
     """A narrated short video with burned-in subtitles about a topic, its script, audio and cost.
 
@@ -80,6 +83,7 @@ async def creator_video(
         tags: Cost tags such as {"team": "...", "project": "..."}.
         scene_edits: Scene number (from 1) -> new narration, to change scenes of a finished video: only those
             scenes are spoken again and the video rendered again; everything else is reused.
+        reuse_similar: Serve a topic that means the same as an earlier one (same settings) from its stored video.
     """
     request = VideoRequest(
         topic=topic,
@@ -94,6 +98,7 @@ async def creator_video(
         fps=fps,
         tags=tags or {},
         scene_edits=scene_edits or {},
+        reuse_similar=reuse_similar,
     ).with_models(load_settings())
     return await _run(request)
 
@@ -102,9 +107,11 @@ async def _run(request: VideoRequest) -> VideoResult:
     logger = get_run_logger()
     progress = await acreate_progress_artifact(0.0, description=f"creator video: {request.topic}")
     done: list[str] = []
-    step = "script"
+    step = "similar"
     try:
         with prefect_tags(*(f"{key}:{value}" for key, value in request.tags.items())):
+            request, similar_to = await similar_task(request)
+            step = "script"
             script = await script_task(request)
             done.append(step)
             await aupdate_progress_artifact(progress, 20.0)
@@ -137,7 +144,8 @@ async def _run(request: VideoRequest) -> VideoResult:
             failure_markdown(request.topic, step, exc, done), key=ARTIFACT_KEY + "-summary"
         )
         raise
-    result = summarize(request, script, narration, subtitles, render, published, str(flow_run.id), lineage)
+    result = summarize(request, script, narration, subtitles, render, published, str(flow_run.id), lineage,
+                       similar_to)
     await _artifacts(result)
     return result
 

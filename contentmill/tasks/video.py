@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -18,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from contentmill.settings import Settings, load_settings
 from contentmill.storage import ObjectStore, open_store
 from contentmill.tasks import RETRY_OPTIONS
-from contentmill.video.lineage import VideoLineage, record_lineage
+from contentmill.video.lineage import VideoLineage, record_lineage, resolve_similar
 from contentmill.video.narration import NarrationResult, narration_step
 from contentmill.video.pipeline import step_resources
 from contentmill.video.publish import Published, publish_step
@@ -52,6 +53,16 @@ def _log(report: StepReport) -> None:
         f"{report.saved_usd:.6f}",
         report.seconds,
     )
+
+
+@task(name="similar", **_COMMON)
+async def similar_task(request: VideoRequest) -> tuple[VideoRequest, dict[str, Any] | None]:
+    """An earlier video whose topic means the same, under the same settings, serves this request."""
+    resolved, note = await asyncio.to_thread(resolve_similar, load_settings(), request)
+    if note is not None:
+        get_run_logger().info("%r means the same as the earlier %r (similarity %.3f): its stored video is reused",
+                              note["asked"], note["topic"], note["score"])
+    return resolved, note
 
 
 @task(name="script", **_COMMON)

@@ -1,6 +1,9 @@
 """A finished video's outputs in the knowledge graph: script scenes -> narration clips -> the video.
 
-The video is an entity named by its base script's address (topic, language, length, style, text model), so
+A video made from the request as asked (no scene edits) is recorded with the request's facts, so a later topic
+that means the same under the same settings can be served from it (``find_similar``, the graph's dedupe:
+hard constraints equal, similarity above the threshold, the decision recorded). The video is an entity named by
+its base script's address (topic, language, length, style, text model), so
 a version with edited scenes describes the same entity. Output ids are content addresses: recording the same
 video again adds nothing, and after an edit only the changed scenes, their clips and the new render are new
 nodes, each linked to the version it replaces by a ``supersedes`` edge. Search then finds the current
@@ -14,9 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from contentmill.errors import ContentmillError
-from contentmill.knowledge_graph import KnowledgeGraph, OutputSpec
+from contentmill.knowledge_graph import KnowledgeGraph, OutputSpec, RequestFacts
 from contentmill.knowledge_graph.records import DESCRIBES, entity_node
 from contentmill.settings import Settings
+from contentmill.video import prompts
 from contentmill.video.narration import NarrationResult
 from contentmill.video.publish import Published
 from contentmill.video.records import digest
@@ -38,6 +42,54 @@ class VideoLineage:
     video: str
     added: tuple[str, ...]
     superseded: tuple[tuple[str, str], ...]  # (old, new)
+
+
+@dataclass(frozen=True, slots=True)
+class SimilarVideo:
+    """An earlier video that serves the request: its topic, and how close the two topics are."""
+
+    topic: str
+    score: float
+    video: str  # its output id in the graph
+
+
+def video_facts(request: VideoRequest) -> RequestFacts:
+    """What dedupe compares: the topic's text, and as hard constraints every setting the video depends on."""
+    fields = request.model_dump(include={"seconds", "style", "voice", "text_model", "speech_model", "orientation",
+                                          "resolution", "fps"})
+    return RequestFacts("video", request.topic, language=request.language,
+                        template=f"creator_video@{prompts.PROMPT_VERSION}", fields=fields)
+
+
+def find_similar(settings: Settings, request: VideoRequest) -> SimilarVideo | None:
+    """An earlier, current video whose topic means the same as this one under the same settings, or None. A graph
+    that cannot be read is a warning: the video is then made as asked."""
+    try:
+        with KnowledgeGraph.open(settings) as graph:
+            decision = graph.decide(video_facts(request))
+            match = decision.match
+            if match is None:
+                return None
+            topic = graph.text(match.request) or ""
+    except ContentmillError as exc:
+        log.warning("the knowledge graph could not be asked for a similar video; making it as asked: %s", exc)
+        return None
+    return SimilarVideo(topic, round(match.score, 4), match.output) if topic else None
+
+
+def resolve_similar(settings: Settings, request: VideoRequest) -> tuple[VideoRequest, dict[str, Any] | None]:
+    """The request to run: the earlier topic's when one means the same (every stored step is then reused and
+    nothing is paid), with a note of what was asked; else the request as it is. Edits and ``reuse_similar=False``
+    keep the request as asked."""
+    if not request.reuse_similar or request.scene_edits:
+        return request, None
+    similar = find_similar(settings, request)
+    if similar is None or similar.topic == request.topic:
+        return request, None
+    note = {"asked": request.topic, "topic": similar.topic, "score": similar.score, "video": similar.video}
+    log.info("%r means the same as the earlier %r (similarity %.3f): reusing its video", request.topic,
+             similar.topic, similar.score)
+    return request.model_copy(update={"topic": similar.topic}), note
 
 
 def video_entity(request: VideoRequest) -> str:
@@ -112,7 +164,7 @@ def record_video(graph: KnowledgeGraph, request: VideoRequest, script: ScriptRes
     if new:
         graph.add_entity(entity, kind="video", name=request.topic,
                          fields={"topic": request.topic, "language": request.language})
-        graph.record(None, new)
+        graph.record(None if request.scene_edits else video_facts(request), new)
     for old, replacement in replaced:
         graph.supersede(old, replacement)
     return VideoLineage(entity, tuple(scene_ids), tuple(clip_ids), video_id,

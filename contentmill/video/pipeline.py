@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from contentmill.gateway import Gateway
 from contentmill.settings import Settings, load_settings
 from contentmill.storage import ObjectStore, open_store
-from contentmill.video.lineage import VideoLineage, record_lineage
+from contentmill.video.lineage import VideoLineage, record_lineage, resolve_similar
 from contentmill.video.narration import NarrationResult, narration_step
 from contentmill.video.publish import Published, publish_step
 from contentmill.video.records import StepReport
@@ -49,6 +49,7 @@ class VideoResult(BaseModel):
     saved_usd: float
     flow_run_id: str | None = None
     entity: str | None = None  # the video in the knowledge graph (None when it could not be recorded)
+    similar_to: dict[str, Any] | None = None  # asked topic, the earlier topic served instead, similarity, video id
 
     def as_json(self) -> dict[str, Any]:
         data = self.model_dump(mode="json", exclude={"steps"})
@@ -70,6 +71,7 @@ def summarize(
     published: Published,
     flow_run_id: str | None = None,
     lineage: VideoLineage | None = None,
+    similar_to: dict[str, Any] | None = None,
 ) -> VideoResult:
     """The run's answer: where everything is, and each step's report with the totals."""
     reports = [script.report, narration.report, subtitles.report, render.report, published.report]
@@ -92,6 +94,7 @@ def summarize(
         saved_usd=round(sum(report.saved_usd for report in reports), 10),
         flow_run_id=flow_run_id,
         entity=lineage.entity if lineage else None,
+        similar_to=similar_to,
     )
 
 
@@ -120,7 +123,7 @@ async def make_video(
 ) -> VideoResult:
     """Run every step in this process; results already stored for the same inputs are reused."""
     settings = settings or load_settings()
-    request = request.with_models(settings)
+    request, similar_to = await asyncio.to_thread(resolve_similar, settings, request.with_models(settings))
     async with step_resources(settings, gateway, store) as (gw, objects):
         script = await script_step(request, gw, objects)
         narration = await narration_step(request, script, gw, objects)
@@ -132,4 +135,5 @@ async def make_video(
             publish_step, request, script, narration, subtitles, render, objects
         )
         lineage = await asyncio.to_thread(record_lineage, settings, request, script, narration, render, published)
-        return summarize(request, script, narration, subtitles, render, published, lineage=lineage)
+        return summarize(request, script, narration, subtitles, render, published, lineage=lineage,
+                         similar_to=similar_to)

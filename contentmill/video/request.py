@@ -29,6 +29,10 @@ ModelName = Annotated[
 ]
 Fps = Annotated[int, Field(ge=10, le=60, description="Frames per second of the video.")]
 Tags = Annotated[dict[str, str], Field(description="Cost tags such as team and project.")]
+ReuseSimilar = Annotated[
+    bool,
+    Field(description="Serve a topic that means the same as an earlier one (same settings) from its stored video."),
+]
 SceneEdits = Annotated[
     dict[int, str],
     Field(description="Scene number (from 1) -> new narration for it; every other step result is reused."),
@@ -54,6 +58,7 @@ class VideoRequest(BaseModel):
     fps: Fps = 30
     tags: Tags = Field(default_factory=dict)
     scene_edits: SceneEdits = Field(default_factory=dict)
+    reuse_similar: ReuseSimilar = True
 
     @field_validator("topic", "style")
     @classmethod

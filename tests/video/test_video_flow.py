@@ -150,6 +150,29 @@ async def test_an_edited_scene_is_spoken_again_and_rendered_and_the_graph_links_
         await creator_video(topic="octopuses", scene_edits={9: line}, **SMALL)
 
 
+async def test_a_topic_that_means_the_same_is_served_from_the_earlier_video(openai_upstream: Upstream) -> None:
+    first = await creator_video(topic="How do octopuses breathe?", **SMALL)
+    paid = openai_upstream.stats()["requests"]
+
+    again = await creator_video(topic="how octopuses breathe", **SMALL)
+    assert openai_upstream.stats()["requests"] == paid and again.cost_usd == 0
+    assert again.video == first.video and again.topic == "How do octopuses breathe?"
+    assert again.similar_to is not None and again.similar_to["asked"] == "how octopuses breathe"
+    assert again.similar_to["score"] >= load_settings().graph_reuse_threshold
+    with KnowledgeGraph.open(load_settings()) as graph:
+        decisions = graph.store.decisions()
+    assert [d["reused"] for d in decisions].count(True) == 1  # the first run found nothing to reuse
+
+    other = await creator_video(topic="how octopuses hunt", **SMALL)  # another question: made anew
+    assert other.similar_to is None and _requests(openai_upstream, "gpt-4o-mini") > 0
+    made = openai_upstream.stats()["requests"]
+    assert made > paid
+    longer = await creator_video(topic="how octopuses breathe", **{**SMALL, "seconds": 20})  # other settings
+    asked = await creator_video(topic="how octopuses breathe", reuse_similar=False, **SMALL)
+    assert longer.similar_to is None and asked.similar_to is None
+    assert asked.topic == "how octopuses breathe" and asked.video != first.video
+
+
 async def test_a_failed_render_fails_the_run_and_the_rerun_does_not_write_again(
     openai_upstream: Upstream, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
