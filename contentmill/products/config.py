@@ -101,6 +101,9 @@ class ProductsConfig(_Strict):
     packing: Packing = Packing()
     language: str = "en"
     team: str = "shop"  # the cost tag of every call
+    # Each tier's model and fallbacks picked by the router at the start of a run, from its tier of the same name
+    # (CONTENTMILL_ROUTING_FILE), ranked by the selection matrix on live statistics; the decision is recorded.
+    route_tiers: bool = False
 
     def models(self, tier: Tier) -> TierModels:
         found = self.tiers.get(tier)

@@ -48,6 +48,7 @@ from contentmill.products.prompts import (
     parse_answer,
 )
 from contentmill.products.reuse import NewOutput, Priors, changed_fields, priors, record
+from contentmill.products.routed import routed_config
 from contentmill.products.tiers import assign, next_tier
 from contentmill.settings import Settings
 
@@ -133,6 +134,7 @@ class Summary:
     seconds: float
     upstream_s: float
     resumed: int
+    routes: dict[str, str]
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -195,6 +197,7 @@ class ProductRun:
         self.use_graph = use_graph
         self.tags = {"team": config.team, "flow": FLOW_TAG, **(tags or {})}
         self.gateway: Gateway | None = None
+        self.routes: dict[str, str] = {}  # tier -> the router's decision id, when tiers are routed
         self.graph: KnowledgeGraph | None = None
         self.aimd = Aimd(limit=float(config.packing.start_concurrency), ceiling=float(config.packing.max_concurrency))
         self.rows: dict[str, Row] = {}
@@ -209,6 +212,8 @@ class ProductRun:
 
     async def __aenter__(self) -> ProductRun:
         self.gateway = Gateway(self.settings)
+        self.config, self.routes = await asyncio.to_thread(routed_config, self.gateway, self.settings, self.config,
+                                                           self.tags)
         if self.use_graph:
             self.graph = await asyncio.to_thread(KnowledgeGraph.open, self.settings)
         _RUNS[self.key] = self
@@ -545,7 +550,7 @@ class ProductRun:
             concurrency={"start": float(self.config.packing.start_concurrency), "min": min(trace),
                          "max": max(trace), "end": trace[-1], "decreases": float(self.aimd.decreases)},
             seconds=round(seconds, 3), upstream_s=round(float(self.stats["upstream_s"]), 3),
-            resumed=int(self.stats["resumed"]),
+            resumed=int(self.stats["resumed"]), routes=dict(self.routes),
         )
 
     def table(self, summary: Summary) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from contentmill.catalog import load_catalog
 from contentmill.flows.product_descriptions import product_descriptions
 from contentmill.ledger import LedgerStore, settings_url
 from contentmill.metering import Usage
+from contentmill.routing import find_decision
 from contentmill.settings import load_settings
 from contentmill.testing.harness import Upstream
 
@@ -136,3 +137,25 @@ async def test_the_batch_api_path_describes_every_product_at_the_discount_and_re
     for row in batch_only:
         full = models.get(row["model"]).cost(Usage.from_dict(row["usage"]))
         assert row["cost_usd"] == pytest.approx(full / 2, rel=0.02)  # the vendor's 50% batch discount
+
+
+async def test_routed_tiers_take_the_routers_choice_and_each_decision_is_on_record(
+        shop: Callable[..., Upstream], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shop()
+    routing = tmp_path / "routing.toml"
+    routing.write_text('[tiers]\npremium = ["openai:gpt-4o", "openai:gpt-4.1-mini"]\n'
+                       'standard = ["openai:gpt-4.1-mini", "openai:gpt-4o-mini"]\nlight = ["openai:gpt-4o-mini"]\n'
+                       '[weights]\ncost = 1\n', encoding="utf-8")  # cost alone: the cheapest of each tier wins
+    monkeypatch.setenv("CONTENTMILL_ROUTING_FILE", str(routing))
+    catalog = write_catalog(tmp_path / "catalog.csv", [product_row(n) for n in range(1, 9)])
+    out = tmp_path / "descriptions.jsonl"
+    summary = await product_descriptions(catalog=str(catalog), out=str(out), config={"route_tiers": True})
+    assert summary["done"] == 8 and set(summary["routes"]) == {"premium", "standard", "light"}
+    with LedgerStore(settings_url(load_settings())) as store:
+        chosen = {tier: find_decision(store, decision) for tier, decision in summary["routes"].items()}
+    assert all(found is not None for found in chosen.values())
+    assert chosen["standard"] is not None and chosen["standard"]["chosen_model"] == "openai:gpt-4o-mini"
+    for row in read_rows(out).values():
+        decision = chosen[row["tier"]]
+        assert decision is not None and row["model"] == decision["chosen_model"]
+        assert decision["tier"] == row["tier"] and decision["task_kind"] == "product_description"
