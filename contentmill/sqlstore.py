@@ -30,7 +30,8 @@ from sqlalchemy.engine import Connection, Engine
 from contentmill.errors import ContentmillError
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
-WRITE = {"write_lock": True}  # execution option: SQLite takes the write lock at BEGIN
+WRITE_LOCK = "write_lock"  # execution option: SQLite takes the write lock at BEGIN
+WRITE = {WRITE_LOCK: True}
 TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError, sa.exc.TimeoutError)
 
 
@@ -101,7 +102,7 @@ def _configure_sqlite(engine: Engine, timeout_s: float) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get("write_lock", False)
+        write = conn.get_execution_options().get(WRITE_LOCK, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 

@@ -20,7 +20,7 @@ from contentmill.ledger.records import utcnow
 from contentmill.ledger.schema import call_tags, calls, experiments
 from contentmill.ledger.store import LedgerStore
 from contentmill.prompts.library import TemplateLibrary, parse_spec
-from contentmill.quality.records import ledger_write, scores_by_tag
+from contentmill.quality.records import scores_by_tag
 from contentmill.settings import Settings
 
 Metric = Literal["tokens", "cost", "quality"]
@@ -137,7 +137,7 @@ class ExperimentStore:
             "split": dict(experiment.split), "metric": experiment.metric, "winner": None, "stopped_at": None,
             "notes": dict(experiment.notes),
         }
-        with ledger_write(self.store, f"start experiment {experiment.name}") as conn:
+        with self.store.transaction(f"start experiment {experiment.name}") as conn:
             conn.execute(experiments.insert().values(**row))
         return self.get(experiment.name)
 
@@ -166,7 +166,7 @@ class ExperimentStore:
             current.arm(winner)
         values = {"state": "promoted" if winner else "stopped", "winner": winner, "stopped_at": utcnow(),
                   "notes": {**current.notes, **(notes or {})}}
-        with ledger_write(self.store, f"stop experiment {name}") as conn:
+        with self.store.transaction(f"stop experiment {name}") as conn:
             conn.execute(experiments.update().where(experiments.c.name == name).values(**values))
         return self.get(name)
 

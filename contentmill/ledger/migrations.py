@@ -14,9 +14,9 @@ from sqlalchemy.engine import Connection, Engine
 from contentmill import sqlstore
 from contentmill.errors import LedgerError, LedgerUnavailable
 from contentmill.ledger.schema import JSONType, UTCDateTime, schema_version
-from contentmill.sqlstore import WRITE, Migration, StoreKind
+from contentmill.sqlstore import Migration, StoreKind
 
-__all__ = ["LEDGER", "MIGRATIONS", "PG_LOCK_KEY", "WRITE", "Migration", "current_version", "migrate"]
+__all__ = ["LEDGER", "MIGRATIONS", "PG_LOCK_KEY", "Migration", "current_version", "migrate"]
 
 LEDGER = StoreKind("ledger", "ledger.sqlite3", LedgerError, LedgerUnavailable)
 # pg_advisory_xact_lock key: the bytes of "cmledger" read as a signed 64-bit integer.

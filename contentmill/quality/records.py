@@ -6,18 +6,14 @@ reports and experiments can average quality over any of them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
-from contentmill.errors import LedgerError
 from contentmill.ids import new_id
-from contentmill.ledger.migrations import WRITE
 from contentmill.ledger.records import check_tags, utcnow
 from contentmill.ledger.schema import quality_scores
 from contentmill.ledger.store import LedgerStore
@@ -37,18 +33,6 @@ class QualityRecord:
     ts: datetime = field(default_factory=utcnow)
 
 
-@contextmanager
-def ledger_write(store: LedgerStore, action: str) -> Iterator[Connection]:
-    """One committed write transaction on the ledger's database (SQLite: the write lock taken at BEGIN)."""
-    try:
-        with store.engine.connect() as conn:
-            conn.execution_options(**WRITE)
-            with conn.begin():
-                yield conn
-    except sa.exc.SQLAlchemyError as exc:
-        raise LedgerError(f"ledger {store.url}: could not {action}: {type(exc).__name__}: {exc}") from exc
-
-
 def write_scores(store: LedgerStore, records: Sequence[QualityRecord]) -> int:
     """Insert quality scores in one transaction; tags are checked like call tags (no credentials)."""
     rows: list[dict[str, Any]] = [
@@ -57,7 +41,7 @@ def write_scores(store: LedgerStore, records: Sequence[QualityRecord]) -> int:
         for r in records
     ]
     if rows:
-        with ledger_write(store, f"write {len(rows)} quality scores") as conn:
+        with store.transaction(f"write {len(rows)} quality scores") as conn:
             conn.execute(quality_scores.insert(), rows)
     return len(rows)
 
