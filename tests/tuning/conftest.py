@@ -10,18 +10,11 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import SecretStr
+from tuning_helpers import KEY, PRICES, PROFILES
 
 from contentmill.settings import Settings, load_settings
 from contentmill.testing.harness import Upstream
 
-KEY = "sk-tuning-0000000000000000"
-# model-b writes answers 1.5 times as long and answers 30 ms later; model-c half as long, fastest.
-PROFILES = ["model-a=10:1.0", "model-b=40:1.5", "model-c=0:0.5"]
-PRICES = {
-    "openai:model-a": {"input_per_mtok": 0.50, "output_per_mtok": 1.50},
-    "openai:model-b": {"input_per_mtok": 0.15, "output_per_mtok": 0.60},
-    "openai:model-c": {"input_per_mtok": 2.50, "output_per_mtok": 10.00},
-}
 AB_SYSTEM = "Write one product line for a shop. Use the facts given."
 # Version 2 adds 22 tokens of instructions: about 30% more tokens a call in all; version 3 is version 1 again.
 AB_PADDING = " Keep the tone warm and plain, and do not invent features, prices or reviews the facts do not state."
@@ -61,17 +54,3 @@ def settings(fake_openai: Upstream, tmp_path: Path, catalog_file: Path, template
     return load_settings(openai_base_url=fake_openai.base_url, openai_api_key=SecretStr(KEY),
                          data_dir=tmp_path / "data", catalog_file=catalog_file, template_dirs=[template_dir],
                          cache_enabled=False, monitor_interval_s=0)
-
-
-def cli_env(settings: Settings) -> dict[str, str]:
-    """The environment a CLI subprocess needs to see the same settings."""
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTENTMILL_", "OPENAI_"))}
-    env.update({
-        "OPENAI_BASE_URL": settings.openai_base_url or "", "OPENAI_API_KEY": KEY,
-        "CONTENTMILL_DATA_DIR": str(settings.data_dir), "CONTENTMILL_CATALOG_FILE": str(settings.catalog_file),
-        "CONTENTMILL_TEMPLATE_DIRS": os.pathsep.join(str(p) for p in settings.template_dirs),
-        "CONTENTMILL_MONITOR_INTERVAL_S": "0",
-    })
-    return env

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PRICES, cli_env
 from PIL import Image
+from tuning_helpers import PRICES, cli_env
 
 from contentmill.errors import ConfigError
 from contentmill.experiments.compare import compare_models, percentile, read_prompts

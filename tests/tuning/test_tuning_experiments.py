@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli_env
 from scipy import stats as scipy_stats
+from tuning_helpers import cli_env
 
 from contentmill.errors import ExperimentError
 from contentmill.experiments import (

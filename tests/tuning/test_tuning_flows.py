@@ -7,10 +7,10 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from conftest import cli_env
 from PIL import Image
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from tuning_helpers import cli_env
 
 from contentmill.experiments import Experiment, ExperimentStore, parse_arms, parse_split
 from contentmill.flows.compare import compare
