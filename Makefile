@@ -5,6 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # A CPU build of torch; an unpinned torch would pull a CUDA build of several GB.
 TORCH  ?= torch==2.13.0
+# llama-cpp-python, built once for a portable CPU baseline (scripts/llama-wheel.sh), never by pip with
+# -march=native; the version is the one pyproject.toml pins.
+LLAMA_CPP   := $(shell sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml)
+LLAMA_STAMP := $(VENV)/.llama-cpp-portable
 
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
@@ -18,7 +22,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
+# Installs the portable wheel over whatever llama-cpp-python the venv had (a native build of an older set-up).
+$(LLAMA_STAMP): scripts/llama-wheel.sh pyproject.toml | $(BIN)/python
+	wheel="$$(scripts/llama-wheel.sh $(LLAMA_CPP) $(BIN)/python)" && \
+	  $(BIN)/python -m pip install --quiet --no-deps --force-reinstall "$$wheel"
+	touch $@
+
+$(STAMP): pyproject.toml $(LLAMA_STAMP) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[local,dev]"
 	touch $(STAMP)

