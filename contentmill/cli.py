@@ -4,9 +4,11 @@ errors exit non-zero with one line on stderr."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -171,8 +173,31 @@ def speak(
     console.print(f"[dim]{describe(gen)}[/dim]", highlight=False)
 
 
+def _stopped(signum: int) -> NoReturn:
+    print(f"contentmill: stopped by {signal.Signals(signum).name}; what was finished is kept and a rerun reuses it",
+          file=sys.stderr)
+    raise SystemExit(128 + signum)
+
+
+def _exit_on_termination() -> None:
+    """SIGTERM and SIGHUP end the command as an error does, so what it started stops with it: the temporary
+    Prefect API (stopped at exit), the local engines. The default action would end the process on the spot."""
+
+    def stop(signum: int, _frame: object) -> None:
+        _stopped(signum)
+
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, stop)
+
+
 def main() -> None:
-    app()
+    from prefect.exceptions import TerminationSignal  # what a flow run raises on SIGTERM in its stead
+
+    _exit_on_termination()
+    try:
+        app()
+    except TerminationSignal as stopped:
+        _stopped(stopped.signal)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -116,3 +119,55 @@ def test_video_copies_its_files_out_and_a_failure_is_one_line(
 
     invalid = _run("video", "x", "--lang", "fr", cwd=tmp_path, api=prefect_api)
     assert invalid.returncode == 2 and "'fr' is not one of" in invalid.stderr
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The processes whose parent is ``pid``, with their command lines."""
+    found: dict[int, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in {"Z", "X"}
+    except (OSError, IndexError):
+        return False
+
+
+def test_a_terminated_command_stops_the_temporary_prefect_api_it_started(
+    upstream: Callable[..., Upstream], data_dir: Path, tmp_path: Path
+) -> None:
+    slow = upstream(latency_ms=60_000)  # the run is still waiting for its script when it is stopped
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_API")}
+    env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "OPENAI_BASE_URL": slow.base_url, "OPENAI_API_KEY": "sk-x",
+            "CONTENTMILL_TEXT_MODEL": "openai:gpt-4o-mini", "CONTENTMILL_SPEECH_MODEL": "openai:tts-1"}
+    command = [sys.executable, "-m", "contentmill.cli", "video", "how kites fly", "--seconds", "15"]
+    with subprocess.Popen(command, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True) as cli:
+        try:
+            deadline, servers = time.monotonic() + 120, []
+            while time.monotonic() < deadline and not servers:
+                assert cli.poll() is None, cli.stderr.read() if cli.stderr else ""
+                servers = [pid for pid, line in _children(cli.pid).items() if "uvicorn" in line]
+                time.sleep(0.1)
+            assert servers, "the command started a temporary Prefect API"
+            time.sleep(3)  # the run is under way: its script is being written (60 s at this upstream)
+            cli.send_signal(signal.SIGTERM)
+            assert cli.wait(30) == 128 + signal.SIGTERM
+            assert cli.stderr is not None
+            said = cli.stderr.read().strip().splitlines()
+            assert said[-1].startswith("contentmill: stopped by SIGTERM"), said
+            assert not any("Traceback" in line for line in said), said
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and any(_running(pid) for pid in servers):
+                time.sleep(0.1)
+            assert not any(_running(pid) for pid in servers), "the temporary Prefect API outlived the command"
+        finally:
+            cli.kill()
