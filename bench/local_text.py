@@ -3,7 +3,9 @@
 Figures: load time, generation tokens/s (output tokens / wall time of ~64-token completions, median of
 ``--runs``) and prompt-processing tokens/s (a long prompt, one output token). The baseline, run alternately
 in the same process, is llama-cpp-python's ``Llama.create_completion`` called directly on the same file with
-the same settings, so the ratio shows what contentmill's layer (worker thread, lock, fresh context) costs.
+the same settings, so the ratio shows what contentmill's layer (the engine's own process, fresh context) costs.
+The generation line names the CPU features the installed llama.cpp was built with, so two builds can be compared
+by running this once with each (``PYTHONPATH`` pointing at the other one's unpacked wheel).
 
     .venv/bin/python bench/local_text.py [--runs 5] [--tokens 64] [--threads N]
 """
@@ -82,8 +84,9 @@ async def measure(data_dir: Path, runs: int, tokens: int, threads: int | None) -
 
     model = LlamaTextModel(data_dir, n_ctx=N_CTX, n_threads=threads)
     started = time.perf_counter()
-    await asyncio.to_thread(model.engine)
+    engine = await asyncio.to_thread(model.engine)
     load_s = time.perf_counter() - started
+    features = str(engine.wait_ready()["system_info"])
     started = time.perf_counter()
     llama = Llama(str(path), n_ctx=N_CTX, n_threads=threads, swa_full=False, verbose=False)
     direct_load_s = time.perf_counter() - started
@@ -106,6 +109,7 @@ async def measure(data_dir: Path, runs: int, tokens: int, threads: int | None) -
         runs=runs,
         max_tokens=tokens,
         n_threads=threads,
+        engine_features=features,
     )
 
     long_prompt = PROMPT_PARAGRAPH * 16
