@@ -6,6 +6,7 @@ the last ones kill the real llama.cpp engine mid-generation and kill the process
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -193,3 +194,35 @@ def test_the_engine_reports_the_portable_cpu_features_it_was_built_with(models_d
         pytest.skip("the x86-64 baseline is checked on x86-64 only")
     assert "AVX2 = 1" in info, info
     assert "AVX512 = 1" not in info and "AMX_INT8 = 1" not in info, info
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+@llama_cpp_present
+async def test_through_the_gateway_a_crashed_engine_is_retried_on_a_new_one_and_recorded_once(
+    models_dir: Path,
+) -> None:
+    from contentmill.gateway import Gateway
+    from contentmill.ledger import LedgerStore, settings_url
+    from contentmill.providers.llama_local import LlamaTextModel
+    from contentmill.settings import load_settings
+
+    settings = load_settings(data_dir=models_dir, text_model="local:gemma-3-270m")
+    victim = LlamaTextModel(models_dir).engine()  # the engine the gateway's model shares (same file and settings)
+    before = cpu_ticks(victim.pid)
+    async with Gateway(settings) as gateway:
+        request = TextRequest(prompt="Once upon a time", max_tokens=200, temperature=1.0, seed=3)
+        call = asyncio.create_task(gateway.generate(request, tags={"team": "studio"}))
+        deadline = time.monotonic() + 60
+        while cpu_ticks(victim.pid) - before < 30 and time.monotonic() < deadline:  # generating, 0.3 s of CPU in
+            await asyncio.sleep(0.02)
+        os.kill(victim.pid, signal.SIGSEGV)
+        generation = await call
+    assert generation.attempts == 2 and generation.usage.output_tokens > 0
+    assert LlamaTextModel(models_dir).engine().pid != victim.pid
+    with LedgerStore(settings_url(settings)) as store:
+        rows = store.calls()
+    assert [(row.outcome, row.retries, row.tags.get("team")) for row in rows] == [("ok", 1, "studio")]
