@@ -37,7 +37,7 @@ dir="$cache/llama-cpp-python-$version-$arch-portable-$tag"
 
 wheel=$(ls "$dir"/llama_cpp_python-*.whl 2>/dev/null | head -n 1 || true)
 if [ -z "$wheel" ]; then
-    echo "Building llama-cpp-python $version for a portable $arch baseline (once; about 5-13 minutes on two cores)" >&2
+    echo "Building llama-cpp-python $version for a portable $arch baseline (once; about 5 minutes on two cores)" >&2
     mkdir -p "$cache"
     work=$(mktemp -d "$cache/.build-XXXXXX")
     trap 'rm -rf "$work"' EXIT
