@@ -224,7 +224,7 @@ class EngineProcess:
         when = "while loading" if self._ready is None else f"during {self._busy_with}"
         said = f"; its last words: {self._stderr[-1][:300]}" if self._stderr else ""
         return EngineCrashed(
-            f"the {self.engine} (process {self.pid}) {describe_exit(returncode)} {when}{said}; nothing of the "
+            f"the {self.engine}, process {self.pid}, {describe_exit(returncode)} {when}{said}; nothing of the "
             f"call was delivered and the next call starts a new process. {self.hint}",
             provider="local",
             model=self.model,
