@@ -173,6 +173,25 @@ def speak(
     console.print(f"[dim]{describe(gen)}[/dim]", highlight=False)
 
 
+@app.command()
+def doctor(json_out: JsonOption = False) -> None:
+    """Check what the current settings need (engines, services, keys) and say what to fix; exit 1 if broken."""
+    from contentmill.doctor import run_checks
+
+    settings = settings_or_fail()
+    checks = asyncio.run(run_checks(settings))
+    healthy = all(check.status != "fail" for check in checks)
+    if json_out:
+        emit_json({"ok": healthy, "checks": [check.as_dict() for check in checks]})
+    else:
+        marks = {"ok": "[green]✓[/green]", "fail": "[red]✗[/red]", "skip": "[dim]-[/dim]"}
+        for check in checks:
+            console.print(f"{marks[check.status]} {check.name:<12} ", end="", highlight=False)
+            console.print(check.detail, markup=False, highlight=False, soft_wrap=True)
+    if not healthy:
+        raise typer.Exit(1)
+
+
 def _stopped(signum: int) -> NoReturn:
     print(f"contentmill: stopped by {signal.Signals(signum).name}; what was finished is kept and a rerun reuses it",
           file=sys.stderr)
