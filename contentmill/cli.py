@@ -24,6 +24,7 @@ from contentmill.commands.ledger import alerts_app, report_app
 from contentmill.commands.products import products
 from contentmill.commands.prompts import prompts_app
 from contentmill.commands.route import route_app
+from contentmill.commands.server import keys_app, serve
 from contentmill.commands.video import demo, video
 from contentmill.errors import ContentmillError
 from contentmill.gateway import Gateway, Generation
@@ -49,6 +50,8 @@ app.command()(compare)
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(experiment_app, name="experiment")
 app.add_typer(route_app, name="route")
+app.command()(serve)
+app.add_typer(keys_app, name="keys")
 console = Console()
 T = TypeVar("T")
 

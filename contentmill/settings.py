@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     admission_wait_s: float = Field(default=30.0, ge=0)  # how long a call may wait for rate-limit capacity
     log_level: str = "ERROR"  # WARNING shows alerts and retries as they happen
 
+    # The gateway server (contentmill serve; docs/server.md).
+    admin_key: SecretStr | None = None  # turns the /admin API on; its bearer token
+    server_max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)  # larger bodies get a 413
+    server_default_max_tokens: int = Field(default=1024, gt=0)  # a chat request without max_tokens reserves this
+    server_admission_wait_s: float = Field(default=0.0, ge=0)  # wait for rate-limit capacity before a 429
+
     # The knowledge graph of prior outputs (contentmill.knowledge_graph).
     graph_database_url: str | None = None  # default: database_url, else graph.sqlite3 in data_dir
     graph_reuse_threshold: float = Field(default=0.9, gt=0, le=1)  # similarity a prior output needs to be reused

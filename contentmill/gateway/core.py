@@ -16,10 +16,10 @@ import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import orjson
@@ -42,8 +42,9 @@ from contentmill.gateway.admission import Admission, Claim, MemoryAdmission, Ref
 from contentmill.gateway.admission_redis import RedisAdmission
 from contentmill.gateway.health import Health
 from contentmill.gateway.journal import ReservationJournal
-from contentmill.gateway.policy import CallFacts, Metered, Policy
+from contentmill.gateway.policy import NO_LIMITS, CallFacts, CallLimits, Metered, Policy
 from contentmill.gateway.retry import RetryPolicy, call_with_retries
+from contentmill.gateway.stream import StreamEnd, TextStream
 from contentmill.ledger import (
     AlertEngine,
     AlertSink,
@@ -60,6 +61,7 @@ from contentmill.providers.base import (
     SpeechModel,
     SpeechRequest,
     SpeechResult,
+    TextChunk,
     TextModel,
     TextRequest,
     TextResult,
@@ -72,6 +74,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("contentmill.gateway")
 Result = TextResult | SpeechResult
+T = TypeVar("T")
 DEFAULT_TENANT = "default"  # cache scope of calls without a team tag
 INEXACT_TOKENIZER_MARGIN = 1.25  # our count for a vendor whose tokenizer we lack is an estimate: reserve more
 
@@ -142,6 +145,7 @@ class _Call:
     reserved_usd: float
     tags: dict[str, str]
     request_hash: str
+    limits: CallLimits = NO_LIMITS
     metered: list[Metered] = field(default_factory=list)
     reservation: Reservation | None = None
 
@@ -234,25 +238,111 @@ class Gateway:
         cache: bool = True,
         shareable: bool = False,
         template_version: str | None = None,
+        limits: CallLimits = NO_LIMITS,
     ) -> Generation:
-        """One text generation; ``fallbacks`` are tried in order when a model fails in a way retries can't fix."""
+        """One text generation; ``fallbacks`` are tried in order when a model fails in a way retries can't fix.
+        ``limits`` are the caller's own (a virtual key's budget and rates), applied on top of the policy's."""
         tags = dict(tags or {})
         self._watch()
 
         async def attempt(name: str) -> Generation:
-            info = self._priced(name, "text", tags)
-            provider = self.text_model(name)
-            estimate = estimate_text_usage(provider, request, info.tokenizer_exact)
-            if info.context_window and estimate.input_tokens + request.max_tokens > info.context_window:
-                too_large = RequestTooLarge(name, estimate.input_tokens, request.max_tokens, info.context_window)
-                raise self._refused(too_large, info, estimate, tags)
-            key = text_key(request, model=name, tenant=tags.get("team") or DEFAULT_TENANT,
-                           template_version=template_version, shareable=shareable) if self._caching(cache) else None
-            call = _Call(info, estimate, info.cost(estimate), tags,
-                         key.digest if key else _request_hash(name, request, template_version))
+            call, key, provider = self._text_call(name, request, tags, cache, shareable, template_version, limits)
             return await self._run(call, key, lambda: provider.complete(request), _text_codec, wait_s)
 
         return await self._with_fallbacks([model or self.settings.text_model, *fallbacks], attempt)
+
+    async def stream(
+        self,
+        request: TextRequest,
+        *,
+        model: str | None = None,
+        fallbacks: Sequence[str] = (),
+        tags: Mapping[str, str] | None = None,
+        wait_s: float | None = None,
+        cache: bool = True,
+        shareable: bool = False,
+        template_version: str | None = None,
+        limits: CallLimits = NO_LIMITS,
+    ) -> TextStream:
+        """A streamed text generation, returned once its first piece has arrived: until then it is retried and
+        falls back like ``generate``; after that it is billed when it ends, however it ends (gateway/stream.py).
+        A cached answer comes back as a one-piece stream."""
+        tags = dict(tags or {})
+        self._watch()
+
+        async def attempt(name: str) -> TextStream:
+            call, key, provider = self._text_call(name, request, tags, cache, shareable, template_version, limits)
+            if key is not None:
+                assert self.cache is not None
+                hit = await self.cache.get(key, JSON)
+                if hit is not None:
+                    return TextStream.replay(self._hit(_text_decode(hit.value, call), call, hit.cost_usd, hit.tier))
+            await self._open(call, wait_s)
+            started = time.perf_counter()
+
+            async def first_piece() -> tuple[AsyncIterator[TextChunk], TextChunk | None]:
+                pieces = aiter(provider.stream(request))
+                try:
+                    return pieces, await anext(pieces, None)
+                except BaseException:
+                    closer = getattr(pieces, "aclose", None)
+                    if closer is not None:
+                        await closer()
+                    raise
+
+            (pieces, first), attempts = await self._invoke(call, first_piece, started)
+
+            async def finish(end: StreamEnd) -> Generation:
+                return await self._streamed(call, key, provider, request, end, attempts, started)
+
+            return TextStream(pieces, first, finish, model=name,
+                              request_id=first.request_id if first is not None else None)
+
+        return await self._with_fallbacks([model or self.settings.text_model, *fallbacks], attempt)
+
+    def _text_call(self, name: str, request: TextRequest, tags: dict[str, str], cache: bool, shareable: bool,
+                   template_version: str | None, limits: CallLimits) -> tuple[_Call, CacheKey | None, TextModel]:
+        """What the gateway knows of a text call to ``name`` before calling it; refuses what cannot fit."""
+        info = self._priced(name, "text", tags)
+        provider = self.text_model(name)
+        estimate = estimate_text_usage(provider, request, info.tokenizer_exact)
+        if info.context_window and estimate.input_tokens + request.max_tokens > info.context_window:
+            too_large = RequestTooLarge(name, estimate.input_tokens, request.max_tokens, info.context_window)
+            raise self._refused(too_large, info, estimate, tags)
+        key = text_key(request, model=name, tenant=tags.get("team") or DEFAULT_TENANT,
+                       template_version=template_version, shareable=shareable) if self._caching(cache) else None
+        call = _Call(info, estimate, info.cost(estimate), tags,
+                     key.digest if key else _request_hash(name, request, template_version), limits)
+        return call, key, provider
+
+    async def _streamed(self, call: _Call, key: CacheKey | None, provider: TextModel, request: TextRequest,
+                        end: StreamEnd, attempts: int, started: float) -> Generation:
+        """Settle and record a stream that has ended; a complete answer goes into the cache."""
+        usage = end.usage
+        if usage is None:  # stopped or failed before the vendor's usage: bill what it produced, as an estimate
+            usage = Usage(input_tokens=call.estimate.input_tokens, output_tokens=provider.count_tokens(end.text),
+                          estimated=True)
+        cost = call.info.cost(usage)
+        await self._settle(call, usage, cost)
+        gen = Generation(model=call.info.name, usage=usage, cost_usd=cost, estimate=call.estimate,
+                         latency_s=time.perf_counter() - started, attempts=attempts, request_id=end.request_id,
+                         text=end.text, finish_reason=end.finish_reason or ("stop" if end.error is None else None),
+                         tags=call.tags)
+        record = CallRecord.from_generation(
+            gen, api_type="text", request_hash=call.request_hash, reserved_usd=call.reserved_usd,
+            reservation_id=call.reservation.id if call.reservation else None,
+            cache_status="off" if key is None else "miss")
+        if end.error is not None:
+            self.health.failed(call.info.name)
+            record = replace(record, outcome="error", error_type=type(end.error).__name__)
+        elif end.closed_early:
+            record = replace(record, error_type="StreamClosed")
+        else:
+            self.health.succeeded(call.info.name)
+            if key is not None and self.cache is not None:
+                await self.cache.set(key, _text_encode(gen), JSON, cost_usd=cost)
+        self._record(record)
+        return gen
 
     async def speak(
         self,
@@ -264,6 +354,7 @@ class Gateway:
         wait_s: float | None = None,
         cache: bool = True,
         shareable: bool = False,
+        limits: CallLimits = NO_LIMITS,
     ) -> Generation:
         """One speech synthesis, billed by characters (or seconds, where the vendor bills so)."""
         tags = dict(tags or {})
@@ -275,7 +366,8 @@ class Gateway:
             estimate = Usage(characters=len(request.text), estimated=True)
             key = speech_key(request, model=name, tenant=tags.get("team") or DEFAULT_TENANT,
                              shareable=shareable) if self._caching(cache) else None
-            call = _Call(info, estimate, info.cost(estimate), tags, key.digest if key else _request_hash(name, request))
+            call = _Call(info, estimate, info.cost(estimate), tags, key.digest if key else _request_hash(name, request),
+                         limits)
             return await self._run(call, key, lambda: provider.synthesize(request), _speech_codec, wait_s)
 
         return await self._with_fallbacks([model or self.settings.speech_model, *fallbacks], attempt)
@@ -333,8 +425,7 @@ class Gateway:
 
         return await produce() if key is None else await self._cached(call, key, produce, codec)
 
-    async def _with_fallbacks(self, names: Sequence[str], attempt: Callable[[str], Awaitable[Generation]]
-                              ) -> Generation:
+    async def _with_fallbacks(self, names: Sequence[str], attempt: Callable[[str], Awaitable[T]]) -> T:
         last: ContentmillError | None = None
         for index, name in enumerate(names):
             left = self.health.cooling(name)
@@ -383,31 +474,38 @@ class Gateway:
     async def _admitted_call(self, call: _Call, invoke: Callable[[], Awaitable[Result]], wait_s: float | None
                              ) -> tuple[Result, int, float]:
         """Admit, call with retries, settle and record: the money path of one call."""
-        name = call.info.name
-        facts = CallFacts(call.info, self._account(name), call.tags)
-        call.metered = self.policy.claims(facts, call.estimate, call.reserved_usd, time.time())
+        await self._open(call, wait_s)
         started = time.perf_counter()
+        result, attempts = await self._invoke(call, invoke, started)
+        await self._settle(call, result.usage, call.info.cost(result.usage))
+        self.health.succeeded(call.info.name)
+        return result, attempts, started
+
+    async def _open(self, call: _Call, wait_s: float | None) -> None:
+        """Claim every limit that applies and reserve them at once; a refusal is recorded and raised."""
+        facts = CallFacts(call.info, self._account(call.info.name), call.tags)
+        call.metered = self.policy.claims(facts, call.estimate, call.reserved_usd, time.time(), call.limits)
         try:
             call.reservation = await self._admit(call, wait_s)
         except ContentmillError as error:
             raise self._refused(error, call.info, call.estimate, call.tags) from None
+
+    async def _invoke(self, call: _Call, invoke: Callable[[], Awaitable[T]], started: float) -> tuple[T, int]:
+        """Call the provider with retries; a failure releases the reservation and is recorded."""
         try:
-            result, attempts = await call_with_retries(invoke, self.retry)
+            return await call_with_retries(invoke, self.retry)
         except ProviderError as error:
             await self._settle(call, Usage(), 0.0)
-            self.health.failed(name)
+            self.health.failed(call.info.name)
             self._record(CallRecord.from_error(
-                error, model=name, api_type=call.info.modality, estimate=call.estimate, tags=call.tags,
+                error, model=call.info.name, api_type=call.info.modality, estimate=call.estimate, tags=call.tags,
                 retries=self.retry.max_retries if error.retryable else 0, latency_s=time.perf_counter() - started,
                 request_hash=call.request_hash, reserved_usd=call.reserved_usd,
-                reservation_id=call.reservation.id))
+                reservation_id=call.reservation.id if call.reservation else None))
             raise
         except BaseException:
             await self._settle(call, Usage(), 0.0)  # cancelled: nothing was delivered, hold nothing
             raise
-        await self._settle(call, result.usage, call.info.cost(result.usage))
-        self.health.succeeded(name)
-        return result, attempts, started
 
     def _account(self, name: str) -> str:
         model = self._text.get(name) or self._speech.get(name)

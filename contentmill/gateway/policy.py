@@ -82,6 +82,18 @@ class RateLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class CallLimits:
+    """Limits a caller brings along with its calls (a virtual key's own budget and rates), on top of the
+    policy's: the same claims, scoped to the caller's tags."""
+
+    budgets: tuple[Budget, ...] = ()
+    rate_limits: tuple[RateLimit, ...] = ()
+
+
+NO_LIMITS = CallLimits()
+
+
+@dataclass(frozen=True, slots=True)
 class CallFacts:
     """What the policy matches on: the model, its provider account, the API type and the caller's tags."""
 
@@ -142,8 +154,9 @@ class Policy:
             rate_limits=[RateLimit(Scope.parse(r.scope), r.unit, r.per_minute) for r in settings.rate_limits],
         )
 
-    def claims(self, facts: CallFacts, estimate: Usage, cost_usd: float, now: float) -> list[Metered]:
-        """Every limit that applies to the call, each with the amount the call may use at most."""
+    def claims(self, facts: CallFacts, estimate: Usage, cost_usd: float, now: float,
+               extra: CallLimits = NO_LIMITS) -> list[Metered]:
+        """Every limit that applies to the call (the policy's and ``extra``), each with the most it may use."""
         info, out = facts.model, []
         main_unit: Unit = "tokens" if info.modality in ("text", "embedding") else (
             "characters" if info.modality == "speech" else "seconds")
@@ -155,7 +168,7 @@ class Policy:
             out.append(Metered(self.vendor_bucket(f"{prefix}:tpm", units(estimate, "tokens"), info.tpm,
                                                   f"tpm of {info.name}"), "tokens", refund=False))
         mapping = facts.as_mapping()
-        for limit in self.rate_limits:
+        for limit in (*self.rate_limits, *extra.rate_limits):
             concrete = limit.scope.resolve(mapping)
             if concrete is not None:
                 amount = units(estimate, limit.unit)
@@ -169,7 +182,7 @@ class Policy:
                                          units(estimate, quota.unit), quota.limit,
                                          ttl_s=end - now + WINDOW_SLACK_S,
                                          label=f"{quota.unit} quota of {concrete} per {quota.period}"), quota.unit))
-        for budget in self.budgets:
+        for budget in (*self.budgets, *extra.budgets):
             concrete = budget_scope(budget).resolve(mapping)
             if concrete is not None:
                 claim = self.budget_claim(budget, concrete, cost_usd, now)

@@ -152,9 +152,37 @@ def _v2_routing_tables(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v3_virtual_keys(conn: Connection) -> None:
+    """Virtual keys of the gateway server: only a hash of each secret, the owner's tags and the key's limits."""
+    md = sa.MetaData()
+    sa.Table(
+        "virtual_keys", md,
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("key_hash", sa.String(64), nullable=False),
+        sa.Column("hint", sa.String(16), nullable=False),
+        sa.Column("name", sa.String(100), nullable=False),
+        sa.Column("team", sa.String(256), nullable=False),
+        sa.Column("project", sa.String(256)),
+        sa.Column("user", sa.String(256)),
+        sa.Column("role", sa.String(16), nullable=False),
+        sa.Column("budget_usd", sa.Double),
+        sa.Column("period", sa.String(8), nullable=False),
+        sa.Column("rpm", sa.Integer),
+        sa.Column("tpm", sa.Integer),
+        sa.Column("models", JSONType, nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("expires_at", UTCDateTime()),
+        sa.Column("revoked_at", UTCDateTime()),
+        sa.Column("rotated_at", UTCDateTime()),
+        sa.Index("ix_virtual_keys_key_hash", "key_hash", unique=True),
+    )
+    md.create_all(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "calls, call_tags, reservations, budgets, alerts", _v1_tables),
     Migration(2, "route_decisions, quality_scores, experiments", _v2_routing_tables),
+    Migration(3, "virtual_keys", _v3_virtual_keys),
 )
 
 

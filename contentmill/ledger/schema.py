@@ -171,6 +171,28 @@ experiments = sa.Table(
     sa.Column("notes", JSONType, nullable=False),
 )
 
+virtual_keys = sa.Table(
+    "virtual_keys", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("hint", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("team", sa.String(256), nullable=False),
+    sa.Column("project", sa.String(256)),
+    sa.Column("user", sa.String(256)),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("budget_usd", sa.Double),
+    sa.Column("period", sa.String(8), nullable=False),
+    sa.Column("rpm", sa.Integer),
+    sa.Column("tpm", sa.Integer),
+    sa.Column("models", JSONType, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime()),
+    sa.Column("revoked_at", UTCDateTime()),
+    sa.Column("rotated_at", UTCDateTime()),
+    sa.Index("ix_virtual_keys_key_hash", "key_hash", unique=True),
+)
+
 schema_version = sa.Table(
     "schema_version", metadata,
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),

@@ -1,0 +1,505 @@
+"""The OpenAI-compatible HTTP face of the gateway, as a lean ASGI application.
+
+It parses, authenticates and calls the same ``Gateway`` as the library: admission, budgets, the cache, retries,
+fallbacks, metering and the ledger happen there, once. What this module adds is the wire: virtual keys (whose
+team, project and user become the call's tags and whose own budget and rates become extra limits), model names
+as clients send them, OpenAI's bodies and errors, streaming with disconnects billed, and the admin API.
+
+Routes: ``POST /v1/chat/completions``, ``POST /v1/audio/speech``, ``GET /v1/models``, ``GET /healthz``,
+``GET /metrics``, and with ``CONTENTMILL_ADMIN_KEY`` set, ``/admin/keys`` (docs/server.md has them all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from contentmill.errors import ContentmillError, UnknownModel
+from contentmill.gateway import Gateway, Generation
+from contentmill.gateway.policy import CallLimits, RateLimit, Scope
+from contentmill.gateway.stream import TextStream
+from contentmill.ids import new_id
+from contentmill.ledger import Budget
+from contentmill.ledger.records import check_tags
+from contentmill.routing.config import load_routing_config
+from contentmill.routing.router import RouteDecision, Router
+from contentmill.routing.store import ROUTE_TAG
+from contentmill.server.errors import INVALID_KEY, ApiError, api_error
+from contentmill.server.keys import KEY_TAG, KeyStore, VirtualKey
+from contentmill.server.metrics import CONTENT_TYPE, Metrics
+from contentmill.server.protocol import BadBody, ChunkWriter, completion_body, parse_chat, parse_json, parse_speech
+from contentmill.settings import Settings, get_settings
+
+log = logging.getLogger("contentmill.server")
+Scope_ = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+JSON_TYPE = b"application/json"
+REQUEST_TAG = "request"
+RESERVED_TAGS = frozenset({"team", "project", "user", KEY_TAG, ROUTE_TAG, REQUEST_TAG})
+
+
+@dataclass(slots=True)
+class Request:
+    scope: Scope_
+    receive: Receive
+    id: str
+    max_body: int
+
+    def header(self, name: bytes) -> str | None:
+        for key, value in self.scope["headers"]:
+            if key == name:
+                return str(value.decode("latin-1"))
+        return None
+
+    async def body(self) -> bytes:
+        declared = self.header(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            raise _too_large(self.max_body)
+        parts, size = [], 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise asyncio.CancelledError
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise _too_large(self.max_body)
+            parts.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(parts)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"the request body is over {limit} bytes (CONTENTMILL_SERVER_MAX_BODY_BYTES)",
+                    "invalid_request_error", "request_too_large")
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int
+    body: bytes
+    content_type: bytes = JSON_TYPE
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+def _json(status: int, data: Any, headers: tuple[tuple[bytes, bytes], ...] = ()) -> Answer:
+    return Answer(status, orjson.dumps(data), JSON_TYPE, headers)
+
+
+def _error_answer(error: ApiError, request_id: str) -> Answer:
+    headers = tuple((k.encode(), v.encode()) for k, v in error.headers.items())
+    return Answer(error.status, orjson.dumps(error.body()), JSON_TYPE,
+                  ((b"x-contentmill-request-id", request_id.encode()), *headers))
+
+
+class Server:
+    """The application state of one server process; ``app`` is the ASGI callable."""
+
+    def __init__(self, settings: Settings | None = None, gateway: Gateway | None = None) -> None:
+        self.settings = settings or get_settings()
+        self._given_gateway = gateway
+        self.gateway: Gateway | None = gateway
+        self.keys: KeyStore | None = None
+        self.router: Router | None = None
+        self.metrics = Metrics()
+        self._limits: dict[str, tuple[tuple[Any, ...], CallLimits]] = {}
+        self._bare: dict[str, str] = {}
+        admin = self.settings.admin_key
+        self._admin = admin.get_secret_value() if admin is not None and admin.get_secret_value() else None
+        self._routes: dict[tuple[str, str], Callable[[Request], Awaitable[Answer | None]]] = {
+            ("GET", "/healthz"): self.healthz,
+            ("GET", "/metrics"): self.metrics_page,
+            ("GET", "/v1/models"): self.models,
+            ("POST", "/v1/chat/completions"): self.chat,
+            ("POST", "/v1/audio/speech"): self.speech,
+            ("GET", "/admin/keys"): self.admin_list,
+            ("POST", "/admin/keys"): self.admin_create,
+        }
+
+    # -- lifespan --------------------------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        if self.gateway is None:
+            self.gateway = Gateway(self.settings)
+        self.gateway.store.migrate()
+        self.keys = KeyStore(self.gateway.store)
+        self.router = Router.for_gateway(self.gateway, load_routing_config(self.settings.routing_file))
+        for name, info in self.gateway.catalog.models.items():
+            bare = name.partition(":")[2]
+            if info.modality in ("text", "speech") and (bare not in self._bare or name.startswith("openai:")):
+                self._bare[bare] = name
+
+    async def shutdown(self) -> None:
+        if self.router is not None:
+            self.router.close()
+        if self.gateway is not None and self._given_gateway is None:
+            await self.gateway.aclose()
+
+    # -- ASGI ------------------------------------------------------------------------------------------------
+
+    async def app(self, scope: Scope_, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive, new_id()[:24], self.settings.server_max_body_bytes)
+        path, method = scope["path"], scope["method"]
+        handler = self._routes.get((method, path))
+        if handler is None and path.startswith("/admin/keys/"):
+            handler = self.admin_key
+        started = time.perf_counter()
+        try:
+            if handler is None:
+                known = any(p == path for _, p in self._routes)
+                raise ApiError(405 if known else 404, f"{method} {path} is not a route of this server "
+                               "(docs/server.md lists them)", "invalid_request_error", "not_found")
+            answer = await handler(request)
+        except asyncio.CancelledError:
+            return  # the client went away before an answer; nothing is left to send
+        except Exception as exc:  # every failure becomes an answer in OpenAI's shape, never a traceback
+            error = api_error(exc)
+            if error.status >= 500 and not isinstance(exc, ApiError | ContentmillError):
+                log.exception("request %s failed", request.id)
+            if error.status in (401, 403, 413, 429):
+                self.metrics.refusals.labels(error.code or str(error.status)).inc()
+            answer = _error_answer(error, request.id)
+        if answer is not None:  # None: a stream that answered for itself
+            await self._send(send, answer, request.id)
+            self.metrics.requests.labels(path, str(answer.status)).inc()
+        log.debug("%s %s in %.1f ms", method, path, (time.perf_counter() - started) * 1000)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except ContentmillError as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    @staticmethod
+    async def _send(send: Send, answer: Answer, request_id: str) -> None:
+        headers = [(b"content-type", answer.content_type), (b"content-length", str(len(answer.body)).encode())]
+        if not any(k == b"x-contentmill-request-id" for k, _ in answer.headers):
+            headers.append((b"x-contentmill-request-id", request_id.encode()))
+        headers.extend(answer.headers)
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer.body})
+
+    # -- keys and models -------------------------------------------------------------------------------------
+
+    async def authenticate(self, request: Request) -> VirtualKey:
+        """The request's active key; missing, unknown, revoked and expired keys get the same 401."""
+        auth = request.header(b"authorization") or ""
+        scheme, _, secret = auth.partition(" ")
+        if scheme.lower() != "bearer" or not secret:
+            raise INVALID_KEY
+        assert self.keys is not None
+        key = self.keys.peek(secret.strip())
+        if key is KeyStore.UNSEEN:
+            key = await asyncio.to_thread(self.keys.lookup, secret.strip())
+        if not isinstance(key, VirtualKey):
+            raise INVALID_KEY
+        return key
+
+    def _is_admin(self, request: Request) -> bool:
+        auth = request.header(b"authorization") or ""
+        scheme, _, secret = auth.partition(" ")
+        return (self._admin is not None and scheme.lower() == "bearer"
+                and hmac.compare_digest(secret.strip().encode(), self._admin.encode()))
+
+    def limits(self, key: VirtualKey) -> CallLimits:
+        """The key's own budget and rates as claims scoped to ``vkey=<id>``; rebuilt when the key changes."""
+        version = (key.budget_usd, key.period, key.rpm, key.tpm)
+        held = self._limits.get(key.id)
+        if held is not None and held[0] == version:
+            return held[1]
+        scope = Scope(KEY_TAG, key.id)
+        budgets = (Budget(KEY_TAG, key.id, key.period, key.budget_usd),) if key.budget_usd else ()  # type: ignore[arg-type]
+        rates: list[RateLimit] = []
+        if key.rpm:
+            rates.append(RateLimit(scope, "requests", float(key.rpm)))
+        if key.tpm:
+            rates.append(RateLimit(scope, "tokens", float(key.tpm)))
+        limits = CallLimits(budgets, tuple(rates))
+        self._limits[key.id] = (version, limits)
+        return limits
+
+    def catalog_name(self, asked: str) -> str:
+        """``gpt-4o-mini`` or ``openai:gpt-4o-mini`` as the catalog names it."""
+        assert self.gateway is not None
+        if asked in self.gateway.catalog.models:
+            return asked
+        name = self._bare.get(asked)
+        if name is None:
+            raise UnknownModel(asked, list(self.gateway.catalog.models))
+        return name
+
+    async def choose(self, asked: str, key: VirtualKey, modality: str = "text"
+                     ) -> tuple[str, tuple[str, ...], RouteDecision | None]:
+        """The model to call, its fallbacks, and the route decision when the router chose (``auto``, ``tier:X``)."""
+        if modality == "text" and (asked == "auto" or asked.startswith("tier:")):
+            assert self.router is not None
+            await self.router.refresh_if_stale()
+            decision = self.router.choose("chat", None, tier=asked[5:] or None if asked != "auto" else None,
+                                          tags=key.tags())
+            allowed = [m for m in (decision.model, *decision.fallbacks) if key.allows(m, decision.tier)]
+            if not allowed:
+                raise _not_allowed(asked)
+            return allowed[0], tuple(allowed[1:]), decision
+        name = self.catalog_name(asked)
+        if not (key.allows(name) or key.allows(asked)):
+            raise _not_allowed(asked)
+        return name, (), None
+
+    def _tags(self, request: Request, key: VirtualKey) -> dict[str, str]:
+        """The key's tags, the request id, and any ``x-contentmill-tags: k=v,k=v`` the client adds."""
+        extra: dict[str, str] = {}
+        raw = request.header(b"x-contentmill-tags")
+        if raw:
+            for pair in raw.split(","):
+                name, sep, value = pair.partition("=")
+                if not sep or not name.strip():
+                    raise BadBody("x-contentmill-tags is k=v pairs separated by commas", "x-contentmill-tags")
+                if name.strip() in RESERVED_TAGS:
+                    raise BadBody(f"tag {name.strip()!r} comes from the key and cannot be set by a request",
+                                  "x-contentmill-tags")
+                extra[name.strip()] = value.strip()
+            try:
+                extra = check_tags(extra)
+            except ContentmillError as exc:
+                raise BadBody(str(exc), "x-contentmill-tags") from None
+        return {**extra, **key.tags(), REQUEST_TAG: request.id}
+
+    # -- routes ----------------------------------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Answer:
+        return _json(200, {"status": "ok" if self.gateway is not None else "starting"})
+
+    async def metrics_page(self, request: Request) -> Answer:
+        if not self._is_admin(request):
+            key = await self.authenticate(request)
+            if key.role != "read":
+                raise ApiError(403, "metrics need the admin key or a read-only key", "permission_error",
+                               "read_only_key")
+        return Answer(200, self.metrics.exposition(), CONTENT_TYPE.encode())
+
+    async def models(self, request: Request) -> Answer:
+        key = await self.authenticate(request)
+        assert self.gateway is not None and self.router is not None
+        names = [n for n, info in self.gateway.catalog.models.items()
+                 if info.modality in ("text", "speech") and key.allows(n)]
+        tiers = [f"tier:{t}" for t in self.router.config.tiers if not key.models or f"tier:{t}" in key.models]
+        listed = [*(["auto"] if tiers else []), *tiers, *names]
+        return _json(200, {"object": "list", "data": [
+            {"id": name, "object": "model", "created": 0, "owned_by": name.partition(":")[0] or "contentmill"}
+            for name in listed]})
+
+    def _answer_headers(self, request: Request, gen: Generation | None, decision: RouteDecision | None,
+                        model: str) -> tuple[tuple[bytes, bytes], ...]:
+        headers = [(b"x-contentmill-request-id", request.id.encode()), (b"x-contentmill-model", model.encode())]
+        if gen is not None:
+            headers += [(b"x-contentmill-cost-usd", f"{gen.cost_usd:.10f}".encode()),
+                        (b"x-contentmill-cached", b"true" if gen.cached else b"false")]
+        if decision is not None:
+            headers.append((b"x-contentmill-route-decision", decision.id.encode()))
+        return tuple(headers)
+
+    def _caching(self, request: Request) -> bool:
+        return (request.header(b"x-contentmill-cache") or "on").lower() not in ("off", "false", "0", "no")
+
+    async def chat(self, request: Request) -> Answer | None:
+        key = await self.authenticate(request)
+        if key.role != "api":
+            raise ApiError(403, "this key is read-only: it can read the dashboard, not call models",
+                           "permission_error", "read_only_key")
+        call = parse_chat(parse_json(await request.body()), self.settings.server_default_max_tokens)
+        model, fallbacks, decision = await self.choose(call.model, key)
+        tags = self._tags(request, key)
+        if decision is not None:
+            tags[ROUTE_TAG] = decision.id
+        assert self.gateway is not None
+        options: dict[str, Any] = {"model": model, "fallbacks": fallbacks, "tags": tags, "limits": self.limits(key),
+                                   "cache": self._caching(request), "wait_s": self.settings.server_admission_wait_s}
+        started = time.perf_counter()
+        try:
+            if call.stream:
+                stream = await self.gateway.stream(call.request, **options)
+            else:
+                gen = await self.gateway.generate(call.request, **options)
+        except ContentmillError:
+            self._decided(decision)
+            raise
+        if call.stream:
+            self._decided(decision, stream.request_id)
+            await self._stream(request, stream, decision, call.include_usage, started)
+            return None
+        self._decided(decision, gen.request_id)
+        self.metrics.observe(gen, time.perf_counter() - started)
+        body = completion_body(gen, f"chatcmpl-{request.id}")
+        return _json(200, body, self._answer_headers(request, gen, decision, gen.model))
+
+    def _decided(self, decision: RouteDecision | None, link: str | None = None) -> None:
+        if decision is not None and self.router is not None:
+            self.router.record(decision, link)
+
+    async def _stream(self, request: Request, stream: TextStream, decision: RouteDecision | None,
+                      include_usage: bool, started: float) -> None:
+        """Pass the pieces on as they come; a client that goes away stops the stream, billed for what it got."""
+        send: Send = request.scope["contentmill.send"]
+        writer = ChunkWriter(f"chatcmpl-{request.id}", stream.model)
+        task = asyncio.current_task()
+        assert task is not None
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+            task.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        status = "200"
+        try:
+            cached = b"true" if stream.generation is not None and stream.generation.cached else b"false"
+            headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+                       *self._answer_headers(request, None, decision, stream.model),
+                       (b"x-contentmill-cached", cached)]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": writer.role(), "more_body": True})
+            try:
+                async for piece in stream:
+                    if piece.delta:
+                        await send({"type": "http.response.body", "body": writer.piece(piece), "more_body": True})
+            except ContentmillError as exc:
+                status = "502"
+                error = api_error(exc)
+                await send({"type": "http.response.body", "body": ChunkWriter.error(error.body()),
+                            "more_body": True})
+            else:
+                gen = stream.generation
+                assert gen is not None
+                tail = writer.finish(gen.finish_reason or "stop")
+                if include_usage:
+                    tail += writer.usage(gen.usage)
+                await send({"type": "http.response.body", "body": tail + ChunkWriter.DONE, "more_body": True})
+            watcher.cancel()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not gone.is_set():
+                raise
+            status = "499"
+            task.uncancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stream.aclose()
+        finally:
+            watcher.cancel()
+            if stream.generation is not None:
+                self.metrics.observe(stream.generation, time.perf_counter() - started,
+                                     "ok" if status == "200" else "error")
+            self.metrics.requests.labels("/v1/chat/completions", status).inc()
+
+    async def speech(self, request: Request) -> Answer:
+        key = await self.authenticate(request)
+        if key.role != "api":
+            raise ApiError(403, "this key is read-only", "permission_error", "read_only_key")
+        call = parse_speech(parse_json(await request.body()))
+        model, fallbacks, decision = await self.choose(call.model, key, "speech")
+        assert self.gateway is not None
+        started = time.perf_counter()
+        gen = await self.gateway.speak(call.request, model=model, fallbacks=fallbacks,
+                                       tags=self._tags(request, key), limits=self.limits(key),
+                                       cache=self._caching(request), wait_s=self.settings.server_admission_wait_s)
+        self.metrics.observe(gen, time.perf_counter() - started)
+        return Answer(200, gen.audio or b"", b"audio/wav", self._answer_headers(request, gen, decision, gen.model))
+
+    # -- admin -----------------------------------------------------------------------------------------------
+
+    def _admin_only(self, request: Request) -> KeyStore:
+        if self._admin is None:
+            raise ApiError(404, "the admin API is off: set CONTENTMILL_ADMIN_KEY to turn it on",
+                           "invalid_request_error", "not_found")
+        if not self._is_admin(request):
+            raise ApiError(401, "the admin API needs 'Authorization: Bearer <CONTENTMILL_ADMIN_KEY>'",
+                           "invalid_request_error", "invalid_api_key")
+        assert self.keys is not None
+        return self.keys
+
+    async def admin_list(self, request: Request) -> Answer:
+        keys = self._admin_only(request)
+        listed = await asyncio.to_thread(keys.list)
+        return _json(200, {"object": "list", "data": [k.as_dict() for k in listed]})
+
+    async def admin_create(self, request: Request) -> Answer:
+        keys = self._admin_only(request)
+        body = parse_json(await request.body())
+        known = {"team", "name", "project", "user", "role", "budget_usd", "period", "rpm", "tpm", "models",
+                 "expires_at"}
+        unknown = sorted(set(body) - known)
+        if unknown:
+            raise BadBody(f"unknown field {unknown[0]!r}; a key takes {', '.join(sorted(known))}", unknown[0])
+        team = body.get("team")
+        if not isinstance(team, str) or not team:
+            raise BadBody("'team' is required", "team")
+        options = {k: v for k, v in body.items() if k not in ("team", "expires_at")}
+        expires = body.get("expires_at")
+        if expires is not None:
+            try:
+                options["expires_at"] = datetime.fromisoformat(str(expires))
+            except ValueError:
+                raise BadBody("'expires_at' is an ISO 8601 time with a zone, e.g. 2027-01-01T00:00:00Z",
+                              "expires_at") from None
+        try:
+            issued = await asyncio.to_thread(lambda: keys.create(team, **options))
+        except TypeError as exc:
+            raise BadBody(f"a field has the wrong type: {exc}") from None
+        return _json(201, issued.as_dict())
+
+    async def admin_key(self, request: Request) -> Answer:
+        keys = self._admin_only(request)
+        rest = request.scope["path"][len("/admin/keys/"):]
+        key_id, _, action = rest.partition("/")
+        method = request.scope["method"]
+        if method == "GET" and not action:
+            return _json(200, (await asyncio.to_thread(keys.get, key_id)).as_dict())
+        if method == "POST" and action == "revoke":
+            return _json(200, (await asyncio.to_thread(keys.revoke, key_id)).as_dict())
+        if method == "POST" and action == "rotate":
+            return _json(200, (await asyncio.to_thread(keys.rotate, key_id)).as_dict())
+        raise ApiError(404, f"{method} {request.scope['path']} is not a route of this server", "invalid_request_error",
+                       "not_found")
+
+
+def _not_allowed(model: str) -> ApiError:
+    return ApiError(403, f"this key may not use {model!r}; GET /v1/models lists the models it may use",
+                    "permission_error", "model_not_allowed", "model")
+
+
+def create_app(settings: Settings | None = None) -> Callable[[Scope_, Receive, Send], Awaitable[None]]:
+    """The ASGI application (a factory, for uvicorn's ``--factory``)."""
+    server = Server(settings)
+
+    async def app(scope: Scope_, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope["contentmill.send"] = send
+        await server.app(scope, receive, send)
+
+    app.server = server  # type: ignore[attr-defined]
+    return app
