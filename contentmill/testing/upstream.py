@@ -27,6 +27,10 @@ Run it as::
 
 It prints ``ready http://HOST:PORT/v1`` once it listens, and stops cleanly on SIGTERM or SIGINT.
 
+``--cut-streams-after N`` closes every streamed answer's connection after N events, as a dropped connection
+would. ``/stats`` counts the content tokens streams wrote (``streamed_output_tokens``) and the streams that
+ended early (``streams_cut``).
+
 ``--model-profile NAME=LATENCY_MS:TOKENS_FACTOR`` (repeatable) gives one model its own latency and plain answers
 that many times as long, so models compared on this server differ in speed and tokens as real ones do.
 """
@@ -162,6 +166,8 @@ class Counters:
     input_tokens: int = 0
     output_tokens: int = 0
     characters: int = 0
+    streamed_output_tokens: int = 0  # content tokens a stream wrote before it ended or its client went away
+    streams_cut: int = 0  # streams whose client went away before the end
 
 
 @dataclass(slots=True)
@@ -204,6 +210,11 @@ class Stats:
             counters.input_tokens += input_tokens
             counters.output_tokens += output_tokens
             counters.characters += characters
+
+    def streamed(self, key: str, model: str, output_tokens: int, cut: bool) -> None:
+        for counters in self._counters(key, model):
+            counters.streamed_output_tokens += output_tokens
+            counters.streams_cut += int(cut)
 
     def refused(self, key: str | None, model: str | None, status: int) -> None:
         for counters in self._counters(key, model):
@@ -571,6 +582,11 @@ def chunk_bodies(call: ChatCall, answer: Answer) -> list[dict[str, Any]]:
     return chunks
 
 
+def _delta(chunk: Mapping[str, Any]) -> str:
+    choices = chunk.get("choices") or [{}]
+    return str(choices[0].get("delta", {}).get("content") or "")
+
+
 # -- the server -----------------------------------------------------------------------------------------------
 
 
@@ -589,6 +605,7 @@ class UpstreamConfig:
     rate_429: float = 0.0  # share of chat requests refused with a 429 (Retry-After 1 s), drawn from ``seed``
     corrupt_items: tuple[str, ...] = ()  # item ids a packed answer gets wrong (see contentmill.testing.packed)
     profiles: tuple[ModelProfile, ...] = ()  # per-model latency and answer length
+    cut_streams_after: int | None = None  # close every stream's connection after this many events
 
     def profile(self, model: str | None) -> ModelProfile:
         found = [p for p in self.profiles if p.model == model]
@@ -607,6 +624,8 @@ class UpstreamConfig:
             raise ConfigError(f"--error-rate is a share from 0 to 1 (got {self.error_rate})")
         if not 0.0 <= self.rate_429 <= 1.0:
             raise ConfigError(f"--rate-429 is a share from 0 to 1 (got {self.rate_429})")
+        if self.cut_streams_after is not None and self.cut_streams_after < 1:
+            raise ConfigError(f"--cut-streams-after is at least 1 event (got {self.cut_streams_after})")
         if any(not key for key in self.api_keys):
             raise ConfigError("--api-key cannot be empty")
 
@@ -769,23 +788,42 @@ class UpstreamServer:
         self, exchange: Exchange, key: str, call: ChatCall, answer: Answer, latency_s: float
     ) -> web.StreamResponse:
         """Server-Sent Events as OpenAI sends them, the latency spread over the chunks (one write without it)."""
-        events = [b"data: " + _dumps(chunk).encode() + b"\n\n" for chunk in chunk_bodies(call, answer)]
+        chunks = chunk_bodies(call, answer)
+        events = [b"data: " + _dumps(chunk).encode() + b"\n\n" for chunk in chunks]
+        tokens = [count_tokens(_delta(chunk), call.encoding) for chunk in chunks]
         pause = latency_s / len(events)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
         response.headers.update(self._headers(exchange))
         self.stats.served(key, call.model, answer.prompt_tokens, answer.completion_tokens)
+        written = 0
         try:
             await response.prepare(exchange.request)
+            cut = self.config.cut_streams_after
+            if cut is not None and cut < len(events):  # a connection that drops mid-answer
+                for event, count in zip(events[:cut], tokens[:cut], strict=True):
+                    await response.write(event)
+                    written += count
+                self.stats.streamed(key, call.model, written, cut=True)
+                if exchange.request.transport is not None:
+                    exchange.request.transport.close()
+                return response
             if pause > 0:
-                for event in events:
+                for event, count in zip(events, tokens, strict=True):
                     await asyncio.sleep(pause)
                     await response.write(event)
+                    written += count
                 await response.write(_DONE)
             else:
                 await response.write(b"".join(events) + _DONE)
+                written = sum(tokens)
             await response.write_eof()
-        except ConnectionError:
-            pass  # the client went away mid-stream: nothing is left to answer
+        except ConnectionError:  # the client went away mid-stream: nothing is left to answer
+            self.stats.streamed(key, call.model, written, cut=True)
+            return response
+        except asyncio.CancelledError:
+            self.stats.streamed(key, call.model, written, cut=True)
+            raise
+        self.stats.streamed(key, call.model, written, cut=False)
         return response
 
     async def _speech(self, exchange: Exchange) -> web.StreamResponse:
@@ -892,6 +930,8 @@ def parse_args(argv: Sequence[str] | None = None) -> UpstreamConfig:
     parser.add_argument("--models", action="append", default=[], help="more models to list (comma-separated)")
     parser.add_argument("--batch-delay-ms", type=float, default=DEFAULT_BATCH_DELAY_MS,
                         help="how long a Batch API batch runs before it completes")
+    parser.add_argument("--cut-streams-after", type=int, default=None,
+                        help="close each stream's connection after this many events (a dropped connection)")
     parser.add_argument("--model-profile", action="append", default=[],
                         help="NAME=LATENCY_MS:TOKENS_FACTOR: one model's latency and answer length (repeatable)")
     args = parser.parse_args(argv)
@@ -911,6 +951,7 @@ def parse_args(argv: Sequence[str] | None = None) -> UpstreamConfig:
             rate_429=args.rate_429,
             corrupt_items=tuple(args.corrupt_item),
             profiles=tuple(ModelProfile.parse(p) for p in args.model_profile),
+            cut_streams_after=args.cut_streams_after,
         )
     except ConfigError as exc:
         parser.error(str(exc))
