@@ -16,7 +16,9 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export DO_NOT_TRACK ?= 1
 
-.PHONY: install demo test lint typecheck bench services scaleout clean
+NODE_CLIENT := tests/server/node
+
+.PHONY: install demo test lint typecheck bench services scaleout clean node-client
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +47,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check contentmill tests bench
 	$(BIN)/mypy
 
-test: $(STAMP) services lint
+# The openai npm package, for the server's tests under node; without npm those tests skip and say why.
+node-client:
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --prefix $(NODE_CLIENT) --no-audit --no-fund --silent; \
+	else echo "npm not found: the server's node client tests will skip"; fi
+
+test: $(STAMP) services lint node-client
 	$(BIN)/pytest
 
 # Only the scale-out test: a Prefect server on PostgreSQL, two process workers, Redis, S3 (also part of `make test`).
