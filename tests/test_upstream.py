@@ -321,7 +321,15 @@ def test_stats_count_by_key_and_model_and_reset_zeroes_them(shared: Upstream, ap
         "input_tokens": sum(u["prompt_tokens"] for u in usages),
         "output_tokens": sum(u["completion_tokens"] for u in usages),
     }
-    expected = {"requests": 3, "rejected_429": 1, "errors_5xx": 1, **tokens, "characters": len("Hello there")}
+    expected = {
+        "requests": 3,
+        "rejected_429": 1,
+        "errors_5xx": 1,
+        **tokens,
+        "characters": len("Hello there"),
+        "streamed_output_tokens": 0,
+        "streams_cut": 0,
+    }
     assert stats["by_key"] == {key_fingerprint(key): expected}
     assert {k: stats[k] for k in expected} == expected
     assert stats["by_model"]["gpt-4o-mini"] == {**expected, "requests": 2, "characters": 0}
