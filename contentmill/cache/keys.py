@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import SecretBytes, SecretStr
 
-from contentmill.providers.base import Message, SpeechRequest, TextRequest
+from contentmill.providers.base import EmbeddingRequest, Message, SpeechRequest, TextRequest
 
 KEY_VERSION = 1  # part of every digest: bump it when the canonical form changes
 SHARED_SCOPE = "shared"
@@ -230,4 +230,11 @@ def speech_key(
         "format": request.format,
     }
     return build_key(model=model, tenant=tenant, input=request.text, params=params, namespace="speech",
+                     shareable=shareable)
+
+
+def embedding_key(request: EmbeddingRequest, *, model: str, tenant: str | None, shareable: bool = False) -> CacheKey:
+    """The key of an embedding call: the texts in order and the dimensions asked for."""
+    return build_key(model=model, tenant=tenant, input="\x1e".join(request.inputs),
+                     params={"dimensions": request.dimensions, "n": len(request.inputs)}, namespace="embedding",
                      shareable=shareable)

@@ -33,7 +33,7 @@ from contentmill.errors import (
     RequestTooLarge,
 )
 from contentmill.gateway.admission import Claim, Reservation
-from contentmill.gateway.policy import CallFacts, Unit, units
+from contentmill.gateway.policy import NO_LIMITS, CallFacts, CallLimits, Unit, units
 from contentmill.ledger import CallRecord
 from contentmill.metering import Usage
 from contentmill.providers.base import TextRequest
@@ -195,7 +195,8 @@ def batch_client(gateway: Gateway, model: str) -> tuple[BatchClient, ModelInfo]:
 
 async def submit(gateway: Gateway, items: Sequence[tuple[str, TextRequest]], *, model: str,
                  tags: Mapping[str, str] | None = None, item_tags: Mapping[str, Mapping[str, str]] | None = None,
-                 cache: bool = True, shareable: bool = False, template_version: str | None = None) -> BatchTicket:
+                 cache: bool = True, shareable: bool = False, template_version: str | None = None,
+                 limits: CallLimits = NO_LIMITS) -> BatchTicket:
     """Submit ``items`` (custom id, request) as one batch of ``model``; cache hits are answered at once."""
     from contentmill.gateway.core import DEFAULT_TENANT, _request_hash, estimate_text_usage
 
@@ -230,7 +231,7 @@ async def submit(gateway: Gateway, items: Sequence[tuple[str, TextRequest]], *, 
             continue
         reserved = info.cost(estimate, batch=True)
         metered = [m for m in gateway.policy.claims(CallFacts(info, gateway._account(model), item), estimate,
-                                                    reserved, time.time()) if m.claim.kind == "counter"]
+                                                    reserved, time.time(), limits) if m.claim.kind == "counter"]
         for m in metered:
             claims[m.claim.key] = _merged(claims.get(m.claim.key), m.claim)
         pending.append(PendingItem(custom_id, request_hash, estimate, reserved, item, key.path if key else None,

@@ -25,7 +25,7 @@ import httpx
 import orjson
 
 from contentmill.audio import wav_info
-from contentmill.cache import JSON, WAV, Cache, CacheKey, speech_key, text_key
+from contentmill.cache import JSON, WAV, Cache, CacheKey, embedding_key, speech_key, text_key
 from contentmill.cache.config import CacheConfig, build_cache
 from contentmill.catalog import Catalog, ModelInfo, load_catalog
 from contentmill.errors import (
@@ -58,6 +58,9 @@ from contentmill.ledger import (
 )
 from contentmill.metering import TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMING, Usage
 from contentmill.providers.base import (
+    EmbeddingModel,
+    EmbeddingRequest,
+    EmbeddingResult,
     SpeechModel,
     SpeechRequest,
     SpeechResult,
@@ -66,14 +69,14 @@ from contentmill.providers.base import (
     TextRequest,
     TextResult,
 )
-from contentmill.providers.resolve import provider_account, speech_model, text_model
+from contentmill.providers.resolve import embedding_model, provider_account, speech_model, text_model
 from contentmill.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from contentmill.gateway.batch import BatchOutcome, BatchTicket
 
 log = logging.getLogger("contentmill.gateway")
-Result = TextResult | SpeechResult
+Result = TextResult | SpeechResult | EmbeddingResult
 T = TypeVar("T")
 DEFAULT_TENANT = "default"  # cache scope of calls without a team tag
 INEXACT_TOKENIZER_MARGIN = 1.25  # our count for a vendor whose tokenizer we lack is an estimate: reserve more
@@ -99,6 +102,7 @@ class Generation:
     tags: Mapping[str, str] = field(default_factory=dict)
     saved_usd: float = 0.0  # on a cache hit: what the first call cost
     cache_tier: str | None = None
+    vectors: list[list[float]] | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (audio bytes are left out; their length is kept)."""
@@ -119,6 +123,8 @@ class Generation:
             data["finish_reason"] = self.finish_reason
         if self.audio is not None:
             data.update(audio_bytes=len(self.audio), sample_rate=self.sample_rate, duration_s=self.duration_s)
+        if self.vectors is not None:
+            data.update(vectors=len(self.vectors), dimensions=len(self.vectors[0]) if self.vectors else 0)
         return data
 
 
@@ -159,7 +165,7 @@ class Gateway:
         catalog: Catalog | None = None,
         *,
         http_client: httpx.AsyncClient | None = None,
-        models: Mapping[str, TextModel | SpeechModel] | None = None,
+        models: Mapping[str, TextModel | SpeechModel | EmbeddingModel] | None = None,
         admission: Admission | None = None,
         cache: Cache | None = None,
         ledger: LedgerStore | None = None,
@@ -174,9 +180,12 @@ class Gateway:
         self._http_client = http_client
         self._text: dict[str, TextModel] = {}
         self._speech: dict[str, SpeechModel] = {}
+        self._embedding: dict[str, EmbeddingModel] = {}
         for name, model in (models or {}).items():
             if isinstance(model, TextModel):
                 self._text[name] = model
+            elif isinstance(model, EmbeddingModel):
+                self._embedding[name] = model
             else:
                 self._speech[name] = model
         # What the gateway builds it also closes; what the caller passes in stays the caller's to close.
@@ -224,6 +233,12 @@ class Gateway:
         if name not in self._speech:
             self._speech[name] = speech_model(name, self.settings, self.catalog, http_client=self._http_client)
         return self._speech[name]
+
+    def embedding_model(self, name: str) -> EmbeddingModel:
+        if name not in self._embedding:
+            self._embedding[name] = embedding_model(name, self.settings, self.catalog,
+                                                    http_client=self._http_client)
+        return self._embedding[name]
 
     # -- the public calls ---------------------------------------------------------------------------------
 
@@ -363,27 +378,54 @@ class Gateway:
         async def attempt(name: str) -> Generation:
             info = self._priced(name, "speech", tags)
             provider = self.speech_model(name)
-            estimate = Usage(characters=len(request.text), estimated=True)
             key = speech_key(request, model=name, tenant=tags.get("team") or DEFAULT_TENANT,
                              shareable=shareable) if self._caching(cache) else None
-            call = _Call(info, estimate, info.cost(estimate), tags, key.digest if key else _request_hash(name, request),
-                         limits)
+            call = _priced_call(info, Usage(characters=len(request.text), estimated=True), tags, key, request, limits)
             return await self._run(call, key, lambda: provider.synthesize(request), _speech_codec, wait_s)
 
         return await self._with_fallbacks([model or self.settings.speech_model, *fallbacks], attempt)
+
+    async def embed(
+        self,
+        request: EmbeddingRequest,
+        *,
+        model: str,
+        fallbacks: Sequence[str] = (),
+        tags: Mapping[str, str] | None = None,
+        wait_s: float | None = None,
+        cache: bool = True,
+        shareable: bool = False,
+        limits: CallLimits = NO_LIMITS,
+    ) -> Generation:
+        """Vectors for ``request.inputs``, billed by their input tokens (counted before the call, as reserved)."""
+        tags = dict(tags or {})
+        self._watch()
+
+        async def attempt(name: str) -> Generation:
+            info = self._priced(name, "embedding", tags)
+            provider = self.embedding_model(name)
+            tokens = sum(provider.count_tokens(text) for text in request.inputs)
+            key = embedding_key(request, model=name, tenant=tags.get("team") or DEFAULT_TENANT,
+                                shareable=shareable) if self._caching(cache) else None
+            call = _priced_call(info, Usage(input_tokens=tokens, estimated=True), tags, key, request, limits)
+            return await self._run(call, key, lambda: provider.embed(request), _embedding_codec, wait_s)
+
+        return await self._with_fallbacks([model, *fallbacks], attempt)
 
     # -- the Batch API (gateway/batch.py) -----------------------------------------------------------------
 
     async def submit_batch(self, items: Sequence[tuple[str, TextRequest]], *, model: str,
                            tags: Mapping[str, str] | None = None,
                            item_tags: Mapping[str, Mapping[str, str]] | None = None, cache: bool = True,
-                           shareable: bool = False, template_version: str | None = None) -> BatchTicket:
+                           shareable: bool = False, template_version: str | None = None,
+                           limits: CallLimits = NO_LIMITS) -> BatchTicket:
         """Submit ``(custom id, request)`` items as one Batch API batch, at the batch discount; the cache
-        answers what it holds. Collect later, in this or another process, with ``collect_batch``."""
+        answers what it holds. Collect later, in this or another process, with ``collect_batch``. ``limits``
+        are the caller's own budgets (per-minute rates do not apply to batch work)."""
         from contentmill.gateway import batch
 
         return await batch.submit(self, items, model=model, tags=tags, item_tags=item_tags, cache=cache,
-                                  shareable=shareable, template_version=template_version)
+                                  shareable=shareable, template_version=template_version, limits=limits)
 
     async def collect_batch(self, batch_id: str, *, cancel: bool = False) -> BatchOutcome | None:
         """The results of a submitted batch once it has finished (None while it runs), settled and recorded."""
@@ -508,7 +550,7 @@ class Gateway:
             raise
 
     def _account(self, name: str) -> str:
-        model = self._text.get(name) or self._speech.get(name)
+        model = self._text.get(name) or self._speech.get(name) or self._embedding.get(name)
         return provider_account(model) if model is not None else "local"
 
     async def _admit(self, call: _Call, wait_s: float | None) -> Reservation:
@@ -580,8 +622,11 @@ class Gateway:
             await text.aclose()
         for speech in self._speech.values():
             await speech.aclose()
+        for embedder in self._embedding.values():
+            await embedder.aclose()
         self._text.clear()
         self._speech.clear()
+        self._embedding.clear()
         if self.cache is not None and "cache" in self._owned:
             await self.cache.aclose()
         if "admission" in self._owned:
@@ -601,7 +646,15 @@ class Gateway:
         await self.aclose()
 
 
-def _request_hash(model: str, request: TextRequest | SpeechRequest, template_version: str | None = None) -> str:
+def _priced_call(info: ModelInfo, estimate: Usage, tags: dict[str, str], key: CacheKey | None,
+                 request: SpeechRequest | EmbeddingRequest, limits: CallLimits) -> _Call:
+    """A call whose estimate is its whole usage (speech, embeddings): reserved at the estimate's cost."""
+    return _Call(info, estimate, info.cost(estimate), tags, key.digest if key else _request_hash(info.name, request),
+                 limits)
+
+
+def _request_hash(model: str, request: TextRequest | SpeechRequest | EmbeddingRequest,
+                  template_version: str | None = None) -> str:
     """A digest of what determines the output, for the ledger when the cache (whose key digest serves) is off."""
     return hashlib.sha256(orjson.dumps([model, repr(request), template_version])).hexdigest()
 
@@ -614,6 +667,8 @@ def _generation(call: _Call, result: Result, attempts: int, latency_s: float) ->
     }
     if isinstance(result, TextResult):
         return Generation(**common, text=result.text, finish_reason=result.finish_reason)
+    if isinstance(result, EmbeddingResult):
+        return Generation(**common, vectors=result.vectors)
     return Generation(**common, audio=result.audio, sample_rate=result.sample_rate, duration_s=result.duration_s)
 
 
@@ -684,5 +739,15 @@ def _speech_decode(audio: bytes, call: _Call) -> Generation:
                       audio=audio, sample_rate=info.sample_rate, duration_s=info.duration_s)
 
 
+def _embedding_encode(gen: Generation) -> dict[str, Any]:
+    return {"vectors": gen.vectors, "usage": gen.usage.as_dict(), "request_id": gen.request_id}
+
+
+def _embedding_decode(value: dict[str, Any], call: _Call) -> Generation:
+    return Generation(model=call.info.name, usage=Usage.from_dict(value["usage"]), cost_usd=0.0,
+                      estimate=call.estimate, latency_s=0.0, request_id=value["request_id"], vectors=value["vectors"])
+
+
 _text_codec = _Codec(JSON, _text_encode, _text_decode)
+_embedding_codec = _Codec(JSON, _embedding_encode, _embedding_decode)
 _speech_codec = _Codec(WAV, _speech_encode, _speech_decode)

@@ -107,6 +107,31 @@ class SpeechResult:
     meta: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class EmbeddingRequest:
+    """Texts to embed in one call; billed by their input tokens."""
+
+    inputs: tuple[str, ...]
+    dimensions: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise ValueError("give at least one text to embed")
+        if any(not isinstance(text, str) or not text for text in self.inputs):
+            raise ValueError("every text to embed is a non-empty string")
+        if self.dimensions is not None and self.dimensions < 1:
+            raise ValueError(f"dimensions must be positive (got {self.dimensions})")
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingResult:
+    vectors: list[list[float]]  # one per input, in order
+    model: str
+    usage: Usage
+    request_id: str | None = None
+    latency_s: float = 0.0
+
+
 @runtime_checkable
 class TextModel(Protocol):
     """Generates text. ``name`` is the catalog name, 'provider:model'."""
@@ -116,6 +141,19 @@ class TextModel(Protocol):
     async def complete(self, request: TextRequest) -> TextResult: ...
 
     def stream(self, request: TextRequest) -> AsyncIterator[TextChunk]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class EmbeddingModel(Protocol):
+    """Turns texts into vectors."""
+
+    name: str
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResult: ...
 
     def count_tokens(self, text: str) -> int: ...
 

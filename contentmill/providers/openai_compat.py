@@ -30,7 +30,15 @@ from contentmill.errors import (
     ProviderUnavailable,
 )
 from contentmill.metering import Usage, count_message_tokens, count_tokens
-from contentmill.providers.base import SpeechRequest, SpeechResult, TextChunk, TextRequest, TextResult
+from contentmill.providers.base import (
+    EmbeddingRequest,
+    EmbeddingResult,
+    SpeechRequest,
+    SpeechResult,
+    TextChunk,
+    TextRequest,
+    TextResult,
+)
 from contentmill.providers.transport import EVENT_STREAM, AiohttpTransport
 
 USER_AGENT = "contentmill/0.1"
@@ -308,6 +316,43 @@ class OpenAICompatSpeechModel:
         usage = Usage(characters=len(request.text), seconds=info.duration_s)
         return SpeechResult(audio, self.name, usage, info.sample_rate, info.duration_s,
                             response.headers.get("x-request-id"), time.perf_counter() - started)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class OpenAICompatEmbeddingModel:
+    """``/embeddings`` on an OpenAI-compatible API, as floats."""
+
+    def __init__(self, name: str, client: OpenAICompatClient, *, encoding: str = "cl100k_base") -> None:
+        self.name = name
+        self.model_id = name.split(":", 1)[1]
+        self.client = client
+        self.encoding = encoding
+
+    def count_tokens(self, text: str) -> int:
+        return count_tokens(text, self.encoding)
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
+        started = time.perf_counter()
+        payload: dict[str, Any] = {"model": self.model_id, "input": list(request.inputs), "encoding_format": "float"}
+        if request.dimensions is not None:
+            payload["dimensions"] = request.dimensions
+        response = await self.client.post("/embeddings", payload, self.name)
+        data = _parse_json(response, self.client.provider, self.name)
+        request_id = response.headers.get("x-request-id")
+        try:
+            rows = sorted(data["data"], key=lambda row: int(row["index"]))
+            vectors = [[float(x) for x in row["embedding"]] for row in rows]
+        except (KeyError, TypeError, ValueError):
+            raise MalformedResponse("the answer has no data[].embedding", provider=self.client.provider,
+                                    model=self.name, request_id=request_id) from None
+        if len(vectors) != len(request.inputs):
+            raise MalformedResponse(f"the answer has {len(vectors)} embeddings for {len(request.inputs)} inputs",
+                                    provider=self.client.provider, model=self.name, request_id=request_id)
+        usage = _usage(data.get("usage")) or Usage(
+            input_tokens=sum(self.count_tokens(t) for t in request.inputs), estimated=True)
+        return EmbeddingResult(vectors, self.name, usage, request_id, time.perf_counter() - started)
 
     async def aclose(self) -> None:
         await self.client.aclose()

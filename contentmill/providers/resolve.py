@@ -6,10 +6,11 @@ import httpx
 
 from contentmill.catalog import Catalog, ModelInfo
 from contentmill.errors import ConfigError
-from contentmill.providers.base import SpeechModel, TextModel
+from contentmill.providers.base import EmbeddingModel, SpeechModel, TextModel
 from contentmill.providers.fake import FakeSpeechModel, FakeTextModel
 from contentmill.providers.openai_compat import (
     OpenAICompatClient,
+    OpenAICompatEmbeddingModel,
     OpenAICompatSpeechModel,
     OpenAICompatTextModel,
 )
@@ -61,7 +62,18 @@ def speech_model(name: str, settings: Settings, catalog: Catalog, *,
     return OpenAICompatSpeechModel(name, _client(info, settings, catalog, http_client))
 
 
-def provider_account(model: TextModel | SpeechModel) -> str:
+def embedding_model(name: str, settings: Settings, catalog: Catalog, *,
+                    http_client: httpx.AsyncClient | None = None) -> EmbeddingModel:
+    info = catalog.get(name)
+    _expect(info, "embedding")
+    if catalog.provider(info.provider).kind == "local":
+        from contentmill.providers.sentence import LocalEmbeddingModel
+
+        return LocalEmbeddingModel(name)
+    return OpenAICompatEmbeddingModel(name, _client(info, settings, catalog, http_client), encoding=info.tokenizer)
+
+
+def provider_account(model: TextModel | SpeechModel | EmbeddingModel) -> str:
     """Which provider account a model's calls count against (vendor limits are per account): the provider and
     a fingerprint of its endpoint and key, never the key itself. Local engines and fakes share 'local'."""
     client = getattr(model, "client", None)

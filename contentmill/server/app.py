@@ -36,7 +36,16 @@ from contentmill.routing.store import ROUTE_TAG
 from contentmill.server.errors import INVALID_KEY, ApiError, api_error
 from contentmill.server.keys import KEY_TAG, KeyStore, VirtualKey
 from contentmill.server.metrics import CONTENT_TYPE, Metrics
-from contentmill.server.protocol import BadBody, ChunkWriter, completion_body, parse_chat, parse_json, parse_speech
+from contentmill.server.protocol import (
+    BadBody,
+    ChunkWriter,
+    completion_body,
+    embeddings_body,
+    parse_chat,
+    parse_embeddings,
+    parse_json,
+    parse_speech,
+)
 from contentmill.settings import Settings, get_settings
 
 log = logging.getLogger("contentmill.server")
@@ -45,6 +54,7 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 JSON_TYPE = b"application/json"
 REQUEST_TAG = "request"
+SERVED = ("text", "speech", "embedding")  # the modalities the server has routes for
 RESERVED_TAGS = frozenset({"team", "project", "user", KEY_TAG, ROUTE_TAG, REQUEST_TAG})
 
 
@@ -122,6 +132,7 @@ class Server:
             ("GET", "/v1/models"): self.models,
             ("POST", "/v1/chat/completions"): self.chat,
             ("POST", "/v1/audio/speech"): self.speech,
+            ("POST", "/v1/embeddings"): self.embeddings,
             ("GET", "/admin/keys"): self.admin_list,
             ("POST", "/admin/keys"): self.admin_create,
         }
@@ -136,7 +147,7 @@ class Server:
         self.router = Router.for_gateway(self.gateway, load_routing_config(self.settings.routing_file))
         for name, info in self.gateway.catalog.models.items():
             bare = name.partition(":")[2]
-            if info.modality in ("text", "speech") and (bare not in self._bare or name.startswith("openai:")):
+            if info.modality in SERVED and (bare not in self._bare or name.startswith("openai:")):
                 self._bare[bare] = name
 
     async def shutdown(self) -> None:
@@ -305,7 +316,7 @@ class Server:
         key = await self.authenticate(request)
         assert self.gateway is not None and self.router is not None
         names = [n for n, info in self.gateway.catalog.models.items()
-                 if info.modality in ("text", "speech") and key.allows(n)]
+                 if info.modality in SERVED and key.allows(n)]
         tiers = [f"tier:{t}" for t in self.router.config.tiers if not key.models or f"tier:{t}" in key.models]
         listed = [*(["auto"] if tiers else []), *tiers, *names]
         return _json(200, {"object": "list", "data": [
@@ -325,11 +336,16 @@ class Server:
     def _caching(self, request: Request) -> bool:
         return (request.header(b"x-contentmill-cache") or "on").lower() not in ("off", "false", "0", "no")
 
-    async def chat(self, request: Request) -> Answer | None:
-        key = await self.authenticate(request)
+    @staticmethod
+    def _calling(key: VirtualKey) -> VirtualKey:
+        """The key, if it may call models: a read-only key may not."""
         if key.role != "api":
             raise ApiError(403, "this key is read-only: it can read the dashboard, not call models",
                            "permission_error", "read_only_key")
+        return key
+
+    async def chat(self, request: Request) -> Answer | None:
+        key = self._calling(await self.authenticate(request))
         call = parse_chat(parse_json(await request.body()), self.settings.server_default_max_tokens)
         model, fallbacks, decision = await self.choose(call.model, key)
         tags = self._tags(request, key)
@@ -416,10 +432,20 @@ class Server:
                                      "ok" if status == "200" else "error")
             self.metrics.requests.labels("/v1/chat/completions", status).inc()
 
+    async def embeddings(self, request: Request) -> Answer:
+        key = self._calling(await self.authenticate(request))
+        call = parse_embeddings(parse_json(await request.body()))
+        model, fallbacks, decision = await self.choose(call.model, key, "embedding")
+        assert self.gateway is not None
+        started = time.perf_counter()
+        gen = await self.gateway.embed(call.request, model=model, fallbacks=fallbacks, tags=self._tags(request, key),
+                                       limits=self.limits(key), cache=self._caching(request),
+                                       wait_s=self.settings.server_admission_wait_s)
+        self.metrics.observe(gen, time.perf_counter() - started)
+        return _json(200, embeddings_body(gen, call.base64), self._answer_headers(request, gen, decision, gen.model))
+
     async def speech(self, request: Request) -> Answer:
-        key = await self.authenticate(request)
-        if key.role != "api":
-            raise ApiError(403, "this key is read-only", "permission_error", "read_only_key")
+        key = self._calling(await self.authenticate(request))
         call = parse_speech(parse_json(await request.body()))
         model, fallbacks, decision = await self.choose(call.model, key, "speech")
         assert self.gateway is not None

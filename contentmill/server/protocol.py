@@ -6,6 +6,8 @@ exactly which field to fix; nothing below the server sees a raw body.
 
 from __future__ import annotations
 
+import base64
+import struct
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ import orjson
 
 from contentmill.gateway import Generation
 from contentmill.metering import Usage
-from contentmill.providers.base import Message, SpeechRequest, TextChunk, TextRequest
+from contentmill.providers.base import EmbeddingRequest, Message, SpeechRequest, TextChunk, TextRequest
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 MAX_STOP = 4
@@ -160,6 +162,33 @@ def parse_speech(body: Mapping[str, Any], max_characters: int = 4096) -> SpeechC
     return SpeechCall(model.strip(), SpeechRequest(text, voice=voice, speed=speed))
 
 
+@dataclass(frozen=True, slots=True)
+class EmbeddingCall:
+    model: str
+    request: EmbeddingRequest
+    base64: bool
+
+
+MAX_EMBEDDING_INPUTS = 2048
+
+
+def parse_embeddings(body: Mapping[str, Any]) -> EmbeddingCall:
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise BadBody("'model' is required, e.g. text-embedding-3-small or local:all-minilm-l6-v2", "model")
+    raw = body.get("input")
+    texts = [raw] if isinstance(raw, str) else raw
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
+        raise BadBody("'input' must be a non-empty string or a list of non-empty strings (token arrays are not "
+                      "supported)", "input")
+    if len(texts) > MAX_EMBEDDING_INPUTS:
+        raise BadBody(f"'input' holds at most {MAX_EMBEDDING_INPUTS} texts (got {len(texts)})", "input")
+    fmt = body.get("encoding_format", "float")
+    if fmt not in ("float", "base64"):
+        raise BadBody(f"'encoding_format' must be 'float' or 'base64' (got {fmt!r})", "encoding_format")
+    return EmbeddingCall(model.strip(), EmbeddingRequest(tuple(texts), _int(body, "dimensions", 1)), fmt == "base64")
+
+
 # -- answers ------------------------------------------------------------------------------------------------
 
 
@@ -181,6 +210,18 @@ def completion_body(gen: Generation, completion_id: str) -> dict[str, Any]:
         "choices": [{"index": 0, "message": {"role": "assistant", "content": gen.text or ""},
                      "logprobs": None, "finish_reason": gen.finish_reason or "stop"}],
         "usage": usage_body(gen.usage),
+    }
+
+
+def embeddings_body(gen: Generation, as_base64: bool) -> dict[str, Any]:
+    def encoded(vector: list[float]) -> Any:
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode() if as_base64 else vector
+
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": encoded(v)} for i, v in enumerate(gen.vectors or [])],
+        "model": gen.model,
+        "usage": {"prompt_tokens": gen.usage.input_tokens, "total_tokens": gen.usage.input_tokens},
     }
 
 

@@ -2,7 +2,8 @@
 
 Tests, benchmarks and users point any OpenAI-compatible client at it in place of a paid API. It answers
 ``POST /v1/chat/completions`` (plain, streamed as Server-Sent Events, JSON mode) with ``fake_reply``,
-``POST /v1/audio/speech`` with a WAV tone as long as the text takes to say, and ``GET /v1/models``. Usage is
+``POST /v1/audio/speech`` with a WAV tone as long as the text takes to say, ``POST /v1/embeddings`` with unit
+vectors drawn from each text's digest, and ``GET /v1/models``. Usage is
 counted with tiktoken the way OpenAI bills it, and each API key gets OpenAI's continuously refilling
 requests-per-minute and tokens-per-minute buckets, with its ``x-ratelimit-*`` headers and 429 answers.
 ``GET /stats`` shows what was served (keys only by fingerprint); ``POST /stats/reset`` zeroes it. The Batch API
@@ -63,7 +64,9 @@ from contentmill.metering import count_message_tokens, count_tokens, encoding_na
 from contentmill.providers.fake import fake_reply
 from contentmill.testing.packed import packed_items, packed_reply, word_limit
 
-DEFAULT_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1-mini", "tts-1")
+DEFAULT_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1-mini", "tts-1", "text-embedding-3-small",
+                  "text-embedding-3-large")
+EMBEDDING_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072}
 # Effectively unlimited unless --rpm/--tpm say otherwise, so that benchmarks measure the client, not the limits.
 DEFAULT_RPM = 1_000_000
 DEFAULT_TPM = 1_000_000_000
@@ -582,6 +585,14 @@ def chunk_bodies(call: ChatCall, answer: Answer) -> list[dict[str, Any]]:
     return chunks
 
 
+def fake_vector(text: str, dimensions: int) -> list[float]:
+    """A unit vector drawn from the text's digest: the same text always gets the same vector."""
+    rng = random.Random(hashlib.sha256(text.encode()).digest())
+    raw = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return [round(x / norm, 6) for x in raw]
+
+
 def _delta(chunk: Mapping[str, Any]) -> str:
     choices = chunk.get("choices") or [{}]
     return str(choices[0].get("delta", {}).get("content") or "")
@@ -656,6 +667,7 @@ class UpstreamServer:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post("/v1/chat/completions", self._endpoint(self._chat))
         app.router.add_post("/v1/audio/speech", self._endpoint(self._speech))
+        app.router.add_post("/v1/embeddings", self._endpoint(self._embeddings))
         app.router.add_get("/v1/models", self._endpoint(self._models))
         from contentmill.testing.batch_api import BatchApi  # it builds on this module
 
@@ -839,6 +851,29 @@ class UpstreamServer:
         await _sleep(latency_s)
         self.stats.served(key, call.model, characters=len(call.text))
         return web.Response(body=audio, content_type="audio/wav")
+
+    async def _embeddings(self, exchange: Exchange) -> web.StreamResponse:
+        key = self._authenticate(exchange)
+        body = await _json_body(exchange.request)
+        model = _required_str(body, "model")
+        exchange.model = model
+        raw = body.get("input")
+        texts = [raw] if isinstance(raw, str) else raw
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
+            raise _bad_request("'input' must be a non-empty string or a list of them.", "input")
+        dimensions = _optional_int(body, "dimensions", 1) or EMBEDDING_DIMENSIONS.get(model, 1536)
+        latency_s = self._latency_s(exchange)
+        early = await self._injected_failure(exchange, latency_s, _MALFORMED_JSON)
+        if early is not None:
+            return early
+        tokens = sum(count_tokens(t, "cl100k_base") for t in texts)
+        self._admit(key, model, tokens)
+        await _sleep(latency_s)
+        self.stats.served(key, model, tokens)
+        data = [{"object": "embedding", "index": i, "embedding": fake_vector(t, dimensions)}
+                for i, t in enumerate(texts)]
+        return web.json_response({"object": "list", "data": data, "model": model,
+                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}, dumps=_dumps)
 
     async def _models(self, exchange: Exchange) -> web.StreamResponse:
         self._authenticate(exchange)
