@@ -106,6 +106,7 @@ class Settings(BaseSettings):
     # The gateway server (contentmill serve; docs/server.md).
     admin_key: SecretStr | None = None  # turns the /admin API on; its bearer token
     server_max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)  # larger bodies get a 413
+    server_max_file_bytes: int = Field(default=100 * 1024 * 1024, gt=0)  # the cap on a Batch API input file
     server_default_max_tokens: int = Field(default=1024, gt=0)  # a chat request without max_tokens reserves this
     server_admission_wait_s: float = Field(default=0.0, ge=0)  # wait for rate-limit capacity before a 429
 

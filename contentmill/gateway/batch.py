@@ -331,6 +331,14 @@ async def _pending(gateway: Gateway, batch_id: str) -> PendingBatch:
     return found
 
 
+async def is_pending(settings: Settings, batch_id: str) -> bool:
+    store = PendingStore(settings)
+    try:
+        return await store.get(batch_id) is not None
+    finally:
+        await store.aclose()
+
+
 async def pending_batches(settings: Settings) -> list[PendingBatch]:
     store = PendingStore(settings)
     try:

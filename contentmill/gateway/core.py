@@ -427,6 +427,12 @@ class Gateway:
         return await batch.submit(self, items, model=model, tags=tags, item_tags=item_tags, cache=cache,
                                   shareable=shareable, template_version=template_version, limits=limits)
 
+    async def batch_pending(self, batch_id: str) -> bool:
+        """Whether a submitted batch still waits to be collected (by this or any process sharing the store)."""
+        from contentmill.gateway import batch
+
+        return await batch.is_pending(self.settings, batch_id)
+
     async def collect_batch(self, batch_id: str, *, cancel: bool = False) -> BatchOutcome | None:
         """The results of a submitted batch once it has finished (None while it runs), settled and recorded."""
         from contentmill.gateway import batch

@@ -16,8 +16,7 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +32,9 @@ from contentmill.ledger.records import check_tags
 from contentmill.routing.config import load_routing_config
 from contentmill.routing.router import RouteDecision, Router
 from contentmill.routing.store import ROUTE_TAG
+from contentmill.server.batches import Batches
 from contentmill.server.errors import INVALID_KEY, ApiError, api_error
+from contentmill.server.http import JSON_TYPE, Answer, Receive, Request, Scope_, Send, json_answer
 from contentmill.server.keys import KEY_TAG, KeyStore, VirtualKey
 from contentmill.server.metrics import CONTENT_TYPE, Metrics
 from contentmill.server.protocol import (
@@ -49,61 +50,9 @@ from contentmill.server.protocol import (
 from contentmill.settings import Settings, get_settings
 
 log = logging.getLogger("contentmill.server")
-Scope_ = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-JSON_TYPE = b"application/json"
 REQUEST_TAG = "request"
 SERVED = ("text", "speech", "embedding")  # the modalities the server has routes for
 RESERVED_TAGS = frozenset({"team", "project", "user", KEY_TAG, ROUTE_TAG, REQUEST_TAG})
-
-
-@dataclass(slots=True)
-class Request:
-    scope: Scope_
-    receive: Receive
-    id: str
-    max_body: int
-
-    def header(self, name: bytes) -> str | None:
-        for key, value in self.scope["headers"]:
-            if key == name:
-                return str(value.decode("latin-1"))
-        return None
-
-    async def body(self) -> bytes:
-        declared = self.header(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            raise _too_large(self.max_body)
-        parts, size = [], 0
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise asyncio.CancelledError
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                raise _too_large(self.max_body)
-            parts.append(chunk)
-            if not message.get("more_body"):
-                return b"".join(parts)
-
-
-def _too_large(limit: int) -> ApiError:
-    return ApiError(413, f"the request body is over {limit} bytes (CONTENTMILL_SERVER_MAX_BODY_BYTES)",
-                    "invalid_request_error", "request_too_large")
-
-
-@dataclass(slots=True)
-class Answer:
-    status: int
-    body: bytes
-    content_type: bytes = JSON_TYPE
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-
-
-def _json(status: int, data: Any, headers: tuple[tuple[bytes, bytes], ...] = ()) -> Answer:
-    return Answer(status, orjson.dumps(data), JSON_TYPE, headers)
 
 
 def _error_answer(error: ApiError, request_id: str) -> Answer:
@@ -126,6 +75,7 @@ class Server:
         self._bare: dict[str, str] = {}
         admin = self.settings.admin_key
         self._admin = admin.get_secret_value() if admin is not None and admin.get_secret_value() else None
+        self.batches = Batches(self)
         self._routes: dict[tuple[str, str], Callable[[Request], Awaitable[Answer | None]]] = {
             ("GET", "/healthz"): self.healthz,
             ("GET", "/metrics"): self.metrics_page,
@@ -133,6 +83,8 @@ class Server:
             ("POST", "/v1/chat/completions"): self.chat,
             ("POST", "/v1/audio/speech"): self.speech,
             ("POST", "/v1/embeddings"): self.embeddings,
+            ("POST", "/v1/files"): self.batches.upload,
+            ("POST", "/v1/batches"): self.batches.create,
             ("GET", "/admin/keys"): self.admin_list,
             ("POST", "/admin/keys"): self.admin_create,
         }
@@ -151,6 +103,7 @@ class Server:
                 self._bare[bare] = name
 
     async def shutdown(self) -> None:
+        self.batches.close()
         if self.router is not None:
             self.router.close()
         if self.gateway is not None and self._given_gateway is None:
@@ -169,6 +122,8 @@ class Server:
         handler = self._routes.get((method, path))
         if handler is None and path.startswith("/admin/keys/"):
             handler = self.admin_key
+        elif handler is None and path.startswith(("/v1/files/", "/v1/batches/")):
+            handler = self.batches.route
         started = time.perf_counter()
         try:
             if handler is None:
@@ -280,7 +235,7 @@ class Server:
             raise _not_allowed(asked)
         return name, (), None
 
-    def _tags(self, request: Request, key: VirtualKey) -> dict[str, str]:
+    def tags(self, request: Request, key: VirtualKey) -> dict[str, str]:
         """The key's tags, the request id, and any ``x-contentmill-tags: k=v,k=v`` the client adds."""
         extra: dict[str, str] = {}
         raw = request.header(b"x-contentmill-tags")
@@ -302,7 +257,7 @@ class Server:
     # -- routes ----------------------------------------------------------------------------------------------
 
     async def healthz(self, request: Request) -> Answer:
-        return _json(200, {"status": "ok" if self.gateway is not None else "starting"})
+        return json_answer(200, {"status": "ok" if self.gateway is not None else "starting"})
 
     async def metrics_page(self, request: Request) -> Answer:
         if not self._is_admin(request):
@@ -319,7 +274,7 @@ class Server:
                  if info.modality in SERVED and key.allows(n)]
         tiers = [f"tier:{t}" for t in self.router.config.tiers if not key.models or f"tier:{t}" in key.models]
         listed = [*(["auto"] if tiers else []), *tiers, *names]
-        return _json(200, {"object": "list", "data": [
+        return json_answer(200, {"object": "list", "data": [
             {"id": name, "object": "model", "created": 0, "owned_by": name.partition(":")[0] or "contentmill"}
             for name in listed]})
 
@@ -333,11 +288,11 @@ class Server:
             headers.append((b"x-contentmill-route-decision", decision.id.encode()))
         return tuple(headers)
 
-    def _caching(self, request: Request) -> bool:
+    def caching(self, request: Request) -> bool:
         return (request.header(b"x-contentmill-cache") or "on").lower() not in ("off", "false", "0", "no")
 
     @staticmethod
-    def _calling(key: VirtualKey) -> VirtualKey:
+    def calling(key: VirtualKey) -> VirtualKey:
         """The key, if it may call models: a read-only key may not."""
         if key.role != "api":
             raise ApiError(403, "this key is read-only: it can read the dashboard, not call models",
@@ -345,15 +300,15 @@ class Server:
         return key
 
     async def chat(self, request: Request) -> Answer | None:
-        key = self._calling(await self.authenticate(request))
+        key = self.calling(await self.authenticate(request))
         call = parse_chat(parse_json(await request.body()), self.settings.server_default_max_tokens)
         model, fallbacks, decision = await self.choose(call.model, key)
-        tags = self._tags(request, key)
+        tags = self.tags(request, key)
         if decision is not None:
             tags[ROUTE_TAG] = decision.id
         assert self.gateway is not None
         options: dict[str, Any] = {"model": model, "fallbacks": fallbacks, "tags": tags, "limits": self.limits(key),
-                                   "cache": self._caching(request), "wait_s": self.settings.server_admission_wait_s}
+                                   "cache": self.caching(request), "wait_s": self.settings.server_admission_wait_s}
         started = time.perf_counter()
         try:
             if call.stream:
@@ -370,7 +325,7 @@ class Server:
         self._decided(decision, gen.request_id)
         self.metrics.observe(gen, time.perf_counter() - started)
         body = completion_body(gen, f"chatcmpl-{request.id}")
-        return _json(200, body, self._answer_headers(request, gen, decision, gen.model))
+        return json_answer(200, body, self._answer_headers(request, gen, decision, gen.model))
 
     def _decided(self, decision: RouteDecision | None, link: str | None = None) -> None:
         if decision is not None and self.router is not None:
@@ -433,26 +388,27 @@ class Server:
             self.metrics.requests.labels("/v1/chat/completions", status).inc()
 
     async def embeddings(self, request: Request) -> Answer:
-        key = self._calling(await self.authenticate(request))
+        key = self.calling(await self.authenticate(request))
         call = parse_embeddings(parse_json(await request.body()))
         model, fallbacks, decision = await self.choose(call.model, key, "embedding")
         assert self.gateway is not None
         started = time.perf_counter()
-        gen = await self.gateway.embed(call.request, model=model, fallbacks=fallbacks, tags=self._tags(request, key),
-                                       limits=self.limits(key), cache=self._caching(request),
+        gen = await self.gateway.embed(call.request, model=model, fallbacks=fallbacks, tags=self.tags(request, key),
+                                       limits=self.limits(key), cache=self.caching(request),
                                        wait_s=self.settings.server_admission_wait_s)
         self.metrics.observe(gen, time.perf_counter() - started)
-        return _json(200, embeddings_body(gen, call.base64), self._answer_headers(request, gen, decision, gen.model))
+        headers = self._answer_headers(request, gen, decision, gen.model)
+        return json_answer(200, embeddings_body(gen, call.base64), headers)
 
     async def speech(self, request: Request) -> Answer:
-        key = self._calling(await self.authenticate(request))
+        key = self.calling(await self.authenticate(request))
         call = parse_speech(parse_json(await request.body()))
         model, fallbacks, decision = await self.choose(call.model, key, "speech")
         assert self.gateway is not None
         started = time.perf_counter()
         gen = await self.gateway.speak(call.request, model=model, fallbacks=fallbacks,
-                                       tags=self._tags(request, key), limits=self.limits(key),
-                                       cache=self._caching(request), wait_s=self.settings.server_admission_wait_s)
+                                       tags=self.tags(request, key), limits=self.limits(key),
+                                       cache=self.caching(request), wait_s=self.settings.server_admission_wait_s)
         self.metrics.observe(gen, time.perf_counter() - started)
         return Answer(200, gen.audio or b"", b"audio/wav", self._answer_headers(request, gen, decision, gen.model))
 
@@ -471,7 +427,7 @@ class Server:
     async def admin_list(self, request: Request) -> Answer:
         keys = self._admin_only(request)
         listed = await asyncio.to_thread(keys.list)
-        return _json(200, {"object": "list", "data": [k.as_dict() for k in listed]})
+        return json_answer(200, {"object": "list", "data": [k.as_dict() for k in listed]})
 
     async def admin_create(self, request: Request) -> Answer:
         keys = self._admin_only(request)
@@ -496,7 +452,7 @@ class Server:
             issued = await asyncio.to_thread(lambda: keys.create(team, **options))
         except TypeError as exc:
             raise BadBody(f"a field has the wrong type: {exc}") from None
-        return _json(201, issued.as_dict())
+        return json_answer(201, issued.as_dict())
 
     async def admin_key(self, request: Request) -> Answer:
         keys = self._admin_only(request)
@@ -504,11 +460,11 @@ class Server:
         key_id, _, action = rest.partition("/")
         method = request.scope["method"]
         if method == "GET" and not action:
-            return _json(200, (await asyncio.to_thread(keys.get, key_id)).as_dict())
+            return json_answer(200, (await asyncio.to_thread(keys.get, key_id)).as_dict())
         if method == "POST" and action == "revoke":
-            return _json(200, (await asyncio.to_thread(keys.revoke, key_id)).as_dict())
+            return json_answer(200, (await asyncio.to_thread(keys.revoke, key_id)).as_dict())
         if method == "POST" and action == "rotate":
-            return _json(200, (await asyncio.to_thread(keys.rotate, key_id)).as_dict())
+            return json_answer(200, (await asyncio.to_thread(keys.rotate, key_id)).as_dict())
         raise ApiError(404, f"{method} {request.scope['path']} is not a route of this server", "invalid_request_error",
                        "not_found")
 
