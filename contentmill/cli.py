@@ -196,8 +196,7 @@ def doctor(json_out: JsonOption = False) -> None:
 
 
 def _stopped(signum: int) -> NoReturn:
-    print(f"contentmill: stopped by {signal.Signals(signum).name}; what was finished is kept and a rerun reuses it",
-          file=sys.stderr)
+    print(f"contentmill: stopped by {signal.Signals(signum).name}; what was finished is kept", file=sys.stderr)
     raise SystemExit(128 + signum)
 
 

@@ -100,9 +100,15 @@ def rate_for(speed: float) -> int:
     return max(MIN_WPM, round(DEFAULT_WPM * speed))
 
 
+# OpenAI's voice names: a client written for OpenAI's API must name one; here they mean the language's default.
+OPENAI_VOICES = frozenset({"alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer",
+                           "verse"})
+
+
 def voice_candidates(request: SpeechRequest) -> list[str]:
-    """The voice names to try, best first: the request's own voice, or the default for its language."""
-    if request.voice != "default":
+    """The voice names to try, best first: the request's own voice, or the default for its language (also for
+    one of OpenAI's voice names)."""
+    if request.voice != "default" and request.voice.lower() not in OPENAI_VOICES:
         return [request.voice]
     language = request.language.strip().lower()
     primary = language.split("-", 1)[0]

@@ -33,6 +33,22 @@ def _client(info: ModelInfo, settings: Settings, catalog: Catalog,
                               http_client=http_client)
 
 
+def configured(name: str, settings: Settings, catalog: Catalog) -> bool:
+    """Whether calls of ``name`` can be made with these settings: a local or fake engine, or a vendor whose base
+    URL and key are set. A router that picks among models skips the others instead of failing on them."""
+    provider = catalog.provider(catalog.get(name).provider)
+    if provider.kind in ("local", "fake"):
+        return True
+    if not ((settings.value_of(provider.base_url_env) if provider.base_url_env else None) or provider.base_url):
+        return False
+    if not provider.api_key_env:
+        return True
+    try:
+        return bool(settings.secret(provider.api_key_env, f"model {name}").get_secret_value())
+    except ConfigError:
+        return False
+
+
 def text_model(name: str, settings: Settings, catalog: Catalog, *,
                http_client: httpx.AsyncClient | None = None) -> TextModel:
     info = catalog.get(name)
@@ -67,9 +83,9 @@ def embedding_model(name: str, settings: Settings, catalog: Catalog, *,
     info = catalog.get(name)
     _expect(info, "embedding")
     if catalog.provider(info.provider).kind == "local":
-        from contentmill.providers.sentence import LocalEmbeddingModel
+        from contentmill.providers.sentence import LocalEmbeddingModel, SentenceEmbedder
 
-        return LocalEmbeddingModel(name)
+        return LocalEmbeddingModel(name, SentenceEmbedder(threads=settings.embedding_threads))
     return OpenAICompatEmbeddingModel(name, _client(info, settings, catalog, http_client), encoding=info.tokenizer)
 
 

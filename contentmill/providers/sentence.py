@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from contentmill.errors import EngineError
+from contentmill.errors import BadRequest, EngineError
 from contentmill.metering import Usage
 from contentmill.providers.base import EmbeddingRequest, EmbeddingResult
 
@@ -126,6 +126,10 @@ class LocalEmbeddingModel:
                                latency_s=time.perf_counter() - started)
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
+        if request.dimensions not in (None, self.embedder.dimensions):
+            raise BadRequest(f"{self.name} gives {self.embedder.dimensions} dimensions: leave 'dimensions' out or "
+                             f"ask {self.embedder.dimensions} (got {request.dimensions})", provider="local",
+                             model=self.name)
         return await asyncio.to_thread(self._embed, request)
 
     async def aclose(self) -> None:

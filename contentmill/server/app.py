@@ -5,8 +5,9 @@ fallbacks, metering and the ledger happen there, once. What this module adds is 
 team, project and user become the call's tags and whose own budget and rates become extra limits), model names
 as clients send them, OpenAI's bodies and errors, streaming with disconnects billed, and the admin API.
 
-Routes: ``POST /v1/chat/completions``, ``POST /v1/audio/speech``, ``GET /v1/models``, ``GET /healthz``,
-``GET /metrics``, and with ``CONTENTMILL_ADMIN_KEY`` set, ``/admin/keys`` (docs/server.md has them all).
+Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``POST /v1/audio/speech``, ``GET /v1/models``,
+the Batch API (``/v1/files``, ``/v1/batches``: server/batches.py), ``GET /healthz``, ``GET /metrics``, and with
+``CONTENTMILL_ADMIN_KEY`` set, ``/admin/keys`` (docs/server.md has them all).
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from typing import Any
 
 import orjson
 
-from contentmill.errors import ContentmillError, UnknownModel
+from contentmill.errors import ContentmillError, EngineError, ProviderError, UnknownModel
 from contentmill.gateway import Gateway, Generation
 from contentmill.gateway.policy import CallLimits, RateLimit, Scope
 from contentmill.gateway.stream import TextStream
 from contentmill.ids import new_id
 from contentmill.ledger import Budget
 from contentmill.ledger.records import check_tags
+from contentmill.providers.resolve import configured
 from contentmill.routing.config import load_routing_config
 from contentmill.routing.router import RouteDecision, Router
 from contentmill.routing.store import ROUTE_TAG
@@ -73,6 +75,7 @@ class Server:
         self.metrics = Metrics()
         self._limits: dict[str, tuple[tuple[Any, ...], CallLimits]] = {}
         self._bare: dict[str, str] = {}
+        self._usable: set[str] = set()  # models whose provider these settings can reach (base URL and key set)
         admin = self.settings.admin_key
         self._admin = admin.get_secret_value() if admin is not None and admin.get_secret_value() else None
         self.batches = Batches(self)
@@ -101,6 +104,8 @@ class Server:
             bare = name.partition(":")[2]
             if info.modality in SERVED and (bare not in self._bare or name.startswith("openai:")):
                 self._bare[bare] = name
+            if info.modality in SERVED and configured(name, self.settings, self.gateway.catalog):
+                self._usable.add(name)
 
     async def shutdown(self) -> None:
         self.batches.close()
@@ -127,9 +132,11 @@ class Server:
         started = time.perf_counter()
         try:
             if handler is None:
-                known = any(p == path for _, p in self._routes)
-                raise ApiError(405 if known else 404, f"{method} {path} is not a route of this server "
-                               "(docs/server.md lists them)", "invalid_request_error", "not_found")
+                if any(p == path for _, p in self._routes):
+                    raise ApiError(405, f"{method} is not a method of {path} (docs/server.md lists the routes)",
+                                   "invalid_request_error", "method_not_allowed")
+                raise ApiError(404, f"{path} is not a route of this server (docs/server.md lists them)",
+                               "invalid_request_error", "not_found")
             answer = await handler(request)
         except asyncio.CancelledError:
             return  # the client went away before an answer; nothing is left to send
@@ -139,10 +146,12 @@ class Server:
                 log.exception("request %s failed", request.id)
             if error.status in (401, 403, 413, 429):
                 self.metrics.refusals.labels(error.code or str(error.status)).inc()
+            elif isinstance(exc, ProviderError | EngineError):  # a model call that failed after retries
+                self.metrics.calls.labels(getattr(exc, "model", None) or "", request.team, "error").inc()
             answer = _error_answer(error, request.id)
         if answer is not None:  # None: a stream that answered for itself
             await self._send(send, answer, request.id)
-            self.metrics.requests.labels(path, str(answer.status)).inc()
+            self.metrics.requests.labels(_route_label(path, handler is not None), str(answer.status)).inc()
         log.debug("%s %s in %.1f ms", method, path, (time.perf_counter() - started) * 1000)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -183,6 +192,7 @@ class Server:
             key = await asyncio.to_thread(self.keys.lookup, secret.strip())
         if not isinstance(key, VirtualKey):
             raise INVALID_KEY
+        request.team = key.team
         return key
 
     def _is_admin(self, request: Request) -> bool:
@@ -208,6 +218,12 @@ class Server:
         self._limits[key.id] = (version, limits)
         return limits
 
+    def allowed(self, key: VirtualKey, name: str, tier: str | None = None) -> bool:
+        """Whether the key may call the catalog model ``name``; its list may name a model as clients do, bare
+        (``gpt-4o-mini``) or with its provider (``openai:gpt-4o-mini``)."""
+        return key.allows(name, tier) or self._bare.get(name.partition(":")[2]) == name and key.allows(
+            name.partition(":")[2], tier)
+
     def catalog_name(self, asked: str) -> str:
         """``gpt-4o-mini`` or ``openai:gpt-4o-mini`` as the catalog names it."""
         assert self.gateway is not None
@@ -226,12 +242,13 @@ class Server:
             await self.router.refresh_if_stale()
             decision = self.router.choose("chat", None, tier=asked[5:] or None if asked != "auto" else None,
                                           tags=key.tags())
-            allowed = [m for m in (decision.model, *decision.fallbacks) if key.allows(m, decision.tier)]
+            allowed = [m for m in (decision.model, *decision.fallbacks)
+                       if m in self._usable and self.allowed(key, m, decision.tier)]
             if not allowed:
                 raise _not_allowed(asked)
             return allowed[0], tuple(allowed[1:]), decision
         name = self.catalog_name(asked)
-        if not (key.allows(name) or key.allows(asked)):
+        if not self.allowed(key, name):
             raise _not_allowed(asked)
         return name, (), None
 
@@ -263,15 +280,15 @@ class Server:
         if not self._is_admin(request):
             key = await self.authenticate(request)
             if key.role != "read":
-                raise ApiError(403, "metrics need the admin key or a read-only key", "permission_error",
-                               "read_only_key")
+                raise ApiError(403, "/metrics needs the admin key or a read-only key (role read)",
+                               "permission_error", "read_key_required")
         return Answer(200, self.metrics.exposition(), CONTENT_TYPE.encode())
 
     async def models(self, request: Request) -> Answer:
         key = await self.authenticate(request)
         assert self.gateway is not None and self.router is not None
         names = [n for n, info in self.gateway.catalog.models.items()
-                 if info.modality in SERVED and key.allows(n)]
+                 if info.modality in SERVED and n in self._usable and self.allowed(key, n)]
         tiers = [f"tier:{t}" for t in self.router.config.tiers if not key.models or f"tier:{t}" in key.models]
         listed = [*(["auto"] if tiers else []), *tiers, *names]
         return json_answer(200, {"object": "list", "data": [
@@ -295,7 +312,7 @@ class Server:
     def calling(key: VirtualKey) -> VirtualKey:
         """The key, if it may call models: a read-only key may not."""
         if key.role != "api":
-            raise ApiError(403, "this key is read-only: it can read the dashboard, not call models",
+            raise ApiError(403, "this key is read-only (role read): it can read /metrics, not call models",
                            "permission_error", "read_only_key")
         return key
 
@@ -351,6 +368,7 @@ class Server:
         try:
             cached = b"true" if stream.generation is not None and stream.generation.cached else b"false"
             headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+                       (b"x-accel-buffering", b"no"),  # a proxy in front (nginx) passes each piece on at once
                        *self._answer_headers(request, None, decision, stream.model),
                        (b"x-contentmill-cached", cached)]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -467,6 +485,17 @@ class Server:
             return json_answer(200, (await asyncio.to_thread(keys.rotate, key_id)).as_dict())
         raise ApiError(404, f"{method} {request.scope['path']} is not a route of this server", "invalid_request_error",
                        "not_found")
+
+
+def _route_label(path: str, routed: bool) -> str:
+    """The metrics label of a path: the route's pattern, so ids and unknown paths add no new series."""
+    if not routed:
+        return "unknown"
+    for prefix, pattern in (("/admin/keys/", "/admin/keys/{id}"), ("/v1/files/", "/v1/files/{id}"),
+                            ("/v1/batches/", "/v1/batches/{id}")):
+        if path.startswith(prefix):
+            return pattern
+    return path
 
 
 def _not_allowed(model: str) -> ApiError:

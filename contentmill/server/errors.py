@@ -1,28 +1,36 @@
 """contentmill's error tree as HTTP answers in OpenAI's shape, with the statuses OpenAI's SDKs expect.
 
-=========================  ======  ===================  ===========================================
-error                      status  code                 notes
-=========================  ======  ===================  ===========================================
-bad or missing key         401     invalid_api_key      the same answer for unknown, revoked, expired
-model not allowed          403     model_not_allowed    the key's model list does not hold it
-read-only key              403     read_only_key        a dashboard key cannot call models
+=========================  ======  ======================  ==========================================
+error                      status  code                    notes
+=========================  ======  ======================  ==========================================
+bad or missing key         401     invalid_api_key         the same answer for unknown, revoked, expired
+model not allowed          403     model_not_allowed       the key's model list does not hold it
+read-only key              403     read_only_key           a key of role read cannot call models
+/metrics without rights    403     read_key_required       it needs the admin key or a read key
+unknown route              404     not_found
+unknown method of a route  405     method_not_allowed
 unknown model              404     model_not_found
 unknown key id (admin)     404     key_not_found
-bad body                   400     (field's code)       ``param`` names the field
-body too large             413     request_too_large    CONTENTMILL_SERVER_MAX_BODY_BYTES
+file or batch not found    404     not_found               also another team's file or batch
+body not JSON              400     invalid_json
+bad field                  400     invalid_value, ...      ``param`` names the field; also
+                                                           missing_required_parameter, unsupported_parameter
+body too large             413     request_too_large       CONTENTMILL_SERVER_MAX_BODY_BYTES (_FILE_BYTES)
 context window             400     context_length_exceeded
-unpriced model             400     model_not_priced     the operator's catalog lacks a price
-RateLimited                429     rate_limit_exceeded  Retry-After
-BudgetExceeded             429     budget_exceeded      x-should-retry: false (the SDK must not retry)
-RouteDeferred              429     deferred             x-should-retry: false
-vendor refused the body    400     upstream_bad_request its message
-vendor 429 after retries   503     upstream_rate_limited Retry-After
+unpriced model             400     model_not_priced        the operator's catalog lacks a price
+RateLimited                429     rate_limit_exceeded     Retry-After
+quota used up (period)     429     quota_exceeded          x-should-retry: false
+BudgetExceeded             429     budget_exceeded         x-should-retry: false (the SDK must not retry)
+RouteDeferred              429     deferred                x-should-retry: false (low-priority work)
+vendor refused the body    400     upstream_bad_request    its message
+vendor 429 after retries   503     upstream_rate_limited   Retry-After
 vendor timeout             504     upstream_timeout
-vendor down or garbled     502     upstream_error       also a vendor key the vendor refused
+vendor down or garbled     502     upstream_error          also a vendor key the vendor refused
+local engine failed        502     engine_error            the engine's message
 no routable model          503     no_model_available
 ledger unreachable         503     ledger_unavailable
-anything else              500     internal_error       logged with its request id, never shown
-=========================  ======  ===================  ===========================================
+anything else              500     internal_error          logged with its request id, never shown
+=========================  ======  ======================  ==========================================
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from contentmill.errors import (
     CatalogError,
     ConfigError,
     ContentmillError,
+    EngineError,
     LedgerUnavailable,
     ProviderError,
     ProviderRateLimited,
@@ -89,6 +98,9 @@ def api_error(error: BaseException) -> ApiError:
     if isinstance(error, BudgetExceeded):
         return ApiError(429, f"budget exhausted: {error}", "insufficient_quota", "budget_exceeded",
                         headers=dict(NO_RETRY))
+    if isinstance(error, RateLimited) and error.retry_after is None:  # a quota used up for its period
+        return ApiError(429, f"quota used up: {error}", "insufficient_quota", "quota_exceeded",
+                        headers=dict(NO_RETRY))
     if isinstance(error, RateLimited):
         return ApiError(429, f"rate limit reached: {error}", "rate_limit_error", "rate_limit_exceeded",
                         headers=_retry_headers(error.retry_after))
@@ -107,6 +119,8 @@ def api_error(error: BaseException) -> ApiError:
         return ApiError(400, str(error), "invalid_request_error", "invalid_value")
     if isinstance(error, ProviderError):
         return _upstream(error)
+    if isinstance(error, EngineError):
+        return ApiError(502, f"the local engine failed: {error}", "server_error", "engine_error")
     if isinstance(error, RoutingError):
         return ApiError(503, str(error), "server_error", "no_model_available")
     if isinstance(error, LedgerUnavailable):

@@ -24,6 +24,7 @@ class Request:
     receive: Receive
     id: str
     max_body: int
+    team: str = ""  # the key's team once authenticated, for the metrics of a call that failed
 
     def header(self, name: bytes) -> str | None:
         for key, value in self.scope["headers"]:

@@ -176,9 +176,11 @@ class KeyStore:
             raise ConfigError(f"a key's role is one of {', '.join(ROLES)} (got {role!r})")
         if period not in PERIODS:
             raise ConfigError(f"a key's budget period is one of {', '.join(PERIODS)} (got {period!r})")
-        _positive(budget_usd, "--budget-usd")
-        _positive(rpm, "--rpm")
-        _positive(tpm, "--tpm")
+        _positive(budget_usd, "a key's budget_usd")
+        _positive(rpm, "a key's rpm")
+        _positive(tpm, "a key's tpm")
+        if isinstance(models, str) or not all(isinstance(m, str) for m in models):
+            raise ConfigError(f"a key's models are a list of model names or tier:NAME entries (got {models!r})")
         if expires_at is not None and expires_at.tzinfo is None:
             raise ConfigError(f"give the expiry with a time zone, e.g. {expires_at.isoformat()}Z or +00:00")
         cleaned = tuple(dict.fromkeys(m.strip() for m in models if m.strip()))

@@ -174,9 +174,46 @@ def test_an_upstream_that_keeps_failing_is_a_502_with_one_error_row(
 
 def test_models_lists_what_the_key_may_use(sdk: SDK, server: Served, env: dict[str, str]) -> None:
     everything = {m.id for m in sdk(server, make_key(env).secret).models.list()}
-    assert {"openai:gpt-4o-mini", "openai:gpt-4o", "auto"} <= everything
+    assert {"openai:gpt-4o-mini", "openai:gpt-4o", "auto", "local:espeak-ng"} <= everything
+    assert not any(m.startswith(("qwen:", "deepseek:")) for m in everything)  # their keys are not set here
     limited = {m.id for m in sdk(server, make_key(env, models=["openai:gpt-4o-mini"]).secret).models.list()}
     assert limited == {"openai:gpt-4o-mini"}
+    bare = sdk(server, make_key(env, models=["gpt-4o-mini"]).secret)  # named as clients name it
+    assert {m.id for m in bare.models.list()} == {"openai:gpt-4o-mini"}
+    assert bare.chat.completions.create(model="openai:gpt-4o-mini", messages=MESSAGES).choices  # type: ignore[arg-type]
+
+
+def test_routing_skips_models_the_server_has_no_key_for(sdk: SDK, server: Served, env: dict[str, str]) -> None:
+    client = sdk(server, make_key(env).secret)
+    for asked in ("auto", "tier:light", "tier:standard", "tier:premium"):
+        raw = client.chat.completions.with_raw_response.create(model=asked, messages=MESSAGES, max_tokens=20)  # type: ignore[arg-type]
+        assert raw.headers["x-contentmill-model"].startswith(("openai:", "local:")), asked
+        assert raw.headers["x-contentmill-route-decision"]
+
+
+def test_the_local_engines_serve_openai_clients_as_they_call(sdk: SDK, server: Served, env: dict[str, str]) -> None:
+    client = sdk(server, make_key(env).secret)
+    audio = client.audio.speech.create(model="local:espeak-ng", voice="alloy", input="Hello there")
+    assert audio.content[:4] == b"RIFF" and len(audio.content) > 10_000  # OpenAI's voice names: the default voice
+    with pytest.raises(openai.BadRequestError, match="gives 384 dimensions"):
+        client.embeddings.create(model="local:all-minilm-l6-v2", input="a mug", dimensions=64)
+
+
+def test_metrics_label_routes_by_pattern_and_count_failed_calls(
+        sdk: SDK, serve: Callable[..., Served], upstream: Callable[..., Upstream], tmp_path: Path) -> None:
+    failing = upstream(api_key=[UPSTREAM_KEY], error_rate=1.0)
+    env = server_env(failing.base_url, tmp_path / "data", max_retries="0")
+    server = serve(env)
+    with pytest.raises(openai.APIStatusError):
+        sdk(server, make_key(env).secret).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+    for path in ("/scan/a", "/scan/b", "/v1/batches/batch_abc"):
+        httpx.get(server.root_url + path, timeout=10)
+    wrong = httpx.delete(server.base_url + "/chat/completions", timeout=10)
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+    page = httpx.get(server.root_url + "/metrics", headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=10).text
+    assert 'contentmill_model_calls_total{model="openai:gpt-4o-mini",outcome="error",team="shop"} 1.0' in page
+    assert 'route="unknown",status="404"} 2.0' in page and "/scan/" not in page
+    assert 'route="/v1/batches/{id}",status="401"} 1.0' in page
 
 
 def test_a_revoked_key_is_refused_within_a_second_and_keys_work_over_the_admin_api(
@@ -184,6 +221,8 @@ def test_a_revoked_key_is_refused_within_a_second_and_keys_work_over_the_admin_a
     admin = admin_client(server)
     made = admin.post("/admin/keys", json={"team": "ads", "budget_usd": 1, "period": "day", "rpm": 100})
     assert made.status_code == 201
+    as_string = admin.post("/admin/keys", json={"team": "ads", "models": "gpt-4o-mini"})
+    assert as_string.status_code == 400 and "a list of model names" in as_string.json()["error"]["message"]
     secret, key_id = made.json()["key"], made.json()["id"]
     assert sdk(server, secret).models.list().data
     listed = admin.get("/admin/keys").json()["data"]
