@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from contentmill.commands import JsonOption, emit_json, fail, settings_or_fail, wide_console
 from contentmill.commands.budget import PeriodChoice
@@ -122,12 +122,14 @@ def list_keys(
     if json_out:
         emit_json({"keys": [k.as_dict() for k in listed]})
         return
-    table = Table("id", "name", "hint", "team", "project", "role", "limits", "models", "state", "expires")
+    # The id whole, to copy into keys revoke/rotate.
+    table = Table(Column("id", no_wrap=True, min_width=18), "name", "hint", "team", "project", "role", "limits",
+                  "models", "state", "expires")
     for key in listed:
         table.add_row(key.id, key.name, key.hint, key.team, key.project or "-", key.role, _limits(key),
                       ",".join(key.models) or "all", key.state(),
                       key.expires_at.isoformat(timespec="minutes") if key.expires_at else "-")
-    wide_console().print(table)
+    wide_console(170).print(table)
 
 
 @keys_app.command("revoke")
