@@ -70,7 +70,7 @@ def database_url(url: str | sa.URL, kind: StoreKind) -> sa.URL:
     return parsed
 
 
-def _enter_wal(cursor: Any, timeout_s: float) -> None:
+def enter_wal(cursor: Any, timeout_s: float) -> None:
     """Switch a new database file to WAL, waiting out other openers doing the same.
 
     Changing the journal mode needs an exclusive lock, and SQLite returns "database is locked" at once, without
@@ -95,7 +95,7 @@ def _configure_sqlite(engine: Engine, timeout_s: float) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (see _on_begin)
         cursor = dbapi_connection.cursor()
-        _enter_wal(cursor, timeout_s)
+        enter_wal(cursor, timeout_s)
         for pragma in ("synchronous=FULL", "foreign_keys=ON"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()

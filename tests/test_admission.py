@@ -1,11 +1,16 @@
-"""Admission on both backends: all-or-nothing claims, buckets that never go negative, hard limits never passed."""
+"""Admission on every backend (memory, the data directory's SQLite file, Redis): all-or-nothing claims, buckets
+that never go negative, hard limits never passed; and the SQLite file shared by processes holding one budget."""
 
 from __future__ import annotations
 
 import asyncio
 import math
+import multiprocessing
+import multiprocessing.synchronize
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,13 +19,19 @@ from hypothesis import strategies as st
 
 from contentmill.gateway.admission import Admission, Claim, MemoryAdmission, Refusal, Reservation
 from contentmill.gateway.admission_redis import RedisAdmission
+from contentmill.gateway.admission_sqlite import SQLiteAdmission
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+BACKENDS = ["memory", "sqlite", "redis"]
 
 
 def make_backend(kind: str) -> Admission:
     if kind == "memory":
         return MemoryAdmission()
+    if kind == "sqlite":
+        return SQLiteAdmission(Path(tempfile.mkdtemp(prefix="cm-admission-")) / "admission.sqlite3")
     return RedisAdmission(aioredis.Redis.from_url(REDIS_URL), prefix=f"test:adm:{uuid.uuid4().hex}:")
 
 
@@ -32,7 +43,7 @@ async def drop(backend: Admission) -> None:
     await backend.aclose()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=BACKENDS)
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Admission]:
     admission = make_backend(request.param)
     yield admission
@@ -151,7 +162,7 @@ async def replay(backend: Admission, ops: list[Op]) -> None:
         assert charged <= 1.0 + 1e-9
 
 
-@pytest.mark.parametrize("kind", ["memory", "redis"])
+@pytest.mark.parametrize("kind", BACKENDS)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=operations)
 def test_any_interleaving_keeps_the_invariants(kind: str, ops: list[Op]) -> None:
@@ -172,3 +183,60 @@ def test_claims_and_reservations_round_trip() -> None:
     assert again == reservation
 
 
+
+
+LIMIT, COST, ACTUAL = 0.5, 0.003, 0.0027
+PROCESSES = 8
+
+
+def _spend(path: str, start: multiprocessing.synchronize.Barrier, out: multiprocessing.Queue[float]) -> None:
+    """One process calling until the shared budget refuses; reports what it was charged."""
+
+    async def run() -> float:
+        admission = SQLiteAdmission(Path(path))
+        charged = 0.0
+        start.wait()
+        while True:
+            res = await admission.acquire([counter(COST, limit=LIMIT)], ttl_s=30)
+            if isinstance(res, Refusal):
+                await admission.aclose()
+                return charged
+            await admission.reconcile(res, [ACTUAL])
+            charged += ACTUAL
+
+    out.put(asyncio.run(run()))
+
+
+def test_processes_sharing_the_data_directory_hold_one_budget(tmp_path: Path) -> None:
+    """Eight processes at once against one budget through the SQLite file: together they stay under it, and
+    nearly fill it (a per-process budget would have let each spend the whole limit)."""
+    path = str(tmp_path / "admission.sqlite3")
+    SQLiteAdmission(Path(path))  # created once, as the first gateway to open it does
+    context = multiprocessing.get_context("spawn")
+    start, out = context.Barrier(PROCESSES), context.Queue()
+    workers = [context.Process(target=_spend, args=(path, start, out)) for _ in range(PROCESSES)]
+    for worker in workers:
+        worker.start()
+    charged = [out.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+        assert worker.exitcode == 0
+    assert sum(charged) <= LIMIT + 1e-12
+    assert sum(charged) >= LIMIT - COST  # refused only when the next call could not fit
+    assert sum(1 for c in charged if c > 0) >= PROCESSES // 2  # the processes really ran side by side
+
+
+async def test_a_reservation_of_a_process_that_died_is_swept_once_by_another(tmp_path: Path) -> None:
+    path = tmp_path / "admission.sqlite3"
+    dead = SQLiteAdmission(path)
+    held = await dead.acquire([counter(0.4)], ttl_s=0.0)
+    assert isinstance(held, Reservation)
+    await dead.aclose()  # as if killed: never reconciled
+    first, second = SQLiteAdmission(path), SQLiteAdmission(path)
+    swept = await asyncio.gather(first.orphans(), second.orphans())
+    assert sorted(len(s) for s in swept) == [0, 1]  # one sweeper takes it, the other finds nothing
+    [(room, reserved)] = await first.levels([counter(0)])
+    assert room == pytest.approx(0.6) and reserved == pytest.approx(0.0)  # kept charged as reserved, once
+    assert not await first.reconcile(held, [0.1])  # a late settlement charges nothing more
+    await first.aclose()
+    await second.aclose()

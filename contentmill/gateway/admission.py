@@ -3,9 +3,11 @@
 A call names every limit that applies to it as a *claim*; it is admitted only if every claim has room, and then
 all of them are charged at once. What was charged is a reservation: the actual usage reconciles it later
 (refund, or a further charge), and a reservation never reconciled (its worker died) is swept and kept at the
-reserved amount. Two backends share this interface: in-process (``MemoryAdmission``) and Redis
+reserved amount. Three backends share this interface: in-process (``MemoryAdmission``), a SQLite file in the data
+directory (``contentmill.gateway.admission_sqlite.SQLiteAdmission``, one ``BEGIN IMMEDIATE`` transaction per
+admission, so limits hold across every process on the machine) and Redis
 (``contentmill.gateway.admission_redis.RedisAdmission``, one Lua script round trip per admission, so limits hold
-across every process and worker).
+across every process and worker on every machine).
 
 Buckets refill continuously (``limit`` per ``period_s``), as OpenAI's RPM/TPM limits do, and never go below zero.
 Counters are fixed calendar windows (a day, a week, a month in a time zone) whose key names the window, so a new
@@ -133,100 +135,119 @@ class _Counter:
     expires: float = math.inf
 
 
-class MemoryAdmission(Admission):
-    """In-process admission for the embedded profile; safe across the threads of one process."""
+class Books:
+    """The arithmetic of admission over buckets, counters and open reservations kept in dicts. ``MemoryAdmission``
+    keeps one set of books in memory; ``SQLiteAdmission`` loads the rows a call touches into one, applies the
+    same arithmetic and writes them back, so both backends refuse, charge and settle alike."""
 
-    def __init__(self, clock: Callable[[], float] | None = None) -> None:
-        self._clock = clock or time.time
-        self._lock = threading.Lock()
-        self._buckets: dict[str, _Bucket] = {}
-        self._counters: dict[str, _Counter] = {}
-        self._open: dict[str, Reservation] = {}
+    def __init__(self) -> None:
+        self.buckets: dict[str, _Bucket] = {}
+        self.counters: dict[str, _Counter] = {}
+        self.open: dict[str, Reservation] = {}
 
-    def _bucket(self, claim: Claim, now: float) -> _Bucket:
-        bucket = self._buckets.get(claim.key)
+    def bucket(self, claim: Claim, now: float) -> _Bucket:
+        bucket = self.buckets.get(claim.key)
         if bucket is None:
-            bucket = self._buckets[claim.key] = _Bucket(claim.limit, now)
+            bucket = self.buckets[claim.key] = _Bucket(claim.limit, now)
         elif now > bucket.stamp:
             bucket.tokens = min(claim.limit, bucket.tokens + (now - bucket.stamp) * claim.rate)
             bucket.stamp = now
         return bucket
 
-    def _counter(self, claim: Claim, now: float) -> _Counter:
-        counter = self._counters.get(claim.key)
+    def counter(self, claim: Claim, now: float) -> _Counter:
+        counter = self.counters.get(claim.key)
         if counter is None or now >= counter.expires:
-            counter = self._counters[claim.key] = _Counter(expires=now + claim.ttl_s if claim.ttl_s else math.inf)
+            counter = self.counters[claim.key] = _Counter(expires=now + claim.ttl_s if claim.ttl_s else math.inf)
         return counter
 
-    def _refusal(self, claim: Claim, now: float) -> Refusal | None:
+    def refusal(self, claim: Claim, now: float) -> Refusal | None:
         if claim.kind == "bucket":
-            tokens = self._bucket(claim, now).tokens
+            tokens = self.bucket(claim, now).tokens
             if claim.amount <= tokens:
                 return None
             wait = (claim.amount - tokens) / claim.rate if claim.amount <= claim.limit else None
             return Refusal(claim, tokens, claim.limit - tokens, 0.0, wait)
-        counter = self._counter(claim, now)
+        counter = self.counter(claim, now)
         if counter.used + claim.amount <= claim.limit:
             return None
         return Refusal(claim, claim.limit - counter.used, counter.used - counter.reserved, counter.reserved, None)
 
-    def _charge(self, claim: Claim, amount: float, reserved: float, now: float) -> None:
+    def charge(self, claim: Claim, amount: float, reserved: float, now: float) -> None:
         if claim.kind == "bucket":
-            bucket = self._bucket(claim, now)
+            bucket = self.bucket(claim, now)
             bucket.tokens = min(claim.limit, max(0.0, bucket.tokens - amount))
         else:
-            counter = self._counter(claim, now)
+            counter = self.counter(claim, now)
             counter.used = max(0.0, counter.used + amount)
             counter.reserved = max(0.0, counter.reserved + reserved)
 
+    def acquire(self, claims: Sequence[Claim], now: float, ttl_s: float, payload: str) -> Reservation | Refusal:
+        for claim in claims:
+            refusal = self.refusal(claim, now)
+            if refusal is not None:
+                return refusal
+        for claim in claims:
+            self.charge(claim, claim.amount, claim.amount, now)
+        reservation = Reservation(new_id(), tuple(claims), now + ttl_s, payload, now)
+        self.open[reservation.id] = reservation
+        return reservation
+
+    def settle(self, reservation: Reservation, actual: Sequence[float], now: float) -> None:
+        for claim, amount in zip(reservation.claims, actual, strict=True):
+            self.charge(claim, amount - claim.amount, -claim.amount, now)
+
+    def levels(self, claims: Sequence[Claim], now: float) -> list[tuple[float, float]]:
+        out = []
+        for claim in claims:
+            if claim.kind == "bucket":
+                out.append((self.bucket(claim, now).tokens, 0.0))
+            else:
+                counter = self.counter(claim, now)
+                out.append((claim.limit - counter.used, counter.reserved))
+        return out
+
+    def seed(self, claim: Claim, used: float, now: float) -> None:
+        existing = self.counters.get(claim.key)
+        if existing is None or now >= existing.expires:
+            self.counter(claim, now).used = used
+
+    def take_late(self, now: float) -> list[Reservation]:
+        """Open reservations past their deadline, closed and kept charged at their reserved amounts."""
+        late = [r for r in self.open.values() if r.deadline <= now]
+        for reservation in late:
+            del self.open[reservation.id]
+            self.settle(reservation, [c.amount for c in reservation.claims], now)
+        return late
+
+
+class MemoryAdmission(Admission):
+    """In-process admission; safe across the threads of one process (the data directory's ``SQLiteAdmission``
+    holds limits across the processes of a machine, Redis across machines)."""
+
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        self._clock = clock or time.time
+        self._lock = threading.Lock()
+        self._books = Books()
+
     async def acquire(self, claims: Sequence[Claim], *, ttl_s: float, payload: str = "") -> Reservation | Refusal:
         with self._lock:
-            now = self._clock()
-            for claim in claims:
-                refusal = self._refusal(claim, now)
-                if refusal is not None:
-                    return refusal
-            for claim in claims:
-                self._charge(claim, claim.amount, claim.amount, now)
-            reservation = Reservation(new_id(), tuple(claims), now + ttl_s, payload, now)
-            self._open[reservation.id] = reservation
-            return reservation
-
-    def _settle(self, reservation: Reservation, actual: Sequence[float], now: float) -> None:
-        for claim, amount in zip(reservation.claims, actual, strict=True):
-            self._charge(claim, amount - claim.amount, -claim.amount, now)
+            return self._books.acquire(claims, self._clock(), ttl_s, payload)
 
     async def reconcile(self, reservation: Reservation, actual: Sequence[float]) -> bool:
         with self._lock:
-            if self._open.pop(reservation.id, None) is None:
+            if self._books.open.pop(reservation.id, None) is None:
                 return False  # already settled or swept: never charge twice
-            self._settle(reservation, actual, self._clock())
+            self._books.settle(reservation, actual, self._clock())
             return True
 
     async def levels(self, claims: Sequence[Claim]) -> list[tuple[float, float]]:
         with self._lock:
-            now = self._clock()
-            out = []
-            for claim in claims:
-                if claim.kind == "bucket":
-                    out.append((self._bucket(claim, now).tokens, 0.0))
-                else:
-                    counter = self._counter(claim, now)
-                    out.append((claim.limit - counter.used, counter.reserved))
-            return out
+            return self._books.levels(claims, self._clock())
 
     async def seed(self, claim: Claim, used: float) -> None:
         with self._lock:
-            now = self._clock()
-            existing = self._counters.get(claim.key)
-            if existing is None or now >= existing.expires:
-                self._counter(claim, now).used = used
+            self._books.seed(claim, used, self._clock())
 
     async def orphans(self, now: float | None = None) -> list[Reservation]:
         with self._lock:
-            wall = self._clock() if now is None else now
-            late = [r for r in self._open.values() if r.deadline <= wall]
-            for reservation in late:
-                del self._open[reservation.id]
-                self._settle(reservation, [c.amount for c in reservation.claims], wall)
-            return late
+            return self._books.take_late(self._clock() if now is None else now)

@@ -1,0 +1,164 @@
+"""Admission shared by every process on one machine, with no service: a SQLite file in the data directory.
+
+The embedded profile's default. Each admission is one ``BEGIN IMMEDIATE`` transaction: it loads the rows of the
+buckets and counters its claims name, applies the same arithmetic as ``MemoryAdmission`` (``Books``), and writes
+them back with the reservation. SQLite lets one writer in at a time across every process that opens the file, so
+two CLI runs, a Prefect worker and ``contentmill serve`` on one machine never together pass a hard budget, a quota
+or a vendor's RPM/TPM. Reservations live in the file too: those of a process killed mid-call are found and
+charged as reserved by the next sweep in any process (no journal is needed). Committed transactions survive the
+death of the process that made them (WAL, ``synchronous=NORMAL``).
+
+Invariants (as for the other backends, property-tested over all three in tests/test_admission.py): a counter's
+``used`` never passes its limit through admission; a bucket never goes below zero; a reservation is settled or
+swept at most once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from contentmill.gateway.admission import Admission, Books, Claim, Refusal, Reservation, _Bucket, _Counter
+from contentmill.sqlstore import enter_wal
+
+BUSY_TIMEOUT_S = 60.0
+IDLE_BUCKET_S = 3600.0  # a bucket untouched this long is full again (limits are per minute): its row can go
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS buckets (key TEXT PRIMARY KEY, tokens REAL NOT NULL, stamp REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, used REAL NOT NULL, reserved REAL NOT NULL, "
+    "expires REAL)",  # NULL: a counter without a window
+    "CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, body TEXT NOT NULL, deadline REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS reservations_by_deadline ON reservations (deadline)",
+)
+
+
+class SQLiteAdmission(Admission):
+    def __init__(self, path: Path, clock: Callable[[], float] | None = None,
+                 timeout_s: float = BUSY_TIMEOUT_S) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock or time.time
+        self._lock = threading.Lock()  # one connection, used by one thread at a time
+        self._conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
+        cursor = self._conn.cursor()
+        enter_wal(cursor, timeout_s)
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+        with self._transaction() as conn:
+            for statement in SCHEMA:
+                conn.execute(statement)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    @staticmethod
+    def _load(conn: sqlite3.Connection, claims: Iterable[Claim]) -> Books:
+        books = Books()
+        buckets = sorted({c.key for c in claims if c.kind == "bucket"})
+        counters = sorted({c.key for c in claims if c.kind == "counter"})
+        if buckets:
+            marks = ",".join("?" * len(buckets))
+            for key, tokens, stamp in conn.execute(f"SELECT key, tokens, stamp FROM buckets WHERE key IN ({marks})",
+                                                   buckets):
+                books.buckets[key] = _Bucket(tokens, stamp)
+        if counters:
+            marks = ",".join("?" * len(counters))
+            for key, used, reserved, expires in conn.execute(
+                    f"SELECT key, used, reserved, expires FROM counters WHERE key IN ({marks})", counters):
+                books.counters[key] = _Counter(used, reserved, math.inf if expires is None else expires)
+        return books
+
+    @staticmethod
+    def _store(conn: sqlite3.Connection, books: Books) -> None:
+        conn.executemany(
+            "INSERT INTO buckets (key, tokens, stamp) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, stamp = excluded.stamp",
+            [(key, b.tokens, b.stamp) for key, b in books.buckets.items()])
+        conn.executemany(
+            "INSERT INTO counters (key, used, reserved, expires) VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE "
+            "SET used = excluded.used, reserved = excluded.reserved, expires = excluded.expires",
+            [(key, c.used, c.reserved, None if math.isinf(c.expires) else c.expires)
+             for key, c in books.counters.items()])
+
+    # -- the interface, each call one transaction in a worker thread ---------------------------------------
+
+    async def acquire(self, claims: Sequence[Claim], *, ttl_s: float, payload: str = "") -> Reservation | Refusal:
+        return await asyncio.to_thread(self._acquire, claims, ttl_s, payload)
+
+    def _acquire(self, claims: Sequence[Claim], ttl_s: float, payload: str) -> Reservation | Refusal:
+        with self._transaction() as conn:
+            books = self._load(conn, claims)
+            outcome = books.acquire(claims, self._clock(), ttl_s, payload)
+            if isinstance(outcome, Reservation):
+                self._store(conn, books)
+                conn.execute("INSERT INTO reservations (id, body, deadline) VALUES (?, ?, ?)",
+                             (outcome.id, outcome.to_json(), outcome.deadline))
+            return outcome
+
+    async def reconcile(self, reservation: Reservation, actual: Sequence[float]) -> bool:
+        return await asyncio.to_thread(self._reconcile, reservation, actual)
+
+    def _reconcile(self, reservation: Reservation, actual: Sequence[float]) -> bool:
+        with self._transaction() as conn:
+            if not conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,)).rowcount:
+                return False  # already settled or swept: never charge twice
+            books = self._load(conn, reservation.claims)
+            books.settle(reservation, actual, self._clock())
+            self._store(conn, books)
+            return True
+
+    async def levels(self, claims: Sequence[Claim]) -> list[tuple[float, float]]:
+        return await asyncio.to_thread(self._levels, claims)
+
+    def _levels(self, claims: Sequence[Claim]) -> list[tuple[float, float]]:
+        with self._transaction() as conn:
+            return self._load(conn, claims).levels(claims, self._clock())
+
+    async def seed(self, claim: Claim, used: float) -> None:
+        await asyncio.to_thread(self._seed, claim, used)
+
+    def _seed(self, claim: Claim, used: float) -> None:
+        with self._transaction() as conn:
+            books = self._load(conn, [claim])
+            books.seed(claim, used, self._clock())
+            self._store(conn, books)
+
+    async def orphans(self, now: float | None = None) -> list[Reservation]:
+        return await asyncio.to_thread(self._orphans, self._clock() if now is None else now)
+
+    def _orphans(self, now: float) -> list[Reservation]:
+        with self._transaction() as conn:
+            late = [Reservation.from_json(body) for (body,) in
+                    conn.execute("SELECT body FROM reservations WHERE deadline <= ?", (now,)).fetchall()]
+            if late:
+                books = self._load(conn, [claim for reservation in late for claim in reservation.claims])
+                for reservation in late:
+                    books.open[reservation.id] = reservation
+                books.take_late(now)
+                self._store(conn, books)
+                conn.executemany("DELETE FROM reservations WHERE id = ?", [(r.id,) for r in late])
+            # Housekeeping by the clock (``now`` may be a sweep's look ahead): counters of windows that have ended,
+            # buckets idle long enough to be full again.
+            wall = self._clock()
+            conn.execute("DELETE FROM counters WHERE expires IS NOT NULL AND expires < ?", (wall,))
+            conn.execute("DELETE FROM buckets WHERE stamp < ?", (wall - IDLE_BUCKET_S,))
+            return late
+
+    async def aclose(self) -> None:
+        with self._lock:
+            self._conn.close()
