@@ -21,6 +21,7 @@ Every error a user can see is one of these; each message says what to fix::
     │   ├── ProviderTimeout          no answer in time
     │   ├── MalformedResponse        the answer could not be read
     │   └── EngineCrashed            a local engine's process died mid-call (the signal is named); restarted next call
+    ├── InvalidRequest               a parameter of a request is out of its range or malformed (names it and its limit)
     ├── RoutingError                 no candidate model can take the work (none usable, none meets a quality floor)
     ├── EngineError                  a local engine (llama.cpp, espeak-ng, ffmpeg) failed
     ├── TemplateError                a prompt template cannot be loaded or rendered
@@ -114,6 +115,11 @@ class RouteDeferred(GatewayError):
     def __init__(self, message: str, decision: object = None) -> None:
         self.decision = decision
         super().__init__(message)
+
+
+class InvalidRequest(ContentmillError, ValueError):
+    """A parameter of a request (a video's topic, length, voice ...) is out of its range or malformed; the message
+    names the parameter and what it may be."""
 
 
 class RoutingError(ContentmillError):

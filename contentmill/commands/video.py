@@ -22,7 +22,7 @@ from rich.status import Status
 from rich.table import Table
 
 from contentmill.commands import JsonOption, emit_json, fail, parse_tags, settings_or_fail
-from contentmill.errors import ContentmillError
+from contentmill.errors import ContentmillError, InvalidRequest
 from contentmill.settings import Settings
 from contentmill.storage import open_store
 from contentmill.video.pipeline import VideoResult
@@ -116,9 +116,9 @@ def demo(json_out: JsonOption = False) -> None:
 
 def _make(settings: Settings, fields: dict[str, Any], out: Path | None, json_out: bool) -> None:
     try:
-        request = VideoRequest(**fields)
-    except ValueError as exc:
-        fail(f"invalid input: {exc}")
+        request = VideoRequest.checked(**fields)
+    except InvalidRequest as exc:
+        fail(str(exc))
     console = Console(quiet=json_out, highlight=False)
     display = _Display(console)
     result = display.run(settings, request)

@@ -85,7 +85,7 @@ async def creator_video(
             scenes are spoken again and the video rendered again; everything else is reused.
         reuse_similar: Serve a topic that means the same as an earlier one (same settings) from its stored video.
     """
-    request = VideoRequest(
+    request = VideoRequest.checked(
         topic=topic,
         language=language,
         seconds=seconds,

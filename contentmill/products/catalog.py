@@ -2,8 +2,9 @@
 
 A product's id is its id column where the catalog has one, else a digest of its name and brand, so the same
 product keeps its id from one night's catalog to the next. A row without a name, a JSONL line that is not an
-object, a CSV row with more cells than the header, or a repeated id is reported with its reason and skipped:
-the rest of the catalog still runs.
+object, a CSV row with more cells than the header, a cell (JSONL: a line) over CELL_LIMIT, or a repeated id is
+reported with its reason and skipped: the rest of the catalog still runs. The file is read in pieces, so no
+cell is held whole beyond the limit.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from contentmill.errors import ConfigError
 from contentmill.products.config import Columns, Packing
@@ -23,7 +24,15 @@ from contentmill.products.config import Columns, Packing
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 _PRICE = re.compile(r"([$€£¥]?)\s*(\d[\d,]*(?:\.\d+)?)")
 _TRUTHY = {"1", "true", "yes", "y", "x", "on"}
-csv.field_size_limit(16 * 1024 * 1024)
+# The longest cell a catalog may hold, in characters (in JSONL, the longest line): far above any product text a
+# description is written from (prompts cut about and specs to a few hundred characters), low enough that a broken
+# cell (a file pasted into a column, a quote never closed) is reported as its row's error and skipped rather than
+# held in memory. A cell over it is read past in pieces of _PIECE characters.
+CELL_LIMIT = 16 * 1024 * 1024
+_PIECE = 1024 * 1024
+_UNQUOTED_END = re.compile(r"[,\r\n]")
+_START, _UNQUOTED, _QUOTED, _QUOTE_IN_QUOTED = range(4)  # where a CSV reader is within a cell
+csv.field_size_limit(CELL_LIMIT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,44 +142,167 @@ def to_product(raw: Mapping[str, Any], row: int, columns: Columns) -> Product | 
     )
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | str]]:
+def _too_long(what: str, length: int) -> str:
+    return f"{what} holds {length:,} characters, over the limit of {CELL_LIMIT:,}: shorten it or leave it out"
+
+
+def csv_records(handle: TextIO, piece_chars: int = _PIECE) -> Iterator[tuple[str, dict[int, int]]]:
+    """The records of a CSV stream as the csv module splits them (comma, double quotes, a quote that does not
+    open a cell taken as text), each with its cells over CELL_LIMIT left empty and their lengths by cell number.
+
+    Read in pieces of ``piece_chars``: a cell is kept only while it is within the limit, so a cell of any
+    size is skipped without being held whole.
+    """
+    kept: list[str] = []  # the record so far, cells over the limit left empty
+    cell: list[str] = []  # the current cell as written (quotes included)
+    length, index, state, drop_lf = 0, 0, _START, False
+    over: dict[int, int] = {}
+
+    def add(text: str, counted: int) -> None:
+        nonlocal cell, length
+        length += counted
+        if length > CELL_LIMIT:
+            cell = []
+        elif text:
+            cell.append(text)
+
+    def close_cell(end: str) -> None:
+        nonlocal cell, length, index
+        if length > CELL_LIMIT:
+            over[index] = length
+        else:
+            kept.extend(cell)
+        kept.append(end)
+        cell, length, index = [], 0, index + 1
+
+    while piece := handle.read(piece_chars):
+        i, n = 0, len(piece)
+        if drop_lf and piece[0] == "\n":
+            i = 1  # the rest of a CR LF split between two pieces
+        drop_lf = False
+        while i < n:
+            if state == _QUOTED:
+                j = piece.find('"', i)
+                stop = n if j < 0 else j
+                add(piece[i:stop], stop - i)
+                if j >= 0:
+                    add('"', 0)
+                    state = _QUOTE_IN_QUOTED
+                i = stop + 1
+                continue
+            char = piece[i]
+            if state == _QUOTE_IN_QUOTED and char == '"':
+                add('"', 1)  # a doubled quote is one quote of the cell
+                state, i = _QUOTED, i + 1
+                continue
+            if state == _START and char == '"':
+                add('"', 0)
+                state, i = _QUOTED, i + 1
+                continue
+            found = _UNQUOTED_END.search(piece, i)
+            j = found.start() if found else n
+            add(piece[i:j], j - i)
+            state, i = _UNQUOTED, j
+            if j == n:
+                break
+            if piece[j] == ",":
+                close_cell(",")
+                state, i = _START, j + 1
+                continue
+            end = "\r\n" if piece.startswith("\r\n", j) else piece[j]
+            drop_lf = end == "\r" and j + 1 == n
+            close_cell(end)
+            yield "".join(kept), over
+            kept, over, index, state, i = [], {}, 0, _START, j + len(end)
+    if cell or kept or state != _START:
+        close_cell("")
+        yield "".join(kept), over
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | None, str | None]]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames:
+        records = csv_records(handle)
+        first = next(records, None)
+        if first is not None and first[1]:
+            raise ConfigError(f"{path}: {_too_long('a cell of the header row', max(first[1].values()))}")
+        header = _cells(first[0]) if first is not None else None
+        if not header or isinstance(header, str):
             raise ConfigError(f"{path} has no header row: the first line must name the columns")
-        width = len(reader.fieldnames)
-        for number, raw in enumerate(reader, start=1):
-            extra = raw.get(None)
-            if extra:
-                yield number, f"unparsable: {width + len(extra)} cells where the header names {width}"
+        width, number = len(header), 0
+        for text, over in records:
+            cells = _cells(text)
+            if cells == [] and not over:
+                continue  # a blank line, as csv.DictReader skips it
+            number += 1
+            if isinstance(cells, str):
+                yield number, None, cells
+                continue
+            raw = dict(zip(header, cells, strict=False))
+            if over:
+                index, size = next(iter(over.items()))
+                name = repr(header[index]) if index < width else f"{index + 1} (beyond the header)"
+                yield number, raw, _too_long(f"column {name}", size)
+            elif len(cells) > width:
+                yield number, raw, f"unparsable: {len(cells)} cells where the header names {width}"
             else:
-                yield number, raw
+                yield number, raw, None
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | str]]:
+def _cells(text: str) -> list[str] | str:
+    """The cells of one record, or why it cannot be read."""
+    try:
+        return next(csv.reader((text,)), [])
+    except csv.Error as exc:
+        return f"unparsable: {exc}"
+
+
+def _lines(handle: TextIO) -> Iterator[tuple[str | None, int]]:
+    """Each line with its length, read in pieces: a line over CELL_LIMIT is None, never held whole."""
+    while piece := handle.readline(_PIECE):
+        parts: list[str] | None = [piece]
+        length = len(piece)
+        while not piece.endswith("\n") and (piece := handle.readline(_PIECE)):
+            length += len(piece)
+            if parts is not None:
+                parts.append(piece)
+                parts = parts if length <= CELL_LIMIT else None
+        yield ("".join(parts) if parts is not None else None), length
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | None, str | None]]:
     with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+        for number, (line, length) in enumerate(_lines(handle), start=1):
+            if line is None:
+                yield number, None, _too_long("the line", length)
+                continue
             if not line.strip():
                 continue
             try:
                 raw = json.loads(line)
             except json.JSONDecodeError as exc:
-                yield number, f"unparsable: not JSON ({exc.msg})"
-                continue
-            yield number, raw if isinstance(raw, dict) else "unparsable: a JSON line must be an object"
+                yield number, None, f"unparsable: not JSON ({exc.msg})"
+            except ValueError as exc:  # e.g. an integer of more digits than Python converts
+                yield number, None, f"unparsable: {exc}"
+            except RecursionError:
+                yield number, None, "unparsable: arrays or objects nested too deeply"
+            else:
+                yield (number, raw, None) if isinstance(raw, dict) else (
+                    number, None, "unparsable: a JSON line must be an object")
 
 
 def read_catalog(path: Path, columns: Columns, limit: int | None = None) -> Catalog:
     """Products and row errors of a CSV or JSONL catalog (by extension: .jsonl/.ndjson are JSON lines)."""
     if not path.is_file():
         raise ConfigError(f"no catalog file at {path}: give the path of a CSV or JSONL catalog")
-    catalog = Catalog(digest=hashlib.sha256(path.read_bytes()).hexdigest()[:16])
+    with path.open("rb") as handle:
+        catalog = Catalog(digest=hashlib.file_digest(handle, "sha256").hexdigest()[:16])
     rows = _jsonl_rows(path) if path.suffix.lower() in (".jsonl", ".ndjson") else _csv_rows(path)
     seen: dict[str, int] = {}
-    for number, raw in rows:
+    for number, raw, problem in rows:
         if limit is not None and len(catalog.products) >= limit:
             break
-        found = RowError(number, raw) if isinstance(raw, str) else to_product(raw, number, columns)
+        found = to_product(raw, number, columns) if problem is None and raw is not None else RowError(
+            number, problem or "unparsable", (_text(raw, columns.id) or None) if raw else None)
         if isinstance(found, Product) and found.id in seen:
             found = RowError(number, f"duplicate id {found.id} (first at row {seen[found.id]})", found.id)
         if isinstance(found, RowError):

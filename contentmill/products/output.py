@@ -14,6 +14,9 @@ from contentmill.metering import Usage
 
 CSV_COLUMNS = ("id", "name", "category", "tier", "model", "description", "cost_usd", "cached", "reused_from",
                "error", "input_tokens", "output_tokens", "checks")
+# What a spreadsheet runs as a formula when a cell starts with it (OWASP, CSV injection): such a cell is written
+# with a single quote before it, which the spreadsheet shows as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass
@@ -59,8 +62,14 @@ def _write_atomic(path: Path, text: str) -> None:
     partial.replace(path)
 
 
+def as_text_cell(value: Any) -> Any:
+    """A text value a spreadsheet would run as a formula, quoted with a leading ``'``; anything else unchanged."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
 def write_rows(path: Path, rows: Sequence[Row]) -> None:
-    """JSONL, or CSV when the file name ends in .csv (usage flattened to token columns, checks as JSON)."""
+    """JSONL with the exact text, or CSV when the file name ends in .csv (usage flattened to token columns, checks
+    as JSON, cells that would run as formulas quoted)."""
     if path.suffix.lower() != ".csv":
         _write_atomic(path, "".join(json.dumps(r.as_dict(), ensure_ascii=False) + "\n" for r in rows))
         return
@@ -71,10 +80,11 @@ def write_rows(path: Path, rows: Sequence[Row]) -> None:
     writer.writeheader()
     for row in rows:
         data = row.as_dict()
-        writer.writerow({**{k: data.get(k) for k in CSV_COLUMNS if k in data},
-                         "input_tokens": row.usage.get("input_tokens", 0),
-                         "output_tokens": row.usage.get("output_tokens", 0),
-                         "checks": json.dumps(row.checks, ensure_ascii=False)})
+        cells = {**{k: data.get(k) for k in CSV_COLUMNS if k in data},
+                 "input_tokens": row.usage.get("input_tokens", 0),
+                 "output_tokens": row.usage.get("output_tokens", 0),
+                 "checks": json.dumps(row.checks, ensure_ascii=False)}
+        writer.writerow({k: as_text_cell(v) for k, v in cells.items()})
     _write_atomic(path, buffer.getvalue())
 
 

@@ -6,10 +6,12 @@ signature uses the same types, so its typed UI form and this model cannot disagr
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import ErrorDetails
 
+from contentmill.errors import InvalidRequest
 from contentmill.settings import Settings
 
 Language = Literal["en", "zh"]
@@ -39,6 +41,37 @@ SceneEdits = Annotated[
 ]
 
 DEFAULT_STYLE = "friendly and clear"
+# How a problem names each parameter, in the words of a person filling in the form.
+_NOUNS = {
+    "topic": "a topic", "language": "the language", "seconds": "the length in seconds", "style": "a style",
+    "voice": "a voice name", "text_model": "the text model", "speech_model": "the speech model",
+    "orientation": "the orientation", "resolution": "the resolution", "fps": "the frame rate", "tags": "a tag",
+    "scene_edits": "a scene edit", "reuse_similar": "reuse_similar",
+}  # fmt: skip
+
+
+def problem(error: ErrorDetails) -> str:
+    """One validation error as a few words that say what to fix, e.g. "a topic is at most 200 characters"."""
+    field = str(error["loc"][0]) if error["loc"] else "the request"
+    noun, ctx, given = _NOUNS.get(field, field), error.get("ctx", {}), error.get("input")
+    match error["type"]:
+        case "string_too_long":
+            return f"{noun} is at most {ctx['max_length']} characters (this one has {len(str(given))})"
+        case "string_too_short":
+            return f"{noun} must not be empty"
+        case "greater_than_equal":
+            return f"{noun} is at least {ctx['ge']} (got {given!r})"
+        case "less_than_equal":
+            return f"{noun} is at most {ctx['le']} (got {given!r})"
+        case "literal_error":
+            return f"{noun} is {ctx['expected']} (got {given!r})"
+        case "string_pattern_mismatch":
+            return f"{noun} is named as provider:model, e.g. openai:gpt-4o-mini (got {given!r})"
+        case "extra_forbidden":
+            return f"unknown parameter {field!r}: the parameters are {', '.join(_NOUNS)}"
+        case "value_error":
+            return str(ctx["error"])
+    return f"{noun}: {error['msg']}"
 
 
 class VideoRequest(BaseModel):
@@ -60,12 +93,20 @@ class VideoRequest(BaseModel):
     scene_edits: SceneEdits = Field(default_factory=dict)
     reuse_similar: ReuseSimilar = True
 
+    @classmethod
+    def checked(cls, **fields: Any) -> VideoRequest:
+        """The request, or InvalidRequest saying in one line what to fix (rather than pydantic's report)."""
+        try:
+            return cls(**fields)
+        except ValidationError as exc:
+            raise InvalidRequest("; ".join(problem(error) for error in exc.errors())) from None
+
     @field_validator("topic", "style")
     @classmethod
-    def _one_line(cls, value: str) -> str:
+    def _one_line(cls, value: str, info: ValidationInfo) -> str:
         cleaned = " ".join(value.split())
         if not cleaned:
-            raise ValueError("must not be blank")
+            raise ValueError(f"{_NOUNS[str(info.field_name)]} must not be blank")
         return cleaned
 
     @field_validator("scene_edits")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import pytest
 from products_helpers import COLUMNS, SHARED_CATALOG, product_row, write_catalog
 
 from contentmill.errors import ConfigError
-from contentmill.products.catalog import product_id, read_catalog
+from contentmill.products.catalog import CELL_LIMIT, csv_records, product_id, read_catalog
 from contentmill.products.checks import run_checks
 from contentmill.products.config import Checks, Columns, ProductsConfig, load_config
 from contentmill.products.prompts import Item, build_request, parse_answer
@@ -49,6 +51,50 @@ def test_a_jsonl_catalog_with_its_own_columns_and_a_broken_line(tmp_path: Path) 
     assert [e.row for e in catalog.errors] == [2, 3]
     with pytest.raises(ConfigError, match="no catalog file"):
         read_catalog(tmp_path / "missing.csv", columns)
+
+
+@pytest.mark.parametrize("text", [
+    'a,b\r\n1,2\r\n', 'a,b\n"x\ny",2\n', 'a,"b""c",d\n', 'a,b"c,d\n', '"a"b,c\n', 'a,b\r\r\n\n1,2',
+    '\n\n', '"unclosed,a\nb', 'a,b,\n,,\n', '"",""\n', '"a""",b\r', 'x\r\ny\rz\n', '"a\r\nb"\r\n,"é"',
+])
+def test_records_are_split_where_the_csv_module_splits_them_whatever_the_pieces(text: str) -> None:
+    expected = [row for row in csv.reader(io.StringIO(text, newline="")) if row]
+    for piece in (1, 2, 3, 5, 1 << 20):
+        records = list(csv_records(io.StringIO(text, newline=""), piece))
+        assert all(not over for _, over in records)
+        assert [row for record, _ in records if (row := next(csv.reader((record,)), []))] == expected
+
+
+def test_a_cell_is_measured_as_read_and_one_over_the_limit_is_left_out() -> None:
+    cells = [f'"say ""hi"",{"x" * (CELL_LIMIT - 9)}"', f'"say ""hi"",{"x" * (CELL_LIMIT - 8)}"']  # 4 more written
+    text = f"a,{cells[0]},c\nd,{cells[1]},f\ng,h,i\n"
+    (within, none), (beyond, over), (last, _) = csv_records(io.StringIO(text, newline=""), 4096)
+    assert none == {} and len(next(csv.reader((within,)))[1]) == CELL_LIMIT
+    assert over == {1: CELL_LIMIT + 1} and next(csv.reader((beyond,))) == ["d", "", "f"]
+    assert last == "g,h,i\n"
+
+
+def test_a_header_over_the_limit_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "wide.csv"
+    path.write_text("id," + "n" * (CELL_LIMIT + 1) + "\nx,y\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="a cell of the header row holds"):
+        read_catalog(path, Columns())
+
+
+def test_a_jsonl_line_over_the_limit_or_beyond_pythons_reach_is_its_rows_error(tmp_path: Path) -> None:
+    path = tmp_path / "items.jsonl"
+    lines = [json.dumps({"sku": "A-1", "title": "Linen Apron"}),
+             json.dumps({"sku": "A-2", "title": "Oak Spoon", "about": "x" * (CELL_LIMIT + 1)}),
+             '{"sku": "A-3", "title": "Tea Towel", "stock": ' + "9" * 5000 + "}",
+             "[" * 100_000, json.dumps({"sku": "A-5", "title": "Bread Knife"})]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    columns = Columns(id="sku", name="title", brand=None, category=None, price=None, about="about", specs=None)
+    catalog = read_catalog(path, columns)
+    assert [p.id for p in catalog.products] == ["A-1", "A-5"]
+    reasons = {e.row: e.reason for e in catalog.errors}
+    assert reasons[2].startswith("the line holds") and f"{CELL_LIMIT:,}" in reasons[2]
+    assert reasons[3].startswith("unparsable:") and "digits" in reasons[3]
+    assert reasons[4] == "unparsable: arrays or objects nested too deeply"
 
 
 def test_tier_rules_by_category_price_flag_and_sku(tmp_path: Path) -> None:

