@@ -7,6 +7,9 @@ import asyncio
 import math
 import multiprocessing
 import multiprocessing.synchronize
+import signal
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -240,3 +243,41 @@ async def test_a_reservation_of_a_process_that_died_is_swept_once_by_another(tmp
     assert not await first.reconcile(held, [0.1])  # a late settlement charges nothing more
     await first.aclose()
     await second.aclose()
+
+
+HOLD = """
+import asyncio, sys
+from pathlib import Path
+from contentmill.gateway.admission import Claim
+from contentmill.gateway.admission_sqlite import SQLiteAdmission
+
+async def hold() -> None:
+    admission = SQLiteAdmission(Path(sys.argv[1]))
+    await admission.acquire([Claim("budget", "counter", 0.4, 1.0, ttl_s=3600.0)], ttl_s=3600.0)
+    print("held", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(hold())
+"""
+
+
+async def test_a_killed_processs_reservation_is_swept_at_once_not_at_its_deadline(tmp_path: Path) -> None:
+    path = tmp_path / "admission.sqlite3"
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        sweeper = SQLiteAdmission(path)
+        assert await sweeper.orphans() == []  # alive: an hour from its deadline, not an orphan
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        [orphan] = await sweeper.orphans()  # gone: charged now, as reserved
+        assert orphan.claims[0].amount == pytest.approx(0.4)
+        [(room, reserved)] = await sweeper.levels([counter(0)])
+        assert room == pytest.approx(0.6) and reserved == pytest.approx(0.0)
+        assert await sweeper.orphans() == []
+        await sweeper.aclose()
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()

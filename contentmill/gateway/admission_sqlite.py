@@ -5,7 +5,8 @@ buckets and counters its claims name, applies the same arithmetic as ``MemoryAdm
 them back with the reservation. SQLite lets one writer in at a time across every process that opens the file, so
 two CLI runs, a Prefect worker and ``contentmill serve`` on one machine never together pass a hard budget, a quota
 or a vendor's RPM/TPM. Reservations live in the file too: those of a process killed mid-call are found and
-charged as reserved by the next sweep in any process (no journal is needed). Committed transactions survive the
+charged as reserved by the next sweep in any process (no journal is needed): at once when that process ran on
+this machine and is gone, else when its deadline passes. Committed transactions survive the
 death of the process that made them (WAL, ``synchronous=NORMAL``).
 
 Invariants (as for the other backends, property-tested over all three in tests/test_admission.py): a counter's
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -34,9 +37,42 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS buckets (key TEXT PRIMARY KEY, tokens REAL NOT NULL, stamp REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, used REAL NOT NULL, reserved REAL NOT NULL, "
     "expires REAL)",  # NULL: a counter without a window
-    "CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, body TEXT NOT NULL, deadline REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, body TEXT NOT NULL, deadline REAL NOT NULL, "
+    "owner TEXT NOT NULL DEFAULT '')",  # host:pid:start of the process that made it
     "CREATE INDEX IF NOT EXISTS reservations_by_deadline ON reservations (deadline)",
 )
+
+
+def _started(pid: int) -> str:
+    """When the process started, in clock ticks since boot (Linux), so a reused pid is told apart; '' elsewhere,
+    and 'Z' for a process that has exited and waits to be reaped."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return ""
+    return "Z" if fields[0] == "Z" else fields[19]  # state, and field 22: counted after the command's name
+
+
+OWNER = f"{socket.gethostname()}:{os.getpid()}:{_started(os.getpid())}"
+
+
+def dead(owner: str) -> bool:
+    """Whether the process that made a reservation is known to be gone: it ran on this machine and its pid is
+    free or now names another process. Unknown (another machine, no /proc): not dead; its deadline decides."""
+    host, _, rest = owner.partition(":")
+    pid_text, _, started = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit() or not started:
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, another user's
+    return _started(pid) not in (started, "")
 
 
 class SQLiteAdmission(Admission):
@@ -106,8 +142,8 @@ class SQLiteAdmission(Admission):
             outcome = books.acquire(claims, self._clock(), ttl_s, payload)
             if isinstance(outcome, Reservation):
                 self._store(conn, books)
-                conn.execute("INSERT INTO reservations (id, body, deadline) VALUES (?, ?, ?)",
-                             (outcome.id, outcome.to_json(), outcome.deadline))
+                conn.execute("INSERT INTO reservations (id, body, deadline, owner) VALUES (?, ?, ?, ?)",
+                             (outcome.id, outcome.to_json(), outcome.deadline, OWNER))
             return outcome
 
     async def reconcile(self, reservation: Reservation, actual: Sequence[float]) -> bool:
@@ -139,15 +175,17 @@ class SQLiteAdmission(Admission):
             self._store(conn, books)
 
     async def orphans(self, now: float | None = None) -> list[Reservation]:
+        """Reservations past their deadline, and at once those of a process of this machine that has died."""
         return await asyncio.to_thread(self._orphans, self._clock() if now is None else now)
 
     def _orphans(self, now: float) -> list[Reservation]:
         with self._transaction() as conn:
-            late = [Reservation.from_json(body) for (body,) in
-                    conn.execute("SELECT body FROM reservations WHERE deadline <= ?", (now,)).fetchall()]
+            rows = conn.execute("SELECT body, deadline, owner FROM reservations").fetchall()
+            late = [Reservation.from_json(body) for body, deadline, owner in rows if deadline <= now or dead(owner)]
             if late:
                 books = self._load(conn, [claim for reservation in late for claim in reservation.claims])
                 for reservation in late:
+                    reservation.deadline = min(reservation.deadline, now)  # its process is gone: late now
                     books.open[reservation.id] = reservation
                 books.take_late(now)
                 self._store(conn, books)
