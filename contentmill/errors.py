@@ -20,6 +20,7 @@ Every error a user can see is one of these; each message says what to fix::
     │   ├── ProviderUnavailable      5xx or connection failure
     │   ├── ProviderTimeout          no answer in time
     │   ├── MalformedResponse        the answer could not be read
+    │   │   └── UnusableAnswer       read, with the usage it bills, but no usable content: billed, never retried
     │   └── EngineCrashed            a local engine's process died mid-call (the signal is named); restarted next call
     ├── InvalidRequest               a parameter of a request is out of its range or malformed (names it and its limit)
     ├── RoutingError                 no candidate model can take the work (none usable, none meets a quality floor)
@@ -37,6 +38,11 @@ Every error a user can see is one of these; each message says what to fix::
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for annotations only: metering imports this module
+    from contentmill.metering import ReportedUsage
 
 
 class ContentmillError(Exception):
@@ -170,6 +176,18 @@ class ProviderTimeout(ProviderError):
 
 class MalformedResponse(ProviderError):
     retryable = True
+
+
+class UnusableAnswer(MalformedResponse):
+    """The vendor answered and reported the usage it bills, but the content cannot be used. The usage is billed
+    (``reported``); the call is not retried, since a retry would be paid for again."""
+
+    retryable = False
+
+    def __init__(self, message: str, reported: ReportedUsage, *, provider: str = "", model: str = "",
+                 request_id: str | None = None) -> None:
+        self.reported = reported
+        super().__init__(message, provider=provider, model=model, request_id=request_id)
 
 
 class EngineCrashed(ProviderError):

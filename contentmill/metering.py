@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import math
 import os
 import struct
 import tempfile
@@ -75,6 +77,85 @@ class Usage:
 
     def with_estimate(self, estimated: bool) -> Usage:
         return replace(self, estimated=estimated)
+
+
+# How far a vendor's token counts may go past what the gateway counted before they are refused as not this
+# call's (the call is then billed at its reserved estimate): input within the model's context window, or within
+# 10% + 32 tokens of our count (vendors frame messages their own way) where that is more or no window is known;
+# output within max_tokens + 16 (an end-of-turn token or two counted past the limit).
+INPUT_SLACK_SHARE = 0.10
+INPUT_SLACK_TOKENS = 32
+OUTPUT_SLACK_TOKENS = 16
+MAX_FIGURES_CHARS = 200  # the vendor's usage block kept in a ledger row is cut to this length
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedUsage:
+    """A vendor's usage block as it came: ``figures`` is the block as sent (short enough for a ledger row);
+    ``usage`` its counts when each is a non-negative integer, else None with ``problem`` saying what is wrong."""
+
+    figures: str
+    usage: Usage | None = None
+    problem: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.usage is None) == (self.problem is None):
+            raise ValueError("a reported usage has either its counts or a problem")
+
+
+def usage_figures(block: Any) -> str:
+    """A vendor's usage block as compact, printable JSON of at most MAX_FIGURES_CHARS characters."""
+    try:
+        text = json.dumps(block, separators=(",", ":"), default=repr)
+    except ValueError:  # a circular structure: only hand-built data, never decoded JSON
+        text = repr(block)
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= MAX_FIGURES_CHARS else text[: MAX_FIGURES_CHARS - 3] + "..."
+
+
+def read_count(block: Mapping[str, Any], name: str, *, required: bool = True) -> tuple[int, str | None]:
+    """``block[name]`` as a token count, or 0 and what is wrong with it (a missing optional count is 0)."""
+    if name not in block:
+        return 0, f"{name} is missing" if required else None
+    value = block[name]
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    if value is None:
+        return 0, f"{name} is null"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0, f"{name} is not a number ({shown})"
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return 0, f"{name} is not a whole number ({shown})"
+    if value < 0:
+        return 0, f"{name} is negative ({shown})"
+    return int(value), None
+
+
+def usage_ceiling(estimate: Usage, context_window: int | None = None, windows: int = 1) -> Usage:
+    """The most a call reserved at ``estimate`` (input counted, output its max_tokens) could have used; an
+    embedding call of several texts has a context window per text (``windows``)."""
+    counted = math.ceil(round(estimate.input_tokens * (1 + INPUT_SLACK_SHARE), 6)) + INPUT_SLACK_TOKENS
+    max_input = max(counted, (context_window or 0) * windows)
+    return Usage(input_tokens=max_input, output_tokens=estimate.output_tokens + OUTPUT_SLACK_TOKENS,
+                 cached_input_tokens=max_input)
+
+
+def usage_problem(usage: Usage, ceiling: Usage) -> str | None:
+    """Why ``usage`` cannot be what a call bounded by ``ceiling`` used, or None when it can."""
+    for name in ("input_tokens", "output_tokens", "cached_input_tokens", "characters", "images"):
+        if getattr(usage, name) < 0:
+            return f"{name} is negative ({getattr(usage, name)})"
+    if not (math.isfinite(usage.seconds) and usage.seconds >= 0):
+        return f"seconds is not a duration ({usage.seconds})"
+    if usage.input_tokens > ceiling.input_tokens:
+        return (f"{usage.input_tokens} input tokens is more than the call could have sent "
+                f"(at most {ceiling.input_tokens})")
+    if usage.output_tokens > ceiling.output_tokens:
+        allowed = ceiling.output_tokens - OUTPUT_SLACK_TOKENS
+        return (f"{usage.output_tokens} output tokens is more than max_tokens {allowed} allows "
+                f"(at most {ceiling.output_tokens})")
+    if usage.cached_input_tokens > usage.input_tokens:
+        return f"{usage.cached_input_tokens} cached input tokens is more than its {usage.input_tokens} input tokens"
+    return None
 
 
 def _tiktoken_cache_dir() -> Path:

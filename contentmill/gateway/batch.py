@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -31,18 +31,19 @@ from contentmill.errors import (
     ProviderError,
     ProviderUnavailable,
     RequestTooLarge,
+    UnusableAnswer,
 )
 from contentmill.gateway.admission import Claim, Reservation
 from contentmill.gateway.policy import NO_LIMITS, CallFacts, CallLimits, Unit, units
 from contentmill.ledger import CallRecord
-from contentmill.metering import Usage
+from contentmill.metering import ReportedUsage, Usage, usage_ceiling
 from contentmill.providers.base import TextRequest
 from contentmill.providers.batch import BatchAnswer, BatchClient, BatchStatus, as_requests
 from contentmill.providers.openai_compat import OpenAICompatTextModel
 from contentmill.settings import Settings
 
 if TYPE_CHECKING:
-    from contentmill.gateway.core import Gateway, Generation
+    from contentmill.gateway.core import Bill, Gateway, Generation
 
 log = logging.getLogger("contentmill.gateway.batch")
 WINDOW_S = 24 * 3600.0
@@ -389,35 +390,47 @@ async def wait_and_collect(gateway: Gateway, batch_id: str, *, timeout_s: float,
 
 async def _settle(gateway: Gateway, pending: PendingBatch, found: BatchStatus, answers: Mapping[str, BatchAnswer],
                   info: ModelInfo) -> BatchOutcome:
-    from contentmill.gateway.core import Generation
+    from contentmill.gateway.core import Generation, bill
 
     reservation = Reservation.from_json(pending.reservation)
     latency = max(0.0, time.time() - pending.submitted_at)
     actual: dict[str, float] = {claim.key: 0.0 for claim in reservation.claims}
     results: dict[str, BatchItemResult] = {}
     total = 0.0
+    def charge(item: PendingItem, usage: Usage | None, reported: ReportedUsage | None) -> Bill:
+        """What one answer is billed (its usage checked as an online call's is), added to the claims."""
+        nonlocal total
+        billed = bill(info, item.estimate, usage_ceiling(item.estimate, info.context_window), usage, reported,
+                      batch=True)
+        total += billed.cost_usd
+        for key, unit in item.claims:
+            amount = billed.cost_usd if unit == "usd" else units(billed.usage, cast(Unit, unit))
+            actual[key] = actual.get(key, 0.0) + amount
+        return billed
+
     for item in pending.items:
         answer = answers.get(item.custom_id)
         result = answer.result if answer is not None else None
         if result is None:
             error = (answer.error if answer is not None else None) or _missing(found, info.name)
-            gateway._record(CallRecord.from_error(
+            record = CallRecord.from_error(
                 error, model=info.name, api_type="text", estimate=item.estimate, tags=item.tags,
                 latency_s=latency, request_hash=item.request_hash, reserved_usd=item.reserved_usd,
-                reservation_id=reservation.id))
+                reservation_id=reservation.id)
+            if isinstance(error, UnusableAnswer):  # it reports usage: the vendor bills it, so is it billed here
+                billed = charge(item, error.reported.usage, error.reported)
+                record = billed.mark(replace(record, usage=billed.usage, cost_usd=billed.cost_usd))
+            gateway._record(record)
             results[item.custom_id] = BatchItemResult(item.custom_id, error=f"{type(error).__name__}: {error}",
                                                       request_hash=item.request_hash)
             continue
-        cost = info.cost(result.usage, batch=True)
-        total += cost
-        for key, unit in item.claims:
-            actual[key] = actual.get(key, 0.0) + (cost if unit == "usd" else units(result.usage, cast(Unit, unit)))
-        gen = Generation(model=info.name, usage=result.usage, cost_usd=cost, estimate=item.estimate,
+        billed = charge(item, result.usage, result.reported)
+        gen = Generation(model=info.name, usage=billed.usage, cost_usd=billed.cost_usd, estimate=item.estimate,
                          latency_s=latency, request_id=result.request_id, text=result.text,
                          finish_reason=result.finish_reason, tags=item.tags)
-        gateway._record(CallRecord.from_generation(
+        gateway._record(billed.mark(CallRecord.from_generation(
             gen, api_type="text", request_hash=item.request_hash, reserved_usd=item.reserved_usd,
-            reservation_id=reservation.id, cache_status="off" if item.cache_key is None else "miss"))
+            reservation_id=reservation.id, cache_status="off" if item.cache_key is None else "miss")))
         await _remember(gateway, item, gen)
         results[item.custom_id] = BatchItemResult(item.custom_id, gen, request_hash=item.request_hash)
     await gateway.admission.reconcile(reservation, [actual.get(c.key, 0.0) for c in reservation.claims])

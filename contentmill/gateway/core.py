@@ -5,6 +5,12 @@ same request was paid for before; admit it against every rate limit, quota and b
 the most it can cost (atomically, and durably before the provider is called); call the provider with retries,
 falling back to the next model on failures retries cannot fix; then meter the reported usage, settle the
 reservation, write the ledger row and let the alert rules see it.
+
+A vendor's usage is billed only when it can be this call's: counts that are non-negative integers within what the
+call could have used (``metering.usage_ceiling``). Otherwise the call is billed at the estimate it reserved,
+marked estimated and flagged, the vendor's figures kept in its row, and the ``usage_rejected`` alert fires. An
+answer whose content is unusable but which reports usage is billed too (one row, outcome error). Every answer
+the vendor gave gets its ledger row, whatever it said.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from contentmill.errors import (
     RateLimited,
     RequestTooLarge,
     UnpricedModel,
+    UnusableAnswer,
 )
 from contentmill.gateway.admission import Admission, Claim, MemoryAdmission, Refusal, Reservation
 from contentmill.gateway.admission_redis import RedisAdmission
@@ -56,7 +63,15 @@ from contentmill.ledger import (
     WebhookSink,
     settings_url,
 )
-from contentmill.metering import TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMING, Usage
+from contentmill.metering import (
+    TOKENS_PER_MESSAGE,
+    TOKENS_REPLY_PRIMING,
+    ReportedUsage,
+    Usage,
+    usage_ceiling,
+    usage_figures,
+    usage_problem,
+)
 from contentmill.providers.base import (
     EmbeddingModel,
     EmbeddingRequest,
@@ -154,6 +169,45 @@ class _Call:
     limits: CallLimits = NO_LIMITS
     metered: list[Metered] = field(default_factory=list)
     reservation: Reservation | None = None
+    ceiling: Usage | None = None  # the most the call could have used; None: its usage is not the vendor's
+
+
+@dataclass(frozen=True, slots=True)
+class Bill:
+    """What a call is charged: the usage it reported when that can be this call's, else the estimate it reserved
+    (then ``problem`` says why and ``figures`` keeps what the vendor sent)."""
+
+    usage: Usage
+    cost_usd: float
+    figures: str | None = None
+    problem: str | None = None
+
+    def mark(self, record: CallRecord) -> CallRecord:
+        """The call's ledger row, flagged with the vendor's figures when they were not billed."""
+        if self.problem is None:
+            return record
+        return record.usage_rejected(self.figures or "", self.problem)
+
+
+def bill(info: ModelInfo, estimate: Usage, ceiling: Usage | None, usage: Usage | None,
+         reported: ReportedUsage | None, *, batch: bool = False) -> Bill:
+    """Check the usage a vendor reported before it is billed; what cannot be the call's is billed at ``estimate``.
+
+    A vendor's counts (``reported``) must be non-negative integers within ``ceiling``; our own counts and those
+    of local engines and fakes (no ``reported``) are billed as they are.
+    """
+    problem = reported.problem if reported is not None else None
+    if problem is None and reported is not None and usage is not None and ceiling is not None:
+        problem = usage_problem(usage, ceiling)
+    if problem is None and usage is not None:
+        return Bill(usage, info.cost(usage, batch=batch))
+    fallback = estimate.with_estimate(True)
+    figures = reported.figures if reported is not None else usage_figures(usage.as_dict() if usage else None)
+    return Bill(fallback, info.cost(fallback, batch=batch), figures, problem or "the answer reports no usage")
+
+
+def _reported(result: Result) -> ReportedUsage | None:
+    return result.reported if isinstance(result, TextResult | EmbeddingResult) else None
 
 
 class Gateway:
@@ -327,7 +381,8 @@ class Gateway:
         key = text_key(request, model=name, tenant=tags.get("team") or DEFAULT_TENANT,
                        template_version=template_version, shareable=shareable) if self._caching(cache) else None
         call = _Call(info, estimate, info.cost(estimate), tags,
-                     key.digest if key else _request_hash(name, request, template_version), limits)
+                     key.digest if key else _request_hash(name, request, template_version), limits,
+                     ceiling=usage_ceiling(estimate, info.context_window))
         return call, key, provider
 
     async def _streamed(self, call: _Call, key: CacheKey | None, provider: TextModel, request: TextRequest,
@@ -337,16 +392,17 @@ class Gateway:
         if usage is None:  # stopped or failed before the vendor's usage: bill what it produced, as an estimate
             usage = Usage(input_tokens=call.estimate.input_tokens, output_tokens=provider.count_tokens(end.text),
                           estimated=True)
-        cost = call.info.cost(usage)
+        billed = bill(call.info, call.estimate, call.ceiling, usage, end.reported)
+        usage, cost = billed.usage, billed.cost_usd
         await self._settle(call, usage, cost)
         gen = Generation(model=call.info.name, usage=usage, cost_usd=cost, estimate=call.estimate,
                          latency_s=time.perf_counter() - started, attempts=attempts, request_id=end.request_id,
                          text=end.text, finish_reason=end.finish_reason or ("stop" if end.error is None else None),
                          tags=call.tags)
-        record = CallRecord.from_generation(
+        record = billed.mark(CallRecord.from_generation(
             gen, api_type="text", request_hash=call.request_hash, reserved_usd=call.reserved_usd,
             reservation_id=call.reservation.id if call.reservation else None,
-            cache_status="off" if key is None else "miss")
+            cache_status="off" if key is None else "miss"))
         if end.error is not None:
             self.health.failed(call.info.name)
             record = replace(record, outcome="error", error_type=type(end.error).__name__)
@@ -408,6 +464,7 @@ class Gateway:
             key = embedding_key(request, model=name, tenant=tags.get("team") or DEFAULT_TENANT,
                                 shareable=shareable) if self._caching(cache) else None
             call = _priced_call(info, Usage(input_tokens=tokens, estimated=True), tags, key, request, limits)
+            call.ceiling = usage_ceiling(call.estimate, info.context_window, windows=len(request.inputs))
             return await self._run(call, key, lambda: provider.embed(request), _embedding_codec, wait_s)
 
         return await self._with_fallbacks([model, *fallbacks], attempt)
@@ -463,12 +520,12 @@ class Gateway:
         """The cache in front of the money path of one model."""
 
         async def produce() -> Generation:
-            result, attempts, started = await self._admitted_call(call, invoke, wait_s)
-            gen = _generation(call, result, attempts, time.perf_counter() - started)
-            self._record(CallRecord.from_generation(
+            result, billed, attempts, started = await self._admitted_call(call, invoke, wait_s)
+            gen = _generation(call, result, billed, attempts, time.perf_counter() - started)
+            self._record(billed.mark(CallRecord.from_generation(
                 gen, api_type=call.info.modality, request_hash=call.request_hash, reserved_usd=call.reserved_usd,
                 reservation_id=call.reservation.id if call.reservation else None,
-                cache_status="off" if key is None else "miss"))
+                cache_status="off" if key is None else "miss")))
             return gen
 
         return await produce() if key is None else await self._cached(call, key, produce, codec)
@@ -520,14 +577,15 @@ class Gateway:
         return gen
 
     async def _admitted_call(self, call: _Call, invoke: Callable[[], Awaitable[Result]], wait_s: float | None
-                             ) -> tuple[Result, int, float]:
-        """Admit, call with retries, settle and record: the money path of one call."""
+                             ) -> tuple[Result, Bill, int, float]:
+        """Admit, call with retries and settle what the answer is billed: the money path of one call."""
         await self._open(call, wait_s)
         started = time.perf_counter()
         result, attempts = await self._invoke(call, invoke, started)
-        await self._settle(call, result.usage, call.info.cost(result.usage))
+        billed = bill(call.info, call.estimate, call.ceiling, result.usage, _reported(result))
+        await self._settle(call, billed.usage, billed.cost_usd)
         self.health.succeeded(call.info.name)
-        return result, attempts, started
+        return result, billed, attempts, started
 
     async def _open(self, call: _Call, wait_s: float | None) -> None:
         """Claim every limit that applies and reserve them at once; a refusal is recorded and raised."""
@@ -543,13 +601,19 @@ class Gateway:
         try:
             return await call_with_retries(invoke, self.retry)
         except ProviderError as error:
-            await self._settle(call, Usage(), 0.0)
+            # An answer that reports usage is billed even when its content is unusable; other failures cost 0.
+            billed = (bill(call.info, call.estimate, call.ceiling, error.reported.usage, error.reported)
+                      if isinstance(error, UnusableAnswer) else None)
+            await self._settle(call, billed.usage if billed else Usage(), billed.cost_usd if billed else 0.0)
             self.health.failed(call.info.name)
-            self._record(CallRecord.from_error(
+            record = CallRecord.from_error(
                 error, model=call.info.name, api_type=call.info.modality, estimate=call.estimate, tags=call.tags,
                 retries=self.retry.max_retries if error.retryable else 0, latency_s=time.perf_counter() - started,
                 request_hash=call.request_hash, reserved_usd=call.reserved_usd,
-                reservation_id=call.reservation.id if call.reservation else None))
+                reservation_id=call.reservation.id if call.reservation else None)
+            if billed is not None:
+                record = billed.mark(replace(record, usage=billed.usage, cost_usd=billed.cost_usd))
+            self._record(record)
             raise
         except BaseException:
             await self._settle(call, Usage(), 0.0)  # cancelled: nothing was delivered, hold nothing
@@ -665,9 +729,9 @@ def _request_hash(model: str, request: TextRequest | SpeechRequest | EmbeddingRe
     return hashlib.sha256(orjson.dumps([model, repr(request), template_version])).hexdigest()
 
 
-def _generation(call: _Call, result: Result, attempts: int, latency_s: float) -> Generation:
+def _generation(call: _Call, result: Result, billed: Bill, attempts: int, latency_s: float) -> Generation:
     common: dict[str, Any] = {
-        "model": call.info.name, "usage": result.usage, "cost_usd": call.info.cost(result.usage),
+        "model": call.info.name, "usage": billed.usage, "cost_usd": billed.cost_usd,
         "estimate": call.estimate, "latency_s": latency_s, "attempts": attempts, "request_id": result.request_id,
         "tags": call.tags,
     }

@@ -5,7 +5,8 @@ first byte is retried, falls back or raises like ``Gateway.generate``. After tha
 it ends in exactly one of three ways, each settled once and written as one ledger row:
 
 - the upstream finishes: billed from its final usage (asked for on every stream), or from counting the
-  streamed text, marked estimated, when the vendor sent none;
+  streamed text, marked estimated, when the vendor sent none; a final usage that cannot be this call's is
+  billed at the reserved estimate instead, flagged, as ``Gateway.generate`` does;
 - the caller stops early (``aclose``, or a client that disconnects): billed for what the upstream produced
   until then, counted and marked estimated;
 - the upstream fails mid-stream: the same count, recorded as an error of that kind; the error is raised.
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from contentmill.errors import ProviderError
-from contentmill.metering import Usage
+from contentmill.metering import ReportedUsage, Usage
 from contentmill.providers.base import TextChunk
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class StreamEnd:
     request_id: str | None = None
     error: ProviderError | None = None
     closed_early: bool = False
+    reported: ReportedUsage | None = None  # the vendor's final usage block as sent
 
 
 class TextStream:
@@ -51,6 +53,7 @@ class TextStream:
         self._finish = finish
         self._parts: list[str] = []
         self._usage: Usage | None = None
+        self._reported: ReportedUsage | None = None
         self._finish_reason: str | None = None
         self._ended = cached is not None
         self._iterating = False
@@ -94,13 +97,16 @@ class TextStream:
         except BaseException:
             await self._end(StreamEnd(self.text, None, None, self.request_id, closed_early=True))
             raise
-        await self._end(StreamEnd(self.text, self._usage, self._finish_reason, self.request_id))
+        await self._end(StreamEnd(self.text, self._usage, self._finish_reason, self.request_id,
+                                  reported=self._reported))
 
     def _take(self, piece: TextChunk) -> None:
         if piece.delta:
             self._parts.append(piece.delta)
         if piece.usage is not None:
             self._usage = piece.usage
+        if piece.reported is not None:
+            self._reported = piece.reported
         if piece.finish_reason is not None:
             self._finish_reason = piece.finish_reason
         self.request_id = piece.request_id or self.request_id

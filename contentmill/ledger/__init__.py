@@ -16,6 +16,7 @@ from contentmill.ledger.alerts import (
     PeriodicRule,
     RecordRule,
     SpendAnomaly,
+    UsageRejected,
     default_rules,
 )
 from contentmill.ledger.anomaly import Anomaly, AnomalyConfig, detect, scan
@@ -36,7 +37,8 @@ __all__ = [
     "Alert", "AlertEngine", "AlertSink", "Anomaly", "AnomalyConfig", "Budget", "BudgetUsed", "CallRecord",
     "ErrorRate", "Forecast", "ForecastOverBudget", "LargeGeneration", "LedgerError", "LedgerStore",
     "LedgerUnavailable", "LedgerWriter", "LogSink", "ModelUnpriced", "PeriodicRule", "PrefectArtifactSink",
-    "RecordRule", "Report", "Reservation", "ReservationClosed", "SpendAnomaly", "UnsafeTag", "WebhookSink",
+    "RecordRule", "Report", "Reservation", "ReservationClosed", "SpendAnomaly", "UnsafeTag", "UsageRejected",
+    "WebhookSink",
     "check_tags", "default_rules", "detect", "forecast_budget", "period_bounds", "project", "report", "scan",
     "settings_url",
 ]

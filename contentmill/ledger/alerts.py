@@ -24,7 +24,7 @@ from typing import ClassVar
 from contentmill.errors import LedgerError
 from contentmill.ledger.anomaly import BUCKET_LENGTH, AnomalyConfig, Metric, scan
 from contentmill.ledger.forecast import RECENT_WEIGHT, RECENT_WINDOW, forecast_budget, period_bounds
-from contentmill.ledger.records import Alert, CallRecord, as_utc, utcnow
+from contentmill.ledger.records import USAGE_PROBLEM_TAG, Alert, CallRecord, as_utc, utcnow
 from contentmill.ledger.report import report
 from contentmill.ledger.sinks import AlertSink, Delivery, LogSink
 from contentmill.ledger.store import LedgerStore
@@ -98,6 +98,27 @@ class ModelUnpriced(RecordRule):
             rule=self.name, severity="warning", subject=record.model, ts=record.ts,
             message=f"{record.model} was refused because it has no price: add it to the catalog file",
             data={"call_id": record.id, **record.tags},
+        )
+
+
+@dataclass
+class UsageRejected(RecordRule):
+    """A vendor reported usage that cannot be what the call used (negative, not a number, past what the call
+    could have sent or produced): the call was billed at its estimate, and the vendor's invoice may disagree."""
+
+    name: ClassVar[str] = "usage_rejected"
+
+    def check(self, record: CallRecord) -> Alert | None:
+        figures = record.vendor_usage
+        if figures is None or not record.flagged:
+            return None
+        problem = record.tags.get(USAGE_PROBLEM_TAG, "")
+        return Alert(
+            rule=self.name, severity="warning", subject=_who(record), ts=record.ts,
+            message=(f"{record.model} reported usage {figures} that cannot be billed ({problem}); the call was "
+                     f"billed at its estimate, {record.cost_usd:.6f} USD, marked estimated: check the vendor's "
+                     f"invoice"),
+            data={"call_id": record.id, "cost_usd": record.cost_usd, "outcome": record.outcome, **record.tags},
         )
 
 
@@ -231,7 +252,8 @@ class SpendAnomaly(PeriodicRule):
 def default_rules() -> list[RecordRule | PeriodicRule]:
     """Every rule with its default configuration."""
     return [
-        LargeGeneration(), ModelUnpriced(), BudgetUsed(), ForecastOverBudget(), ErrorRate(), SpendAnomaly(),
+        LargeGeneration(), ModelUnpriced(), UsageRejected(), BudgetUsed(), ForecastOverBudget(), ErrorRate(),
+        SpendAnomaly(),
     ]
 
 

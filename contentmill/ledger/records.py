@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Literal, Protocol, get_args
@@ -34,6 +34,9 @@ MAX_TAG_VALUE = 256
 TAG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 HEX = re.compile(r"^[0-9a-f]*$")
 ERROR_TYPE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$")
+# Tags of a call whose vendor reported usage that could not be billed: the figures as sent, and why.
+VENDOR_USAGE_TAG = "vendor_usage"
+USAGE_PROBLEM_TAG = "usage_problem"
 
 
 def utcnow() -> datetime:
@@ -151,6 +154,12 @@ def _check_tags(pairs: Iterable[tuple[Any, Any]]) -> dict[str, str]:
             raise LedgerError(f"tag {key!r} is {len(value)} characters; keep tag values to {MAX_TAG_VALUE}")
         checked[key] = value
     return checked
+
+
+def _tag_text(text: str) -> str:
+    """``text`` as a tag value: one printable line of at most MAX_TAG_VALUE characters."""
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= MAX_TAG_VALUE else text[: MAX_TAG_VALUE - 3] + "..."
 
 
 def _one_of(value: str, allowed: tuple[str, ...], what: str) -> None:
@@ -278,6 +287,17 @@ class CallRecord:
             latency_s=latency_s, request_hash=request_hash, reserved_usd=reserved_usd,
             reservation_id=reservation_id, tags=tags or {},
         )
+
+    def usage_rejected(self, figures: str, problem: str) -> CallRecord:
+        """This record flagged, keeping the vendor's usage figures that were not billed and why (as tags)."""
+        kept = {name: "(withheld: it held something like a credential)" if secret_kind(text) else _tag_text(text)
+                for name, text in ((VENDOR_USAGE_TAG, figures), (USAGE_PROBLEM_TAG, problem))}
+        return replace(self, flagged=True, tags={**self.tags, **kept})
+
+    @property
+    def vendor_usage(self) -> str | None:
+        """The vendor's usage figures when they could not be billed (the call was billed at its estimate)."""
+        return self.tags.get(VENDOR_USAGE_TAG)
 
     @property
     def tokens(self) -> int:

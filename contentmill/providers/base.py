@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from contentmill.metering import Usage
+from contentmill.metering import ReportedUsage, Usage
 
 Role = Literal["system", "user", "assistant"]
 
@@ -68,6 +68,7 @@ class TextResult:
     finish_reason: str = "stop"
     request_id: str | None = None
     latency_s: float = 0.0
+    reported: ReportedUsage | None = None  # the vendor's usage block as sent, when it sent one
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,7 @@ class TextChunk:
     usage: Usage | None = None
     finish_reason: str | None = None
     request_id: str | None = None
+    reported: ReportedUsage | None = None  # on the last chunk: the vendor's usage block as sent, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,7 @@ class EmbeddingResult:
     usage: Usage
     request_id: str | None = None
     latency_s: float = 0.0
+    reported: ReportedUsage | None = None  # the vendor's usage block as sent, when it sent one
 
 
 @runtime_checkable

@@ -17,8 +17,15 @@ import httpx
 import orjson
 
 from contentmill.errors import BadRequest, MalformedResponse, ProviderError, ProviderUnavailable
+from contentmill.metering import Usage
 from contentmill.providers.base import TextRequest, TextResult
-from contentmill.providers.openai_compat import _STATUS_ERRORS, OpenAICompatTextModel, _error_message, _usage
+from contentmill.providers.openai_compat import (
+    _STATUS_ERRORS,
+    OpenAICompatTextModel,
+    _error_message,
+    _unusable,
+    _usage,
+)
 
 ENDPOINT = "/v1/chat/completions"
 COMPLETION_WINDOW = "24h"
@@ -185,21 +192,21 @@ class BatchClient:
             message = _error_message(orjson.dumps(error)) if error else f"HTTP {status}"
             return BatchAnswer(custom_id, error=cls(message, provider=self.provider, model=self.model.name,
                                                     status=status or None, request_id=request_id))
+        reported = _usage(body.get("usage")) if isinstance(body, dict) else None
         try:
             choice = body["choices"][0]
             text = choice["message"].get("content") or ""
             finish = choice.get("finish_reason") or "stop"
         except (KeyError, IndexError, TypeError, AttributeError):
-            return BatchAnswer(custom_id, error=MalformedResponse(
-                "a batch answer has no choices[0].message", provider=self.provider, model=self.model.name,
-                request_id=request_id))
-        usage = _usage(body.get("usage"))
-        if usage is None:
+            return BatchAnswer(custom_id, error=_unusable(
+                "it has no choices[0].message", reported, self.provider, self.model.name, request_id))
+        if reported is None:
             return BatchAnswer(custom_id, error=MalformedResponse(
                 "a batch answer reports no usage, so it cannot be billed", provider=self.provider,
                 model=self.model.name, request_id=request_id))
+        usage = reported.usage or Usage(estimated=True)  # unreadable counts: the gateway bills the item's estimate
         return BatchAnswer(custom_id, TextResult(text, self.model.name, usage, finish, request_id or body.get("id"),
-                                                 0.0))
+                                                 0.0, reported))
 
 
 def as_requests(items: Sequence[tuple[str, TextRequest]]) -> dict[str, TextRequest]:

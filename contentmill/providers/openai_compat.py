@@ -28,8 +28,9 @@ from contentmill.errors import (
     ProviderRateLimited,
     ProviderTimeout,
     ProviderUnavailable,
+    UnusableAnswer,
 )
-from contentmill.metering import Usage, count_message_tokens, count_tokens
+from contentmill.metering import ReportedUsage, Usage, count_message_tokens, count_tokens, read_count, usage_figures
 from contentmill.providers.base import (
     EmbeddingRequest,
     EmbeddingResult,
@@ -181,19 +182,49 @@ def _parse_json(response: httpx.Response, provider: str, model: str) -> dict[str
             request_id=response.headers.get("x-request-id"),
         ) from None
     if not isinstance(data, dict):
-        raise MalformedResponse("the answer is not a JSON object", provider=provider, model=model)
+        raise MalformedResponse("the answer is not a JSON object", provider=provider, model=model,
+                                request_id=response.headers.get("x-request-id"))
     return data
 
 
-def _usage(raw: Any) -> Usage | None:
-    if not isinstance(raw, dict):
+def _usage(raw: Any, *, output: bool = True) -> ReportedUsage | None:
+    """The vendor's usage block, None when it sent none. Its counts are read only when each is a non-negative
+    integer; anything else (null, negative, text, fractions) is kept as sent with what is wrong, never guessed
+    at, and never raised as if the caller's input were at fault. Embeddings report no output (``output``)."""
+    if raw is None:
         return None
-    details = raw.get("prompt_tokens_details") or {}
-    return Usage(
-        input_tokens=int(raw.get("prompt_tokens") or 0),
-        output_tokens=int(raw.get("completion_tokens") or 0),
-        cached_input_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
-    )
+    figures = usage_figures(raw)
+    if not isinstance(raw, dict):
+        return ReportedUsage(figures, problem="the usage block is not a JSON object")
+    counts = {}
+    for name, required in (("prompt_tokens", True), ("completion_tokens", output)):
+        counts[name], problem = read_count(raw, name, required=required)
+        if problem is not None:
+            return ReportedUsage(figures, problem=problem)
+    details = raw.get("prompt_tokens_details")
+    cached = 0
+    if isinstance(details, dict) and details.get("cached_tokens") is not None:  # optional, often null
+        cached, problem = read_count(details, "cached_tokens")
+        if problem is not None:
+            return ReportedUsage(figures, problem="prompt_tokens_details." + problem)
+    usage = Usage(input_tokens=counts["prompt_tokens"], output_tokens=counts["completion_tokens"] if output else 0,
+                  cached_input_tokens=cached)
+    return ReportedUsage(figures, usage)
+
+
+def _unusable(problem: str, reported: ReportedUsage | None, provider: str, model: str,
+              request_id: str | None) -> MalformedResponse:
+    """An answer whose content cannot be used: when it reports usage the vendor bills it, so it is billed and not
+    retried (UnusableAnswer); without usage it may be retried like any unreadable answer."""
+    if reported is None:
+        return MalformedResponse(f"the vendor's answer cannot be used: {problem}", provider=provider, model=model,
+                                 request_id=request_id)
+    return UnusableAnswer(f"the vendor's answer cannot be used: {problem}; the usage it reports is billed and the "
+                          "call is not retried", reported, provider=provider, model=model, request_id=request_id)
+
+
+def _text_id(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 class OpenAICompatTextModel:
@@ -240,22 +271,22 @@ class OpenAICompatTextModel:
         started = time.perf_counter()
         response = await self.client.post("/chat/completions", self._payload(request, False), self.name)
         data = _parse_json(response, self.client.provider, self.name)
+        reported = _usage(data.get("usage"))
         try:
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
             finish = choice.get("finish_reason") or "stop"
         except (KeyError, IndexError, TypeError, AttributeError):
-            raise MalformedResponse(
-                "the answer has no choices[0].message", provider=self.client.provider, model=self.name,
-                request_id=response.headers.get("x-request-id"),
-            ) from None
-        usage = _usage(data.get("usage")) or self._estimate(request, text)
-        request_id = response.headers.get("x-request-id") or data.get("id")
-        return TextResult(text, self.name, usage, finish, request_id, time.perf_counter() - started)
+            raise _unusable("it has no choices[0].message", reported, self.client.provider, self.name,
+                            response.headers.get("x-request-id")) from None
+        usage = reported.usage if reported is not None and reported.usage is not None else None
+        request_id = response.headers.get("x-request-id") or _text_id(data.get("id"))
+        return TextResult(text, self.name, usage or self._estimate(request, text), finish, request_id,
+                          time.perf_counter() - started, reported)
 
     async def stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
         parts: list[str] = []
-        usage: Usage | None = None
+        reported: ReportedUsage | None = None
         finish: str | None = None
         request_id: str | None = None
         async for rid, line in self.client.stream_lines("/chat/completions", self._payload(request, True),
@@ -271,18 +302,23 @@ class OpenAICompatTextModel:
             except ValueError:
                 raise MalformedResponse("a streamed chunk is not JSON", provider=self.client.provider,
                                         model=self.name, request_id=request_id) from None
-            usage = _usage(chunk.get("usage")) or usage
+            if not isinstance(chunk, dict):
+                raise MalformedResponse("a streamed chunk is not a JSON object", provider=self.client.provider,
+                                        model=self.name, request_id=request_id)
+            reported = _usage(chunk.get("usage")) or reported
             for choice in chunk.get("choices") or ():
                 delta = (choice.get("delta") or {}).get("content") or ""
                 finish = choice.get("finish_reason") or finish
                 if delta:
                     parts.append(delta)
                     yield TextChunk(delta=delta, request_id=request_id)
+        usage = reported.usage if reported is not None else None
         yield TextChunk(
             delta="",
             usage=usage or self._estimate(request, "".join(parts)),
             finish_reason=finish or "stop",
             request_id=request_id,
+            reported=reported,
         )
 
     async def aclose(self) -> None:
@@ -341,18 +377,19 @@ class OpenAICompatEmbeddingModel:
         response = await self.client.post("/embeddings", payload, self.name)
         data = _parse_json(response, self.client.provider, self.name)
         request_id = response.headers.get("x-request-id")
+        reported = _usage(data.get("usage"), output=False)
         try:
             rows = sorted(data["data"], key=lambda row: int(row["index"]))
             vectors = [[float(x) for x in row["embedding"]] for row in rows]
         except (KeyError, TypeError, ValueError):
-            raise MalformedResponse("the answer has no data[].embedding", provider=self.client.provider,
-                                    model=self.name, request_id=request_id) from None
+            raise _unusable("it has no data[].embedding", reported, self.client.provider, self.name,
+                            request_id) from None
         if len(vectors) != len(request.inputs):
-            raise MalformedResponse(f"the answer has {len(vectors)} embeddings for {len(request.inputs)} inputs",
-                                    provider=self.client.provider, model=self.name, request_id=request_id)
-        usage = _usage(data.get("usage")) or Usage(
-            input_tokens=sum(self.count_tokens(t) for t in request.inputs), estimated=True)
-        return EmbeddingResult(vectors, self.name, usage, request_id, time.perf_counter() - started)
+            raise _unusable(f"it has {len(vectors)} embeddings for {len(request.inputs)} inputs", reported,
+                            self.client.provider, self.name, request_id)
+        usage = reported.usage if reported is not None else None
+        usage = usage or Usage(input_tokens=sum(self.count_tokens(t) for t in request.inputs), estimated=True)
+        return EmbeddingResult(vectors, self.name, usage, request_id, time.perf_counter() - started, reported)
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -17,11 +17,21 @@ Faults are injected per request with the header ``X-Upstream-Fault`` (before any
     malformed       HTTP 200 whose body cannot be read (cut-off JSON, or a cut-off WAV for speech)
     disconnect      the connection is closed without an answer
 
-and ``X-Upstream-Latency-Ms: N`` sets the latency of one request. ``--error-rate F`` answers that share of the
-other chat and speech requests with HTTP 500, drawn in arrival order from ``--seed``, so a run is reproducible;
-``--rate-429 F`` refuses that share of chat requests with a 429. A prompt carrying a JSON array of items with
-ids gets one answer per item (``packed.py``; ``--corrupt-item ID`` makes one go wrong in company), and
-``/stats`` counts those items (``items``, ``item_ids``).
+and ``X-Upstream-Latency-Ms: N`` sets the latency of one request. ``X-Upstream-Usage`` answers (chat, streamed or
+not, and embeddings) with a usage block a broken vendor might send, the content left as it is::
+
+    negative        every count negated (a zero becomes -1)
+    text            every count the string "n/a"
+    null            every count null
+    huge            every count 10**12
+    empty-choices   the usage right, but no choices (no data for embeddings); a stream's pieces carry none
+
+``--wrong-usage KIND`` does the same to every such answer that names no kind itself.
+
+``--error-rate F`` answers that share of the other chat and speech requests with HTTP 500, drawn in arrival
+order from ``--seed``, so a run is reproducible; ``--rate-429 F`` refuses that share of chat requests with a
+429. A prompt carrying a JSON array of items with ids gets one answer per item (``packed.py``;
+``--corrupt-item ID`` makes one go wrong in company), and ``/stats`` counts those items (``items``, ``item_ids``).
 Run it as::
 
     python -m contentmill.testing.upstream --port 0 --rpm 500 --tpm 30000
@@ -78,6 +88,8 @@ SPEECH_MAX_CHARS = 4096  # OpenAI's limit on a speech request's input
 MAX_BODY_BYTES = 32 * 1024 * 1024
 ORGANIZATION = "org-upstream"
 FAULTS = ("500", "503", "429", "timeout", "malformed", "disconnect")
+USAGE_FAULTS = ("negative", "text", "null", "huge", "empty-choices")
+HUGE_COUNT = 10**12
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _PIECES = re.compile(r"\s*\S+|\s+")  # words with their leading space: they join back to the exact text
 _DONE = b"data: [DONE]\n\n"
@@ -558,30 +570,44 @@ def _head(model: str, kind: str) -> dict[str, Any]:
     }
 
 
-def completion_body(call: ChatCall, answer: Answer) -> dict[str, Any]:
+def wrong_usage(usage: dict[str, Any], kind: str | None) -> dict[str, Any]:
+    """``usage`` with its top-level counts broken as ``kind`` says (see ``X-Upstream-Usage``)."""
+    if kind is None or kind == "empty-choices":
+        return usage
+
+    def broken(count: int) -> Any:
+        if kind == "negative":
+            return -count if count else -1
+        return {"text": "n/a", "null": None, "huge": HUGE_COUNT}[kind]
+
+    return {name: broken(value) if name.endswith("_tokens") else value for name, value in usage.items()}
+
+
+def completion_body(call: ChatCall, answer: Answer, usage_fault: str | None = None) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": answer.text, "refusal": None, "annotations": []}
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": answer.finish_reason}
     return {
         **_head(call.model, "chat.completion"),
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": answer.finish_reason}],
-        "usage": answer.usage(),
+        "choices": [] if usage_fault == "empty-choices" else [choice],
+        "usage": wrong_usage(answer.usage(), usage_fault),
         "service_tier": "default",
     }
 
 
-def chunk_bodies(call: ChatCall, answer: Answer) -> list[dict[str, Any]]:
+def chunk_bodies(call: ChatCall, answer: Answer, usage_fault: str | None = None) -> list[dict[str, Any]]:
     """The chunks of a streamed answer: role first, then the text word by word, the finish, then usage."""
     head = _head(call.model, "chat.completion.chunk")
     extra = {"usage": None} if call.include_usage else {}
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return {**head, "choices": [choice], **extra}
+        return {**head, "choices": [] if usage_fault == "empty-choices" else [choice], **extra}
 
     chunks = [chunk({"role": "assistant", "content": "", "refusal": None})]
     chunks += [chunk({"content": piece}) for piece in _PIECES.findall(answer.text)]
     chunks.append(chunk({}, answer.finish_reason))
     if call.include_usage:
-        chunks.append({**head, "choices": [], "usage": answer.usage()})
+        chunks.append({**head, "choices": [], "usage": wrong_usage(answer.usage(), usage_fault)})
     return chunks
 
 
@@ -617,6 +643,7 @@ class UpstreamConfig:
     corrupt_items: tuple[str, ...] = ()  # item ids a packed answer gets wrong (see contentmill.testing.packed)
     profiles: tuple[ModelProfile, ...] = ()  # per-model latency and answer length
     cut_streams_after: int | None = None  # close every stream's connection after this many events
+    wrong_usage: str | None = None  # a USAGE_FAULTS kind for every chat and embedding answer (X-Upstream-Usage)
 
     def profile(self, model: str | None) -> ModelProfile:
         found = [p for p in self.profiles if p.model == model]
@@ -639,6 +666,8 @@ class UpstreamConfig:
             raise ConfigError(f"--cut-streams-after is at least 1 event (got {self.cut_streams_after})")
         if any(not key for key in self.api_keys):
             raise ConfigError("--api-key cannot be empty")
+        if self.wrong_usage is not None and self.wrong_usage not in USAGE_FAULTS:
+            raise ConfigError(f"--wrong-usage must be one of {', '.join(USAGE_FAULTS)} (got {self.wrong_usage!r})")
 
 
 @dataclass(slots=True)
@@ -756,6 +785,16 @@ class UpstreamServer:
             return web.Response(body=body, content_type=content_type)
         raise _server_error(int(fault))
 
+    def _usage_fault(self, exchange: Exchange) -> str | None:
+        """The kind of wrong usage this answer gets: X-Upstream-Usage, else --wrong-usage, else None."""
+        raw = exchange.request.headers.get("X-Upstream-Usage")
+        if raw is None:
+            return self.config.wrong_usage
+        kind = raw.strip().lower()
+        if kind not in USAGE_FAULTS:
+            raise _bad_request(f"X-Upstream-Usage must be one of {', '.join(USAGE_FAULTS)} (got {raw!r}).")
+        return kind
+
     def _admit(self, key: str, model: str, tokens: int | None) -> None:
         """Take one request (and ``tokens``) from the key's buckets, or refuse with OpenAI's 429."""
         limits = self._limits.get(key)
@@ -780,6 +819,7 @@ class UpstreamServer:
         call = replace(parse_chat(await _json_body(exchange.request)), corrupt=frozenset(self.config.corrupt_items))
         exchange.model = call.model
         call = replace(call, verbosity=self.config.profile(call.model).tokens_factor)
+        usage_fault = self._usage_fault(exchange)
         latency_s = self._latency_s(exchange)
         early = await self._injected_failure(exchange, latency_s, _MALFORMED_JSON)
         if early is not None:
@@ -790,17 +830,18 @@ class UpstreamServer:
         self._admit(key, call.model, prompt_tokens + call.max_tokens)
         answer = call.answer(prompt_tokens)
         if call.stream:
-            return await self._stream(exchange, key, call, answer, latency_s)
+            return await self._stream(exchange, key, call, answer, latency_s, usage_fault)
         await _sleep(latency_s)
         self.stats.served(key, call.model, answer.prompt_tokens, answer.completion_tokens)
         self._count_items(call)
-        return web.json_response(completion_body(call, answer), dumps=_dumps)
+        return web.json_response(completion_body(call, answer, usage_fault), dumps=_dumps)
 
     async def _stream(
-        self, exchange: Exchange, key: str, call: ChatCall, answer: Answer, latency_s: float
+        self, exchange: Exchange, key: str, call: ChatCall, answer: Answer, latency_s: float,
+        usage_fault: str | None = None,
     ) -> web.StreamResponse:
         """Server-Sent Events as OpenAI sends them, the latency spread over the chunks (one write without it)."""
-        chunks = chunk_bodies(call, answer)
+        chunks = chunk_bodies(call, answer, usage_fault)
         events = [b"data: " + _dumps(chunk).encode() + b"\n\n" for chunk in chunks]
         tokens = [count_tokens(_delta(chunk), call.encoding) for chunk in chunks]
         pause = latency_s / len(events)
@@ -862,6 +903,7 @@ class UpstreamServer:
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
             raise _bad_request("'input' must be a non-empty string or a list of them.", "input")
         dimensions = _optional_int(body, "dimensions", 1) or EMBEDDING_DIMENSIONS.get(model, 1536)
+        usage_fault = self._usage_fault(exchange)
         latency_s = self._latency_s(exchange)
         early = await self._injected_failure(exchange, latency_s, _MALFORMED_JSON)
         if early is not None:
@@ -871,9 +913,9 @@ class UpstreamServer:
         await _sleep(latency_s)
         self.stats.served(key, model, tokens)
         data = [{"object": "embedding", "index": i, "embedding": fake_vector(t, dimensions)}
-                for i, t in enumerate(texts)]
-        return web.json_response({"object": "list", "data": data, "model": model,
-                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}, dumps=_dumps)
+                for i, t in enumerate(texts)] if usage_fault != "empty-choices" else []
+        usage = wrong_usage({"prompt_tokens": tokens, "total_tokens": tokens}, usage_fault)
+        return web.json_response({"object": "list", "data": data, "model": model, "usage": usage}, dumps=_dumps)
 
     async def _models(self, exchange: Exchange) -> web.StreamResponse:
         self._authenticate(exchange)
@@ -967,6 +1009,8 @@ def parse_args(argv: Sequence[str] | None = None) -> UpstreamConfig:
                         help="how long a Batch API batch runs before it completes")
     parser.add_argument("--cut-streams-after", type=int, default=None,
                         help="close each stream's connection after this many events (a dropped connection)")
+    parser.add_argument("--wrong-usage", choices=USAGE_FAULTS, default=None,
+                        help="answer every chat and embedding request with this kind of wrong usage block")
     parser.add_argument("--model-profile", action="append", default=[],
                         help="NAME=LATENCY_MS:TOKENS_FACTOR: one model's latency and answer length (repeatable)")
     args = parser.parse_args(argv)
@@ -987,6 +1031,7 @@ def parse_args(argv: Sequence[str] | None = None) -> UpstreamConfig:
             corrupt_items=tuple(args.corrupt_item),
             profiles=tuple(ModelProfile.parse(p) for p in args.model_profile),
             cut_streams_after=args.cut_streams_after,
+            wrong_usage=args.wrong_usage,
         )
     except ConfigError as exc:
         parser.error(str(exc))

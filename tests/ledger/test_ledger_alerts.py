@@ -197,6 +197,7 @@ def test_default_rules_cover_every_kind() -> None:
     assert names == {
         "large_generation",
         "model_unpriced",
+        "usage_rejected",
         "budget_used",
         "forecast_over_budget",
         "error_rate",
