@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from contentmill.errors import ContentmillError
+from contentmill.ledger import LedgerStore, settings_url
 from contentmill.settings import Settings, get_settings
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
@@ -35,6 +36,40 @@ def settings_or_fail() -> Settings:
         fail(str(exc))
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     return settings
+
+
+def sweep_dead_calls(settings: Settings) -> None:
+    """Charge the reservations of calls whose process died before reading the ledger, so a report, the alerts
+    and the budgets show that money at once (flagged, with an alert), whichever command runs first. A sweep
+    that cannot run (Redis unreachable) is said on stderr and the command goes on with what the ledger holds."""
+    import asyncio
+
+    from contentmill.gateway import Gateway
+
+    async def sweep() -> float:
+        async with Gateway(settings.model_copy(update={"cache_enabled": False})) as gateway:
+            return sum(record.cost_usd for record in await gateway.sweep_orphans())
+
+    try:
+        charged = asyncio.run(sweep())
+    except ContentmillError as exc:
+        print(f"contentmill: calls of stopped processes were not swept this time: {exc}", file=sys.stderr)
+        return
+    if charged:
+        print(f"contentmill: charged {charged:.6f} USD reserved by calls whose process stopped mid-call "
+              "(outcome orphaned, flagged)", file=sys.stderr)
+
+
+def open_ledger(*, sweep: bool = False) -> LedgerStore:
+    """The ledger of the current settings; with ``sweep``, after the calls of processes that died were charged
+    (for commands that report spend)."""
+    settings = settings_or_fail()
+    if sweep:
+        sweep_dead_calls(settings)
+    try:
+        return LedgerStore(settings_url(settings))
+    except ContentmillError as exc:
+        fail(str(exc))
 
 
 def parse_tags(pairs: list[str] | None) -> dict[str, str]:

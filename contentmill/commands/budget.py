@@ -14,9 +14,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from contentmill.commands import JsonOption, emit_json, fail, settings_or_fail
+from contentmill.commands import JsonOption, emit_json, fail, open_ledger
 from contentmill.errors import ContentmillError
-from contentmill.ledger import Budget, LedgerStore, forecast_budget, settings_url
+from contentmill.ledger import Budget, forecast_budget
 
 budget_app = typer.Typer(help="USD budgets per team, project, API type, model or any tag.", add_completion=False)
 console = Console()
@@ -28,11 +28,7 @@ class PeriodChoice(StrEnum):
     month = "month"
 
 
-def _store() -> LedgerStore:
-    try:
-        return LedgerStore(settings_url(settings_or_fail()))
-    except ContentmillError as exc:
-        fail(str(exc))
+
 
 
 def _scope(text: str) -> tuple[str, str]:
@@ -54,7 +50,7 @@ def set_budget(
 ) -> None:
     """Set (or replace) a budget; hard by default: calls that could pass it are refused."""
     key, value = _scope(scope)
-    store = _store()
+    store = open_ledger()
     try:
         budget = store.set_budget(Budget(scope_key=key, scope_value=value, period=period.value, limit_usd=usd,
                                          timezone=tz, soft_pct=soft, hard=not soft_only))
@@ -78,7 +74,7 @@ def _budget_dict(budget: Budget) -> dict[str, Any]:
 @budget_app.command("show")
 def show(json_out: JsonOption = False) -> None:
     """Every budget with its spend this period, the share used and the period-end forecast."""
-    store = _store()
+    store = open_ledger(sweep=True)
     now = datetime.now(UTC)
     try:
         rows = []
@@ -121,7 +117,7 @@ def delete(
 ) -> None:
     """Remove a budget."""
     key, value = _scope(scope)
-    store = _store()
+    store = open_ledger()
     try:
         removed = store.delete_budget(key, value, period.value)
     finally:

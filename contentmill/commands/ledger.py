@@ -16,11 +16,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from contentmill.commands import JsonOption, emit_json, fail, settings_or_fail
+from contentmill.commands import JsonOption, emit_json, fail, open_ledger
 from contentmill.errors import ContentmillError
 from contentmill.ledger.records import Alert
 from contentmill.ledger.report import Report, report
-from contentmill.ledger.store import LedgerStore, settings_url
 
 report_app = typer.Typer(
     help="Spend and usage by team, project, API type, model or any tag.", add_completion=False
@@ -56,13 +55,6 @@ def window(since: str | None, until: str | None, default: timedelta) -> tuple[da
     end = parse_time(until, "--until") if until else datetime.now(UTC)
     start = parse_time(since, "--since") if since else end - default
     return start, end
-
-
-def open_store() -> LedgerStore:
-    try:
-        return LedgerStore(settings_url(settings_or_fail()))
-    except ContentmillError as exc:
-        fail(str(exc))
 
 
 def usd(value: float) -> str:
@@ -103,7 +95,7 @@ def report_command(
     """Spend, tokens, characters, seconds and calls grouped by a tag or column, from the ledger."""
     start, end = window(since, until, timedelta(days=1))
     dims = [part.strip() for part in by.split(",") if part.strip()]
-    store = open_store()
+    store = open_ledger(sweep=True)
     try:
         result = report(store, dims, start, end, bucket=bucket.value if bucket else None)
     except ContentmillError as exc:
@@ -139,7 +131,7 @@ def alerts_command(
 ) -> None:
     """Alerts stored in the ledger, newest first."""
     start = parse_time(since, "--since") if since else datetime.now(UTC) - timedelta(days=7)
-    store = open_store()
+    store = open_ledger(sweep=True)
     try:
         found = store.alerts(start, rule=rule, limit=limit)
     except ContentmillError as exc:
