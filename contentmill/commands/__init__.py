@@ -11,7 +11,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from contentmill.errors import ContentmillError
+from contentmill.errors import ContentmillError, LedgerError
 from contentmill.ledger import LedgerStore, settings_url
 from contentmill.settings import Settings, get_settings
 
@@ -52,6 +52,8 @@ def sweep_dead_calls(settings: Settings) -> None:
 
     try:
         charged = asyncio.run(sweep())
+    except LedgerError:
+        return  # the command's own reading of the ledger says what is wrong with it, in one line
     except ContentmillError as exc:
         print(f"contentmill: calls of stopped processes were not swept this time: {exc}", file=sys.stderr)
         return
