@@ -2,8 +2,9 @@
 
 All clients call the fake upstream (0 ms latency) with the same small chat request, sequentially, in rounds
 that alternate between the clients. Figures (one JSON line each): p50/p99 latency per client and the overhead
-over a raw httpx call, and over the bare provider (the gateway's own cost: admission, reservation journal or
-Redis scripts, settlement, ledger row, alert rules; with the cache on it also looks up and stores the answer).
+over a raw httpx call, and over the bare provider (the gateway's own cost: admission in the data directory's SQLite
+file (the embedded default), in memory with the reservation journal, or Redis scripts; settlement, ledger row,
+alert rules; with the cache on it also looks up and stores the answer).
 Usage: ``python bench/gateway.py [CALLS_PER_ROUND] [ROUNDS]`` (needs Redis on 127.0.0.1:6379; LiteLLM optional).
 """
 
@@ -26,6 +27,7 @@ import redis
 from pydantic import SecretStr
 
 from contentmill.gateway import Gateway
+from contentmill.gateway.admission import MemoryAdmission
 from contentmill.providers.base import TextRequest
 from contentmill.providers.openai_compat import OpenAICompatClient, OpenAICompatTextModel
 from contentmill.settings import load_settings
@@ -91,7 +93,10 @@ async def main(base_url: str, calls: int, rounds: int) -> None:
     catalog = data / "catalog.yaml"
     catalog.write_text("models:\n  openai:gpt-4o-mini: {rpm: 10000000, tpm: 1000000000}\n")
     common = {"openai_base_url": base_url, "openai_api_key": SecretStr(KEY), "catalog_file": catalog}
-    in_process = Gateway(load_settings(data_dir=data / "mem", **common))
+    # The embedded default: admission in the data directory's SQLite file, shared by the machine's processes.
+    in_process = Gateway(load_settings(data_dir=data / "sqlite", **common))
+    # Admission in this process's memory (with the reservation journal): limits held by one process only.
+    in_memory = Gateway(load_settings(data_dir=data / "mem", **common), admission=MemoryAdmission())
     cached = Gateway(load_settings(data_dir=data / "cache", **common))
     on_redis = Gateway(load_settings(data_dir=data / "redis", redis_url=REDIS_URL, redis_prefix=prefix, **common))
     bare = OpenAICompatTextModel(MODEL, OpenAICompatClient("openai", base_url, SecretStr(KEY)))
@@ -107,6 +112,7 @@ async def main(base_url: str, calls: int, rounds: int) -> None:
             "raw_httpx": raw_httpx,
             "provider": lambda i: bare.complete(request(i)),
             "gateway_in_process": lambda i: in_process.generate(request(i), model=MODEL, cache=False),
+            "gateway_in_process_memory": lambda i: in_memory.generate(request(i), model=MODEL, cache=False),
             "gateway_in_process_cache": lambda i: cached.generate(request(i), model=MODEL),
             "gateway_redis": lambda i: on_redis.generate(request(i), model=MODEL, cache=False),
             **litellm_clients(base_url),
@@ -117,7 +123,7 @@ async def main(base_url: str, calls: int, rounds: int) -> None:
         for _ in range(rounds):
             for name, call in clients.items():
                 samples[name] += await timed(call, calls)
-    for gateway in (in_process, cached, on_redis):
+    for gateway in (in_process, in_memory, cached, on_redis):
         await gateway.aclose()
     await bare.aclose()
     client = redis.Redis.from_url(REDIS_URL)

@@ -47,6 +47,7 @@ from contentmill.errors import (
 )
 from contentmill.gateway.admission import Admission, Claim, MemoryAdmission, Refusal, Reservation
 from contentmill.gateway.admission_redis import RedisAdmission
+from contentmill.gateway.admission_sqlite import SQLiteAdmission
 from contentmill.gateway.health import Health
 from contentmill.gateway.journal import ReservationJournal
 from contentmill.gateway.policy import NO_LIMITS, CallFacts, CallLimits, Metered, Policy
@@ -246,7 +247,8 @@ class Gateway:
         self._owned = {name for name, given in (("admission", admission), ("cache", cache), ("store", ledger),
                                                  ("alerts", alerts)) if given is None}
         self.admission = admission or (
-            RedisAdmission.from_url(s.redis_url, prefix=s.redis_prefix + "adm:") if s.redis_url else MemoryAdmission())
+            RedisAdmission.from_url(s.redis_url, prefix=s.redis_prefix + "adm:") if s.redis_url
+            else SQLiteAdmission(s.data_dir / "admission.sqlite3"))
         self.journal = (ReservationJournal(s.data_dir / "reservations.journal")
                         if isinstance(self.admission, MemoryAdmission) else None)
         self.cache = cache if cache is not None else (
@@ -258,6 +260,7 @@ class Gateway:
         self.health = health or Health()
         self._seeded: set[str] = set()
         self._monitor: asyncio.Task[None] | None = None
+        self._sweeping = asyncio.Lock()
 
     # -- models ---------------------------------------------------------------------------------------------
 
@@ -504,13 +507,19 @@ class Gateway:
             self._monitor = asyncio.get_running_loop().create_task(self._monitor_loop())
 
     async def _monitor_loop(self) -> None:
+        """A sweep at once (a short CLI call charges what a killed run left), then the rules and a sweep each
+        interval. ``aclose`` waits for a sweep under way: orphans taken off the books are always recorded."""
+        evaluate = False
         while True:
+            async with self._sweeping:
+                try:
+                    await self.sweep_orphans()
+                    if evaluate:
+                        await asyncio.to_thread(self.alerts.evaluate)
+                except ContentmillError as exc:
+                    log.warning("monitoring round failed: %s", exc)
+            evaluate = True
             await asyncio.sleep(self.settings.monitor_interval_s)
-            try:
-                await self.sweep_orphans()
-                await asyncio.to_thread(self.alerts.evaluate)
-            except ContentmillError as exc:
-                log.warning("monitoring round failed: %s", exc)
 
     def _caching(self, wanted: bool) -> bool:
         return wanted and self.cache is not None
@@ -684,7 +693,8 @@ class Gateway:
 
     async def aclose(self) -> None:
         if self._monitor is not None:
-            self._monitor.cancel()
+            async with self._sweeping:
+                self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
             self._monitor = None
