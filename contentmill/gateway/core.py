@@ -635,7 +635,10 @@ class Gateway:
     async def _admit(self, call: _Call, wait_s: float | None) -> Reservation:
         """Reserve every claim at once, waiting for bucket capacity up to ``wait_s`` (settings default)."""
         deadline = time.monotonic() + (self.settings.admission_wait_s if wait_s is None else wait_s)
-        ttl = self.settings.request_timeout_s * (self.settings.max_retries + 1) + 60.0
+        # Longer than the call can last: each attempt ends at the timeout (its whole answer included), and the
+        # waits between attempts are capped, so a live call is never swept as an orphan.
+        retries = self.settings.max_retries
+        ttl = self.settings.request_timeout_s * (retries + 1) + self.retry.max_delay_s * retries + 60.0
         payload = orjson.dumps({"model": call.info.name, "api_type": call.info.modality,
                                 "estimate": call.estimate.as_dict(), "reserved_usd": call.reserved_usd,
                                 "tags": call.tags, "request_hash": call.request_hash}).decode()
@@ -682,8 +685,9 @@ class Gateway:
     async def sweep_orphans(self, now: float | None = None) -> list[CallRecord]:
         """Charge reservations whose worker died mid-call at their reserved amount, flagged in the ledger."""
         orphans = await self.admission.orphans(now)
-        if self.journal is not None:
-            orphans += self.journal.orphans(time.time() if now is None else now)
+        if self.journal is not None:  # the same reservation may be in both: it is charged once
+            taken = {r.id for r in orphans}
+            orphans += [r for r in self.journal.orphans(time.time() if now is None else now) if r.id not in taken]
         records = [_orphan_record(r) for r in orphans]
         if records:
             self.store.write_calls(records)

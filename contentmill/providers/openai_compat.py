@@ -9,6 +9,7 @@ Vendor errors map into ``contentmill.errors`` with status, request id and Retry-
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -143,12 +144,17 @@ class OpenAICompatClient:
         return ProviderUnavailable(f"cannot reach {self.base_url}: {exc!r}", provider=self.provider, model=model)
 
     async def post(self, path: str, payload: dict[str, Any], model: str) -> httpx.Response:
-        """POST JSON; returns a 2xx response with its body read, or raises a mapped ProviderError."""
+        """POST JSON; returns a 2xx response with its body read, or raises a mapped ProviderError. The timeout
+        bounds the whole exchange (connect, headers and body), so a body that trickles in ends at it too."""
         try:
-            response = await self._send(self._request(path, payload, self._headers))
-            await response.aread()
+            async with asyncio.timeout(self._timeout):
+                response = await self._send(self._request(path, payload, self._headers))
+                await response.aread()
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, model) from exc
+        except TimeoutError:
+            raise ProviderTimeout(f"no whole answer within {self._timeout:g} s", provider=self.provider,
+                                  model=model) from None
         if response.status_code >= 400:
             raise self._error(response, response.content, model)
         return response

@@ -16,6 +16,7 @@ Faults are injected per request with the header ``X-Upstream-Fault`` (before any
     timeout         nothing for 30 s, longer than any client waits (cancelled when the client goes away)
     malformed       HTTP 200 whose body cannot be read (cut-off JSON, or a cut-off WAV for speech)
     disconnect      the connection is closed without an answer
+    trickle         HTTP 200 whose JSON body comes one byte a second (a server stuck mid-answer)
 
 and ``X-Upstream-Latency-Ms: N`` sets the latency of one request. ``X-Upstream-Usage`` answers (chat, streamed or
 not, and embeddings) with a usage block a broken vendor might send, the content left as it is::
@@ -26,7 +27,8 @@ not, and embeddings) with a usage block a broken vendor might send, the content 
     huge            every count 10**12
     empty-choices   the usage right, but no choices (no data for embeddings); a stream's pieces carry none
 
-``--wrong-usage KIND`` does the same to every such answer that names no kind itself.
+``--wrong-usage KIND`` does the same to every such answer that names no kind itself, and ``--fault KIND`` gives
+every chat, speech and embedding request that names no fault that one.
 
 ``--error-rate F`` answers that share of the other chat and speech requests with HTTP 500, drawn in arrival
 order from ``--seed``, so a run is reproducible; ``--rate-429 F`` refuses that share of chat requests with a
@@ -82,12 +84,13 @@ DEFAULT_RPM = 1_000_000
 DEFAULT_TPM = 1_000_000_000
 DEFAULT_MAX_TOKENS = 4096  # output bound and TPM charge of a chat request that names no max_tokens
 TIMEOUT_FAULT_S = 30.0
+TRICKLE_S = 600  # how long a trickling body goes on, a byte a second, if the client stays
 DEFAULT_BATCH_DELAY_MS = 200.0  # how long a batch runs before it completes (a real one may take up to 24 h)
 SPEECH_SAMPLE_RATE = 24_000  # OpenAI's TTS sample rate
 SPEECH_MAX_CHARS = 4096  # OpenAI's limit on a speech request's input
 MAX_BODY_BYTES = 32 * 1024 * 1024
 ORGANIZATION = "org-upstream"
-FAULTS = ("500", "503", "429", "timeout", "malformed", "disconnect")
+FAULTS = ("500", "503", "429", "timeout", "malformed", "disconnect", "trickle")
 USAGE_FAULTS = ("negative", "text", "null", "huge", "empty-choices")
 HUGE_COUNT = 10**12
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -619,6 +622,16 @@ def fake_vector(text: str, dimensions: int) -> list[float]:
     return [round(x / norm, 6) for x in raw]
 
 
+async def _trickle(request: web.Request, body: bytes) -> web.StreamResponse:
+    """A 200 whose body comes one byte a second, the bytes of ``body`` over and over, until the client leaves."""
+    response = web.StreamResponse(status=200, headers={"content-type": "application/json"})
+    await response.prepare(request)
+    for index in range(TRICKLE_S):
+        await response.write(body[index % len(body): index % len(body) + 1])
+        await asyncio.sleep(1.0)
+    return response
+
+
 def _delta(chunk: Mapping[str, Any]) -> str:
     choices = chunk.get("choices") or [{}]
     return str(choices[0].get("delta", {}).get("content") or "")
@@ -644,6 +657,7 @@ class UpstreamConfig:
     profiles: tuple[ModelProfile, ...] = ()  # per-model latency and answer length
     cut_streams_after: int | None = None  # close every stream's connection after this many events
     wrong_usage: str | None = None  # a USAGE_FAULTS kind for every chat and embedding answer (X-Upstream-Usage)
+    fault: str | None = None  # a FAULTS kind for every request that names none (X-Upstream-Fault)
 
     def profile(self, model: str | None) -> ModelProfile:
         found = [p for p in self.profiles if p.model == model]
@@ -666,6 +680,8 @@ class UpstreamConfig:
             raise ConfigError(f"--cut-streams-after is at least 1 event (got {self.cut_streams_after})")
         if any(not key for key in self.api_keys):
             raise ConfigError("--api-key cannot be empty")
+        if self.fault is not None and self.fault not in FAULTS:
+            raise ConfigError(f"--fault must be one of {', '.join(FAULTS)} (got {self.fault!r})")
         if self.wrong_usage is not None and self.wrong_usage not in USAGE_FAULTS:
             raise ConfigError(f"--wrong-usage must be one of {', '.join(USAGE_FAULTS)} (got {self.wrong_usage!r})")
 
@@ -760,7 +776,7 @@ class UpstreamServer:
         self, exchange: Exchange, latency_s: float, malformed: tuple[bytes, str]
     ) -> web.StreamResponse | None:
         """An injected fault or a random server error, decided before any capacity is taken; None if neither."""
-        fault = exchange.request.headers.get("X-Upstream-Fault")
+        fault = exchange.request.headers.get("X-Upstream-Fault", self.config.fault)
         if fault is None:
             if self.config.error_rate and self._rng.random() < self.config.error_rate:
                 await _sleep(latency_s)
@@ -779,6 +795,8 @@ class UpstreamServer:
             if exchange.request.transport is not None:
                 exchange.request.transport.close()
             return web.Response()
+        if fault == "trickle":
+            return await _trickle(exchange.request, malformed[0])
         await _sleep(latency_s)
         if fault == "malformed":
             body, content_type = malformed
@@ -1009,6 +1027,8 @@ def parse_args(argv: Sequence[str] | None = None) -> UpstreamConfig:
                         help="how long a Batch API batch runs before it completes")
     parser.add_argument("--cut-streams-after", type=int, default=None,
                         help="close each stream's connection after this many events (a dropped connection)")
+    parser.add_argument("--fault", choices=FAULTS, default=None,
+                        help="inject this fault into every request that names none (as X-Upstream-Fault)")
     parser.add_argument("--wrong-usage", choices=USAGE_FAULTS, default=None,
                         help="answer every chat and embedding request with this kind of wrong usage block")
     parser.add_argument("--model-profile", action="append", default=[],
@@ -1032,6 +1052,7 @@ def parse_args(argv: Sequence[str] | None = None) -> UpstreamConfig:
             profiles=tuple(ModelProfile.parse(p) for p in args.model_profile),
             cut_streams_after=args.cut_streams_after,
             wrong_usage=args.wrong_usage,
+            fault=args.fault,
         )
     except ConfigError as exc:
         parser.error(str(exc))
