@@ -57,9 +57,13 @@ class CacheConfig:
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> CacheConfig:
-        """The values ``settings`` has (any field of this class by the same name), defaults for the rest."""
+        """The values ``settings`` has (any field of this class by the same name), defaults for the rest; without
+        its own prefix the cache lives under the settings' ``redis_prefix``, for the gateway and the CLI alike."""
         values = {f.name: getattr(settings, f.name, None) for f in fields(cls)}
         given = {name: value for name, value in values.items() if value is not None}
+        prefix = getattr(settings, "redis_prefix", None)
+        if "cache_redis_prefix" not in given and isinstance(prefix, str):
+            given["cache_redis_prefix"] = prefix + "cache:"  # under the installation's Redis prefix
         return cls(**{**given, **overrides})
 
     @property

@@ -252,7 +252,7 @@ class Gateway:
         self.journal = (ReservationJournal(s.data_dir / "reservations.journal")
                         if isinstance(self.admission, MemoryAdmission) else None)
         self.cache = cache if cache is not None else (
-            build_cache(CacheConfig.from_settings(s, **_cache_prefix(s))) if s.cache_enabled else None)
+            build_cache(CacheConfig.from_settings(s)) if s.cache_enabled else None)
         self.store = ledger or LedgerStore(settings_url(s))
         self.ledger = LedgerWriter(self.store)
         self.policy = policy or Policy.from_settings(s, self.store.budgets())
@@ -754,10 +754,6 @@ def _generation(call: _Call, result: Result, billed: Bill, attempts: int, latenc
     if isinstance(result, EmbeddingResult):
         return Generation(**common, vectors=result.vectors)
     return Generation(**common, audio=result.audio, sample_rate=result.sample_rate, duration_s=result.duration_s)
-
-
-def _cache_prefix(settings: Settings) -> dict[str, str]:
-    return {} if settings.cache_redis_prefix else {"cache_redis_prefix": settings.redis_prefix + "cache:"}
 
 
 def alert_sinks(settings: Settings) -> list[AlertSink]:

@@ -124,3 +124,31 @@ def test_cache_config_reads_the_settings_and_names_bad_values(tmp_path: Path) ->
     assert CacheConfig.from_settings(settings, cache_memory_ttl_s=5).cache_memory_ttl_s == 5
     with pytest.raises(ConfigError, match="CONTENTMILL_CACHE_MEMORY_MAX_BYTES"):
         CacheConfig(cache_memory_max_bytes=0)
+
+
+async def test_stats_and_clear_keep_to_the_installations_redis_prefix(
+        tmp_path: Path, redis_url: str, redis_client: Redis, prefix: str) -> None:
+    """Two installations on one Redis, each under its CONTENTMILL_REDIS_PREFIX: the CLI of one reads and clears
+    only its own entries and counters, where the gateway of that installation writes them."""
+    ours, theirs = f"{prefix}-a:", f"{prefix}-b:"
+    for installation in (ours, theirs):
+        settings = load_settings(data_dir=tmp_path / installation, redis_url=redis_url, redis_prefix=installation)
+        async with build_cache(CacheConfig.from_settings(settings)) as cache:
+            await cache.get_or_compute(KEY, compute, cost_usd=lambda r: r["cost_usd"])
+            await cache.get(KEY)
+    def ours_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {name: value for name, value in os.environ.items() if not name.startswith("CONTENTMILL_")}
+        env.update(CONTENTMILL_DATA_DIR=str(tmp_path / ours), CONTENTMILL_REDIS_URL=redis_url,
+                   CONTENTMILL_REDIS_PREFIX=ours)
+        return subprocess.run([sys.executable, "-c", CLI, *args], env=env, capture_output=True, text=True,
+                              timeout=60)
+
+    stats = json.loads(ours_cli("stats", "--json").stdout)
+    assert stats["store"] == f"redis hash {ours}cache:stats"
+    assert stats["tiers"]["memory"]["hits"] == 1 and stats["tiers"]["redis"]["writes"] == 1  # ours alone
+    entries = {name: [n async for n in redis_client.scan_iter(match=f"{name}cache:e:*")] for name in (ours, theirs)}
+    assert entries[ours] and entries[theirs]
+    cleared = ours_cli("clear", "--tier", "redis", "--json")
+    assert cleared.returncode == 0, cleared.stderr
+    assert [n async for n in redis_client.scan_iter(match=f"{ours}cache:e:*")] == []
+    assert [n async for n in redis_client.scan_iter(match=f"{theirs}cache:e:*")] == entries[theirs]
