@@ -12,6 +12,7 @@ Every error a user can see is one of these; each message says what to fix::
     │   ├── RateLimited              no capacity now (retry_after seconds)
     │   ├── BudgetExceeded           a hard budget would be overshot
     │   ├── RequestTooLarge          input + max output exceed the model's context window
+    │   ├── AdmissionUnavailable     the store of limits and budgets (Redis) cannot be reached: nothing was called
     │   └── RouteDeferred            budget pressure defers low-priority work for now (its decision says why)
     ├── ProviderError                the provider was called and failed (status, request_id kept)
     │   ├── AuthenticationError      401/403: wrong or revoked key; never retried
@@ -88,6 +89,10 @@ class UnpricedModel(CatalogError):
 
 class GatewayError(ContentmillError):
     """The gateway refused the call before any provider was paid."""
+
+
+class AdmissionUnavailable(GatewayError):
+    """Limits and budgets cannot be checked because their store is unreachable; the call was not made."""
 
 
 class RateLimited(GatewayError):

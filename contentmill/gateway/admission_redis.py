@@ -7,13 +7,16 @@ Limits, budgets and reservations then hold across every process and worker that 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
+from contentmill.errors import AdmissionUnavailable
 from contentmill.gateway.admission import Admission, Claim, Refusal, Reservation
 from contentmill.ids import new_id
 
@@ -117,6 +120,29 @@ return out
 """
 
 
+def _unavailable_as_error(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """A Redis that cannot be reached (down, cut mid-call, timing out) is an ``AdmissionUnavailable`` in one line
+    that names where it is, never a driver traceback."""
+
+    @functools.wraps(method)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except RedisError as exc:
+            self = args[0]
+            assert isinstance(self, RedisAdmission)
+            raise AdmissionUnavailable(
+                f"Redis at {self.where} cannot be reached ({type(exc).__name__}: {exc}): limits and budgets cannot "
+                "be checked, so nothing was called; start it or fix CONTENTMILL_REDIS_URL") from None
+
+    return guarded
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+TIMEOUT_S = 5.0  # a Redis that does not answer in this long is unreachable, not slow
+
+
 def _limit(claim: Claim) -> float:
     return -1.0 if math.isinf(claim.limit) else claim.limit
 
@@ -134,7 +160,13 @@ class RedisAdmission(Admission):
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "contentmill:adm:") -> RedisAdmission:
-        return cls(aioredis.Redis.from_url(url), prefix)
+        return cls(aioredis.Redis.from_url(url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S), prefix)
+
+    @property
+    def where(self) -> str:
+        """host:port of the Redis (never its password)."""
+        kwargs = self.client.connection_pool.connection_kwargs
+        return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
 
     def _key(self, claim: Claim) -> str:
         return f"{self.prefix}{'b' if claim.kind == 'bucket' else 'c'}:{claim.key}"
@@ -142,6 +174,7 @@ class RedisAdmission(Admission):
     def _res_key(self, reservation_id: str) -> str:
         return f"{self.prefix}res:{reservation_id}"
 
+    @_unavailable_as_error
     async def acquire(self, claims: Sequence[Claim], *, ttl_s: float, payload: str = "") -> Reservation | Refusal:
         reservation = Reservation(new_id(), tuple(claims), 0.0, payload)
         keys = [self._key(c) for c in claims] + [self._zset, self._res_key(reservation.id)]
@@ -157,10 +190,12 @@ class RedisAdmission(Admission):
             wait = (claim.amount - available) / claim.rate
         return Refusal(claim, available, used, reserved, wait)
 
+    @_unavailable_as_error
     async def reconcile(self, reservation: Reservation, actual: Sequence[float]) -> bool:
         keys = [self._key(c) for c in reservation.claims] + [self._zset, self._res_key(reservation.id)]
         return int(await self._reconcile(keys=keys, args=[reservation.id, json.dumps(list(actual))])) == 1
 
+    @_unavailable_as_error
     async def levels(self, claims: Sequence[Claim]) -> list[tuple[float, float]]:
         args: list[Any] = [len(claims)]
         for claim in claims:
@@ -170,6 +205,7 @@ class RedisAdmission(Admission):
         return [(math.inf if math.isinf(c.limit) else values[2 * i], values[2 * i + 1])
                 for i, c in enumerate(claims)]
 
+    @_unavailable_as_error
     async def orphans(self, now: float | None = None) -> list[Reservation]:
         if now is None:
             seconds, micros = await self.client.time()
@@ -187,6 +223,7 @@ class RedisAdmission(Admission):
                 late.append(reservation)
         return late
 
+    @_unavailable_as_error
     async def seed(self, claim: Claim, used: float) -> None:
         key = self._key(claim)
         async with self.client.pipeline(transaction=True) as pipe:

@@ -35,6 +35,7 @@ from contentmill.cache import JSON, WAV, Cache, CacheKey, embedding_key, speech_
 from contentmill.cache.config import CacheConfig, build_cache
 from contentmill.catalog import Catalog, ModelInfo, load_catalog
 from contentmill.errors import (
+    AdmissionUnavailable,
     BudgetExceeded,
     ConfigError,
     ContentmillError,
@@ -260,6 +261,7 @@ class Gateway:
         self.health = health or Health()
         self._seeded: set[str] = set()
         self._monitor: asyncio.Task[None] | None = None
+        self._unsettled: list[tuple[Reservation, list[float]]] = []  # settlements the store could not take yet
         self._sweeping = asyncio.Lock()
 
     # -- models ---------------------------------------------------------------------------------------------
@@ -669,12 +671,25 @@ class Gateway:
             self._seeded.add(claim.key)
 
     async def _settle(self, call: _Call, usage: Usage, cost: float) -> None:
+        """Settle the call's reservation at what it was billed. When the limits' store cannot be reached the
+        answer, already paid, is still returned and recorded: the settlement waits in this process and is tried
+        again before each later settlement and sweep, and when the gateway closes."""
         if call.reservation is None:
             return
-        actual = [m.actual(usage, cost) for m in call.metered]
-        await self.admission.reconcile(call.reservation, actual)
-        if self.journal is not None:
-            self.journal.settled(call.reservation.id)
+        self._unsettled.append((call.reservation, [m.actual(usage, cost) for m in call.metered]))
+        await self._settle_waiting()
+
+    async def _settle_waiting(self) -> None:
+        while self._unsettled:
+            reservation, actual = self._unsettled[0]
+            try:
+                await self.admission.reconcile(reservation, actual)
+            except AdmissionUnavailable as exc:
+                log.warning("%d settlement(s) wait for the limits' store: %s", len(self._unsettled), exc)
+                return
+            self._unsettled.pop(0)
+            if self.journal is not None:
+                self.journal.settled(reservation.id)
 
     def _record(self, record: CallRecord) -> None:
         self.ledger.put(record)
@@ -684,6 +699,7 @@ class Gateway:
 
     async def sweep_orphans(self, now: float | None = None) -> list[CallRecord]:
         """Charge reservations whose worker died mid-call at their reserved amount, flagged in the ledger."""
+        await self._settle_waiting()  # this process's own calls are not orphans
         orphans = await self.admission.orphans(now)
         if self.journal is not None:  # the same reservation may be in both: it is charged once
             taken = {r.id for r in orphans}
@@ -696,6 +712,10 @@ class Gateway:
         return records
 
     async def aclose(self) -> None:
+        await self._settle_waiting()
+        if self._unsettled:
+            log.error("%d paid call(s) could not be settled with the limits' store before closing: their "
+                      "reservations stay held until swept, charged as reserved", len(self._unsettled))
         if self._monitor is not None:
             async with self._sweeping:
                 self._monitor.cancel()
