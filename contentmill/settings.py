@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".contentmill")
     redis_url: str | None = None
     redis_prefix: str = "contentmill:"  # every key contentmill writes to Redis starts with it
+    # Redis unreachable: "local" admits against this machine's limits with the share below (and alerts); "refuse"
+    on_redis_down: Literal["local", "refuse"] = "local"
+    redis_down_share: float = Field(default=0.5, gt=0, le=1)  # of what a limit has left, each machine's while down
     database_url: str | None = None
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None

@@ -47,6 +47,7 @@ from contentmill.errors import (
     UnusableAnswer,
 )
 from contentmill.gateway.admission import Admission, Claim, MemoryAdmission, Refusal, Reservation
+from contentmill.gateway.admission_fallback import FallbackAdmission
 from contentmill.gateway.admission_redis import RedisAdmission
 from contentmill.gateway.admission_sqlite import SQLiteAdmission
 from contentmill.gateway.health import Health
@@ -55,6 +56,7 @@ from contentmill.gateway.policy import NO_LIMITS, CallFacts, CallLimits, Metered
 from contentmill.gateway.retry import RetryPolicy, call_with_retries
 from contentmill.gateway.stream import StreamEnd, TextStream
 from contentmill.ledger import (
+    Alert,
     AlertEngine,
     AlertSink,
     CallRecord,
@@ -247,9 +249,7 @@ class Gateway:
         # What the gateway builds it also closes; what the caller passes in stays the caller's to close.
         self._owned = {name for name, given in (("admission", admission), ("cache", cache), ("store", ledger),
                                                  ("alerts", alerts)) if given is None}
-        self.admission = admission or (
-            RedisAdmission.from_url(s.redis_url, prefix=s.redis_prefix + "adm:") if s.redis_url
-            else SQLiteAdmission(s.data_dir / "admission.sqlite3"))
+        self.admission = admission or self._built_admission()
         self.journal = (ReservationJournal(s.data_dir / "reservations.journal")
                         if isinstance(self.admission, MemoryAdmission) else None)
         self.cache = cache if cache is not None else (
@@ -262,6 +262,7 @@ class Gateway:
         self._seeded: set[str] = set()
         self._monitor: asyncio.Task[None] | None = None
         self._unsettled: list[tuple[Reservation, list[float]]] = []  # settlements the store could not take yet
+        self._settling = asyncio.Lock()
         self._sweeping = asyncio.Lock()
 
     # -- models ---------------------------------------------------------------------------------------------
@@ -661,14 +662,40 @@ class Gateway:
         """Start each budget window this process has not seen from what the ledger says it spent, so a restart
         (or a budget set mid-period) never forgets money already spent."""
         for claim in claims:
-            where = self.policy.windows.get(claim.key)
-            if where is None or claim.key in self._seeded:
+            if claim.key in self._seeded:
                 continue
-            scope_key, scope_value, start = where
-            spent = await asyncio.to_thread(self.store.spent, scope_key, scope_value, start,
-                                            datetime.now(UTC))
+            spent = await self._ledger_spent(claim)
+            if spent is None:
+                continue
             await self.admission.seed(claim, spent)
             self._seeded.add(claim.key)
+
+    async def _ledger_spent(self, claim: Claim) -> float | None:
+        """What the ledger says a budget's window has spent so far; None for a claim that is not a budget."""
+        where = self.policy.windows.get(claim.key)
+        if where is None:
+            return None
+        scope_key, scope_value, start = where
+        return float(await asyncio.to_thread(self.store.spent, scope_key, scope_value, start, datetime.now(UTC)))
+
+    def _built_admission(self) -> Admission:
+        """SQLite in the data directory without Redis; with Redis, Redis, and while it is down what
+        CONTENTMILL_ON_REDIS_DOWN says (admission_fallback.py)."""
+        s = self.settings
+        if not s.redis_url:
+            return SQLiteAdmission(s.data_dir / "admission.sqlite3")
+        redis = RedisAdmission.from_url(s.redis_url, prefix=s.redis_prefix + "adm:")
+        if s.on_redis_down == "refuse":
+            return redis
+        return FallbackAdmission(redis, SQLiteAdmission(s.data_dir / "admission.sqlite3"),
+                                 share=s.redis_down_share, seeder=self._ledger_spent, on_down=self._redis_down)
+
+    def _redis_down(self, reason: str) -> None:
+        log.error("%s; admitting against this machine's limits (CONTENTMILL_ON_REDIS_DOWN=local)", reason)
+        self.alerts.raise_alert(Alert(
+            "redis_down", "critical", "redis",
+            f"{reason}. Calls go on against this machine's limits with {self.settings.redis_down_share:.0%} of "
+            "what each budget had left (CONTENTMILL_REDIS_DOWN_SHARE) until Redis answers again."))
 
     async def _settle(self, call: _Call, usage: Usage, cost: float) -> None:
         """Settle the call's reservation at what it was billed. When the limits' store cannot be reached the
@@ -676,20 +703,30 @@ class Gateway:
         again before each later settlement and sweep, and when the gateway closes."""
         if call.reservation is None:
             return
-        self._unsettled.append((call.reservation, [m.actual(usage, cost) for m in call.metered]))
         await self._settle_waiting()
+        actual = [m.actual(usage, cost) for m in call.metered]
+        try:
+            await self.admission.reconcile(call.reservation, actual)
+        except AdmissionUnavailable as exc:
+            self._unsettled.append((call.reservation, actual))
+            log.warning("%d settlement(s) wait for the limits' store: %s", len(self._unsettled), exc)
+            return
+        if self.journal is not None:
+            self.journal.settled(call.reservation.id)
 
     async def _settle_waiting(self) -> None:
-        while self._unsettled:
-            reservation, actual = self._unsettled[0]
-            try:
-                await self.admission.reconcile(reservation, actual)
-            except AdmissionUnavailable as exc:
-                log.warning("%d settlement(s) wait for the limits' store: %s", len(self._unsettled), exc)
-                return
-            self._unsettled.pop(0)
-            if self.journal is not None:
-                self.journal.settled(reservation.id)
+        if not self._unsettled:
+            return
+        async with self._settling:
+            while self._unsettled:
+                reservation, actual = self._unsettled[0]
+                try:
+                    await self.admission.reconcile(reservation, actual)
+                except AdmissionUnavailable:
+                    return
+                self._unsettled.pop(0)
+                if self.journal is not None:
+                    self.journal.settled(reservation.id)
 
     def _record(self, record: CallRecord) -> None:
         self.ledger.put(record)

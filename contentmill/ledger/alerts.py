@@ -329,6 +329,15 @@ class AlertEngine:
                 log.warning("delivery of alert %s not recorded: %s", alert.id, exc)
         return True
 
+    def raise_alert(self, alert: Alert) -> bool:
+        """Raise an alert no rule computes (a store gone down, say): stored and delivered in the background,
+        once per cooldown; False when it fired within it."""
+        if not self._claim(alert, self.cooldown):
+            return False
+        self._ensure_thread()
+        self._queue.put((alert, self.cooldown, contextvars.copy_context()))
+        return True
+
     def observe(self, record: CallRecord) -> list[Alert]:
         """Run the per-record rules on one call and return what fired here; storing, the check against
         alerts other processes stored, and delivery happen in the background."""
