@@ -241,7 +241,11 @@ async def test_a_worker_killed_mid_call_leaves_an_orphan_that_is_charged_and_fla
             assert await gateway.sweep_orphans() == []  # not late yet: a slow call is not an orphan
             (orphan,) = await gateway.sweep_orphans(now=time.time() + 3600)
         assert await gateway.sweep_orphans(now=time.time() + 3600) == []  # charged once
+        gateway.alerts.drain()
     assert orphan.outcome == "orphaned" and orphan.flagged and orphan.tags == {"team": "shop"}
+    with ledger(settings) as store:
+        [alert] = store.alerts(datetime.now(UTC) - timedelta(hours=1), rule="orphan_charged")
+    assert alert.data["call_id"] == orphan.id and alert.severity == "warning"
     assert orphan.cost_usd == pytest.approx(orphan.reserved_usd) and orphan.cost_usd > 0
     with ledger(settings) as store:
         (row,) = store.calls()

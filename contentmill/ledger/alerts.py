@@ -249,11 +249,29 @@ class SpendAnomaly(PeriodicRule):
         return fired
 
 
+@dataclass
+class OrphanCharged(RecordRule):
+    """A call's process died mid-call: its reservation was charged as reserved, and the vendor may have billed
+    less (or, if the answer came back unrecorded, the same): worth a look."""
+
+    name: ClassVar[str] = "orphan_charged"
+
+    def check(self, record: CallRecord) -> Alert | None:
+        if record.outcome != "orphaned":
+            return None
+        return Alert(
+            rule=self.name, severity="warning", subject=_who(record), ts=record.ts,
+            message=(f"a {record.model} call's process stopped mid-call; its reservation was charged as reserved, "
+                     f"{record.cost_usd:.6f} USD (outcome orphaned, flagged)"),
+            data={"call_id": record.id, "cost_usd": record.cost_usd, **record.tags},
+        )
+
+
 def default_rules() -> list[RecordRule | PeriodicRule]:
     """Every rule with its default configuration."""
     return [
-        LargeGeneration(), ModelUnpriced(), UsageRejected(), BudgetUsed(), ForecastOverBudget(), ErrorRate(),
-        SpendAnomaly(),
+        LargeGeneration(), ModelUnpriced(), UsageRejected(), OrphanCharged(), BudgetUsed(), ForecastOverBudget(),
+        ErrorRate(), SpendAnomaly(),
     ]
 
 

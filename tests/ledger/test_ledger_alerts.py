@@ -198,6 +198,7 @@ def test_default_rules_cover_every_kind() -> None:
         "large_generation",
         "model_unpriced",
         "usage_rejected",
+        "orphan_charged",
         "budget_used",
         "forecast_over_budget",
         "error_rate",
