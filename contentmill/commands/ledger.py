@@ -93,9 +93,9 @@ def report_command(
     json_out: JsonOption = False,
 ) -> None:
     """Spend, tokens, characters, seconds and calls grouped by a tag or column, from the ledger."""
-    start, end = window(since, until, timedelta(days=1))
     dims = [part.strip() for part in by.split(",") if part.strip()]
-    store = open_ledger(sweep=True)
+    store = open_ledger(sweep=True)  # first: what the sweep charges now belongs in the window
+    start, end = window(since, until, timedelta(days=1))
     try:
         result = report(store, dims, start, end, bucket=bucket.value if bucket else None)
     except ContentmillError as exc:
