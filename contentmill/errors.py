@@ -35,7 +35,8 @@ Every error a user can see is one of these; each message says what to fix::
     └── LedgerError                  the ledger cannot store or read what was asked
         ├── UnsafeTag                a tag looks like a credential: refused, never stored
         ├── ReservationClosed        the reservation was already settled or swept
-        └── LedgerUnavailable        the database is unreachable or busy; may succeed later
+        ├── LedgerUnavailable        the database is unreachable or busy; may succeed later
+        └── CostNotRecorded          calls were paid whose cost neither the ledger nor its spool could keep
 """
 
 from __future__ import annotations
@@ -220,6 +221,10 @@ class ReservationClosed(LedgerError):
 
 class LedgerUnavailable(LedgerError):
     """The database could not be reached or was busy; the same call may succeed later."""
+
+
+class CostNotRecorded(LedgerError):
+    """Calls were paid and their records reached neither the ledger database nor the spool in the data directory."""
 
 
 class TemplateError(ContentmillError):

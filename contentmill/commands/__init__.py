@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from contentmill.errors import ContentmillError, LedgerError
-from contentmill.ledger import LedgerStore, settings_url
+from contentmill.ledger import LedgerSpool, LedgerStore, settings_url
 from contentmill.settings import Settings, get_settings
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
@@ -63,14 +63,34 @@ def sweep_dead_calls(settings: Settings) -> None:
 
 
 def open_ledger(*, sweep: bool = False) -> LedgerStore:
-    """The ledger of the current settings; with ``sweep``, after the calls of processes that died were charged
-    (for commands that report spend)."""
+    """The ledger of the current settings, holding the records that waited in the spool; with ``sweep``, after the
+    calls of processes that died were charged (for commands that report spend)."""
     settings = settings_or_fail()
     if sweep:
         sweep_dead_calls(settings)
     try:
-        return LedgerStore(settings_url(settings))
+        store = LedgerStore(settings_url(settings))
     except ContentmillError as exc:
+        fail(str(exc))
+    drain_spool(store, settings)
+    return store
+
+
+def drain_spool(store: LedgerStore, settings: Settings) -> None:
+    """Write the call records that wait in the data directory's spool (the ledger refused them when their calls
+    ended) before the command reads the ledger; one line on stderr when they cannot be written now."""
+    spool = LedgerSpool.for_settings(settings)
+    try:
+        spool.drain(store)
+    except LedgerError as exc:
+        print(f"contentmill: call records still wait in the spool: {exc}", file=sys.stderr)
+
+
+def spooled_rows() -> int:
+    """How many call records wait in the data directory's spool for the ledger."""
+    try:
+        return LedgerSpool.for_settings(settings_or_fail()).waiting()
+    except LedgerError as exc:
         fail(str(exc))
 
 

@@ -1,7 +1,9 @@
 """``contentmill report`` and ``contentmill alerts``: spend by any tag, and the alerts raised.
 
 The ledger is CONTENTMILL_DATABASE_URL when set, else ``ledger.sqlite3`` in CONTENTMILL_DATA_DIR. Times are
-ISO 8601; one without a zone is taken as UTC. Mount with ``app.add_typer(report_app, name="report")`` and
+ISO 8601; one without a zone is taken as UTC. Call records waiting in the data directory's spool (the ledger
+database refused them) are written before the ledger is read; ``report`` says how many still wait
+(``spooled_rows``). Mount with ``app.add_typer(report_app, name="report")`` and
 ``app.add_typer(alerts_app, name="alerts")``; ``python -m contentmill.commands.ledger`` runs both alone.
 """
 
@@ -16,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from contentmill.commands import JsonOption, emit_json, fail, open_ledger
+from contentmill.commands import JsonOption, emit_json, fail, open_ledger, spooled_rows
 from contentmill.errors import ContentmillError
 from contentmill.ledger.records import Alert
 from contentmill.ledger.report import Report, report
@@ -102,11 +104,15 @@ def report_command(
         fail(str(exc))
     finally:
         store.close()
+    waiting = spooled_rows()
     if json_out:
         data = result.as_dict()
-        emit_json({**data, "by": dims[0] if len(dims) == 1 else dims})
+        emit_json({**data, "by": dims[0] if len(dims) == 1 else dims, "spooled_rows": waiting})
         return
     console.print(report_table(result))
+    if waiting:
+        console.print(f"{waiting} call record{'s' if waiting > 1 else ''} wait in the spool of the data directory, "
+                      "not counted above: the ledger could not be written when their calls ended", markup=False)
 
 
 def alerts_table(found: list[Alert]) -> Table:

@@ -1,11 +1,12 @@
 """The ledger: every model call's cost by tag, reports, anomalies, alerts and budget forecasts.
 
 The gateway records each call as a ``CallRecord`` through a ``LedgerWriter`` (batched, off the hot path)
-into a ``LedgerStore`` (SQLite embedded, PostgreSQL with the services profile), holds money for calls in
+into a ``LedgerStore`` (SQLite embedded, PostgreSQL with the services profile), keeps what the database refuses
+in a ``LedgerSpool`` of the data directory until it can be written, holds money for calls in
 flight as reservations, and lets an ``AlertEngine`` watch records and the ledger.
 """
 
-from contentmill.errors import LedgerError, LedgerUnavailable, ReservationClosed, UnsafeTag
+from contentmill.errors import CostNotRecorded, LedgerError, LedgerUnavailable, ReservationClosed, UnsafeTag
 from contentmill.ledger.alerts import (
     AlertEngine,
     BudgetUsed,
@@ -30,13 +31,15 @@ from contentmill.ledger.records import (
 )
 from contentmill.ledger.report import Report, report
 from contentmill.ledger.sinks import AlertSink, LogSink, PrefectArtifactSink, WebhookSink
+from contentmill.ledger.spool import LedgerSpool
 from contentmill.ledger.store import LedgerStore, settings_url
 from contentmill.ledger.writer import LedgerWriter
 
 __all__ = [
     "Alert", "AlertEngine", "AlertSink", "Anomaly", "AnomalyConfig", "Budget", "BudgetUsed", "CallRecord",
-    "ErrorRate", "Forecast", "ForecastOverBudget", "LargeGeneration", "LedgerError", "LedgerStore",
-    "LedgerUnavailable", "LedgerWriter", "LogSink", "ModelUnpriced", "PeriodicRule", "PrefectArtifactSink",
+    "CostNotRecorded", "ErrorRate", "Forecast", "ForecastOverBudget", "LargeGeneration", "LedgerError",
+    "LedgerSpool", "LedgerStore", "LedgerUnavailable", "LedgerWriter", "LogSink", "ModelUnpriced", "PeriodicRule",
+    "PrefectArtifactSink",
     "RecordRule", "Report", "Reservation", "ReservationClosed", "SpendAnomaly", "UnsafeTag", "UsageRejected",
     "WebhookSink",
     "check_tags", "default_rules", "detect", "forecast_budget", "period_bounds", "project", "report", "scan",

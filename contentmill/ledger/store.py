@@ -84,7 +84,11 @@ def call_row(record: CallRecord) -> dict[str, Any]:
 
 
 def record_from_row(row: Row[Any]) -> CallRecord:
-    m = row._mapping
+    return record_from_mapping(row._mapping)
+
+
+def record_from_mapping(m: Mapping[Any, Any]) -> CallRecord:
+    """A record from the columns of its row (as ``call_row`` gives them)."""
     estimate = Usage(
         input_tokens=m["est_input_tokens"], output_tokens=m["est_output_tokens"],
         characters=m["est_characters"], seconds=m["est_seconds"], images=m["est_images"], estimated=True,

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+
+import pytest
 
 from contentmill.ledger import CallRecord
 from contentmill.metering import Usage
@@ -29,3 +33,12 @@ def call(**fields: Any) -> CallRecord:
     }
     values.update(fields)
     return CallRecord(**values)
+
+
+def wait_until(condition: Callable[[], bool], what: str, limit_s: float = 60.0) -> None:
+    """Poll until ``condition`` holds; fails (rather than hangs) if it never does."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.01)

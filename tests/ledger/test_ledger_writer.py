@@ -1,4 +1,5 @@
-"""The batched writer: everything put is written, through a real database outage, and at close or exit."""
+"""The batched writer: everything put is written, through a real database outage (by way of the spool), and at
+close or exit."""
 
 from __future__ import annotations
 
@@ -7,25 +8,16 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from ledger_helpers import ADMIN_URL, T0, call
+from ledger_helpers import ADMIN_URL, T0, call, wait_until
 
-from contentmill.errors import LedgerError
-from contentmill.ledger import LedgerStore, LedgerWriter
-
-
-def wait_until(condition: Callable[[], bool], what: str, limit_s: float = 60.0) -> None:
-    """Poll until ``condition`` holds; fails (rather than hangs) if it never does."""
-    deadline = time.monotonic() + limit_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.02)
+from contentmill.errors import CostNotRecorded, LedgerError
+from contentmill.ledger import LedgerSpool, LedgerStore, LedgerWriter
 
 
 @contextmanager
@@ -88,39 +80,60 @@ def test_a_partial_batch_is_written_after_the_interval(store: LedgerStore) -> No
     assert writer.written == 3
 
 
-def test_records_survive_a_real_outage_and_are_written_once_it_ends(
-    impatient_store: LedgerStore, ledger_url: str, caplog: pytest.LogCaptureFixture
+def test_a_batch_refused_in_a_real_outage_goes_to_the_spool_and_in_after_the_next_write(
+    impatient_store: LedgerStore, ledger_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="contentmill.ledger")
+    spool = LedgerSpool(tmp_path / "ledger.spool")
     before = [call(tags={"team": "before"}) for _ in range(10)]
     during = [call(tags={"team": "during"}) for _ in range(20)]
-    with LedgerWriter(impatient_store, interval_s=0.05, max_backoff_s=0.2) as writer:
+    after = call(tags={"team": "after"})
+    with LedgerWriter(impatient_store, spool=spool, interval_s=0.05, max_backoff_s=0.2) as writer:
         for record in before:
             writer.put(record)
         wait_until(lambda: writer.written == 10, "the first records")
         with outage(ledger_url):
             for record in during:
                 writer.put(record)
-            wait_until(lambda: writer.failures >= 2, "failed writes during the outage")
-            assert writer.written == 10 and [r.id for r in writer.pending()] == [r.id for r in during]
-        wait_until(lambda: writer.written == 30, "the retry after the outage")
+            wait_until(lambda: writer.spooled == 20, "the refused records in the spool")
+            assert writer.written == 10 and writer.pending() == [] and spool.waiting() == 20
+        writer.put(after)
+        wait_until(lambda: writer.drained == 20, "the spool drained after the next write")
+    assert writer.written == 11 and spool.waiting() == 0
     stored = impatient_store.calls()
-    assert sorted(r.id for r in stored) == sorted(r.id for r in before + during)
-    assert any("ledger write failed, 20 records kept" in m for m in caplog.messages)
+    assert sorted(r.id for r in stored) == sorted(r.id for r in [*before, *during, after])
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if "kept in the spool" in r.getMessage()]
+    assert said[0][0] == "ERROR" and "20 call records kept in the spool" in said[0][1]
 
 
-def test_close_during_an_outage_keeps_and_reports_what_it_could_not_write(
-    impatient_store: LedgerStore, ledger_url: str, caplog: pytest.LogCaptureFixture
+def test_close_during_an_outage_keeps_what_it_could_not_write_in_the_spool(
+    impatient_store: LedgerStore, ledger_url: str, tmp_path: Path
 ) -> None:
     records = [call() for _ in range(5)]
-    writer = LedgerWriter(impatient_store, interval_s=3600)
+    spool = LedgerSpool(tmp_path / "ledger.spool")
+    writer = LedgerWriter(impatient_store, spool=spool, interval_s=3600)
     with outage(ledger_url):
         for record in records:
             writer.put(record)
-        assert writer.close(timeout_s=0.3) == 5
+        assert writer.close(timeout_s=0.3) == 0
+    assert writer.pending() == [] and spool.waiting() == 5
+    assert spool.drain(impatient_store) == 5 and impatient_store.count_calls() == 5 and spool.waiting() == 0
+
+
+def test_close_raises_when_neither_the_ledger_nor_the_spool_keeps_a_record(
+    impatient_store: LedgerStore, ledger_url: str, tmp_path: Path
+) -> None:
+    blocked = tmp_path / "ledger.spool"
+    blocked.mkdir()  # a folder where the spool's file would be: every append fails, as on a full or read-only disk
+    records = [call() for _ in range(2)]
+    writer = LedgerWriter(impatient_store, spool=LedgerSpool(blocked), interval_s=3600)
+    with outage(ledger_url):
+        for record in records:
+            writer.put(record)
+        with pytest.raises(CostNotRecorded, match=r"the cost of 2 calls could not be recorded: .*nor kept: spool"):
+            writer.close(timeout_s=0.3)
     assert [r.id for r in writer.pending()] == [r.id for r in records]
-    assert any("closed with 5 records not written" in m for m in caplog.messages)
-    assert writer.flush() == 5 and impatient_store.count_calls() == 5
+    assert writer.flush() == 2 and impatient_store.count_calls() == 2
 
 
 EXITING = textwrap.dedent("""
