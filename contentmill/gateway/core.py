@@ -60,6 +60,7 @@ from contentmill.ledger import (
     AlertEngine,
     AlertSink,
     CallRecord,
+    LedgerSpool,
     LedgerStore,
     LedgerWriter,
     LogSink,
@@ -255,7 +256,7 @@ class Gateway:
         self.cache = cache if cache is not None else (
             build_cache(CacheConfig.from_settings(s)) if s.cache_enabled else None)
         self.store = ledger or LedgerStore(settings_url(s))
-        self.ledger = LedgerWriter(self.store)
+        self.ledger = LedgerWriter(self.store, spool=LedgerSpool.for_settings(s))
         self.policy = policy or Policy.from_settings(s, self.store.budgets())
         self.alerts = alerts if alerts is not None else AlertEngine(self.store, sinks=alert_sinks(s))
         self.health = health or Health()
@@ -774,11 +775,13 @@ class Gateway:
             await self.admission.aclose()
         if self.journal is not None:
             self.journal.close()
-        self.ledger.close()  # writes what is queued, whoever owns the store
-        if "alerts" in self._owned:
-            self.alerts.close()
-        if "store" in self._owned:
-            self.store.close()
+        try:
+            self.ledger.close()  # writes what is queued (or spools it), whoever owns the store
+        finally:  # CostNotRecorded still closes the rest
+            if "alerts" in self._owned:
+                self.alerts.close()
+            if "store" in self._owned:
+                self.store.close()
 
     async def __aenter__(self) -> Gateway:
         return self

@@ -13,6 +13,7 @@ import fcntl
 import os
 from pathlib import Path
 
+from contentmill.appendfile import append, open_append
 from contentmill.gateway.admission import Reservation
 
 COMPACT_AFTER_BYTES = 4 * 1024 * 1024
@@ -21,16 +22,11 @@ COMPACT_AFTER_BYTES = 4 * 1024 * 1024
 class ReservationJournal:
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._fd = open_append(path)
 
     def _append(self, line: str) -> None:
         # A shared lock per append lets a compaction (exclusive) rewrite the file in place without losing lines.
-        fcntl.flock(self._fd, fcntl.LOCK_SH)
-        try:
-            os.write(self._fd, (line + "\n").encode())
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        append(self._fd, (line + "\n").encode())
 
     def opened(self, reservation: Reservation) -> None:
         self._append("O " + reservation.to_json())
