@@ -26,10 +26,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 from contentmill.gateway.admission import Admission, Books, Claim, Refusal, Reservation, _Bucket, _Counter
 from contentmill.sqlstore import enter_wal
 
+T = TypeVar("T")
 BUSY_TIMEOUT_S = 60.0
 IDLE_BUCKET_S = 3600.0  # a bucket untouched this long is full again (limits are per minute): its row can go
 
@@ -81,26 +83,50 @@ class SQLiteAdmission(Admission):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock or time.time
-        self._lock = threading.Lock()  # one connection, used by one thread at a time
-        self._conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
-        cursor = self._conn.cursor()
-        enter_wal(cursor, timeout_s)
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
+        self._lock = threading.RLock()  # one transaction at a time; reentrant for the inline path
+        # Two connections: one that waits for the file (used from a worker thread), one that never waits (used
+        # inline on the event loop when the file is free, which saves the thread hop on almost every call).
+        self._conn = self._connect(timeout_s)
+        self._fast = self._connect(0.0)
+        self._active = self._conn
         with self._transaction() as conn:
             for statement in SCHEMA:
                 conn.execute(statement)
 
+    def _connect(self, timeout_s: float) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
+        cursor = conn.cursor()
+        enter_wal(cursor, max(timeout_s, BUSY_TIMEOUT_S))
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+        return conn
+
+    async def _run(self, work: Callable[..., T], *args: Any) -> T:
+        """Run one transaction: at once on the event loop when the file is free, else in a worker thread that
+        waits for it, so a busy file never blocks the loop."""
+        if self._lock.acquire(blocking=False):
+            try:
+                self._active = self._fast
+                return work(*args)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+            finally:
+                self._active = self._conn
+                self._lock.release()
+        return await asyncio.to_thread(work, *args)
+
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            conn = self._active
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
+                yield conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
+            conn.execute("COMMIT")
 
     @staticmethod
     def _load(conn: sqlite3.Connection, claims: Iterable[Claim]) -> Books:
@@ -131,10 +157,10 @@ class SQLiteAdmission(Admission):
             [(key, c.used, c.reserved, None if math.isinf(c.expires) else c.expires)
              for key, c in books.counters.items()])
 
-    # -- the interface, each call one transaction in a worker thread ---------------------------------------
+    # -- the interface, each call one transaction (``_run``) -----------------------------------------------
 
     async def acquire(self, claims: Sequence[Claim], *, ttl_s: float, payload: str = "") -> Reservation | Refusal:
-        return await asyncio.to_thread(self._acquire, claims, ttl_s, payload)
+        return await self._run(self._acquire, claims, ttl_s, payload)
 
     def _acquire(self, claims: Sequence[Claim], ttl_s: float, payload: str) -> Reservation | Refusal:
         with self._transaction() as conn:
@@ -147,7 +173,7 @@ class SQLiteAdmission(Admission):
             return outcome
 
     async def reconcile(self, reservation: Reservation, actual: Sequence[float]) -> bool:
-        return await asyncio.to_thread(self._reconcile, reservation, actual)
+        return await self._run(self._reconcile, reservation, actual)
 
     def _reconcile(self, reservation: Reservation, actual: Sequence[float]) -> bool:
         with self._transaction() as conn:
@@ -159,14 +185,14 @@ class SQLiteAdmission(Admission):
             return True
 
     async def levels(self, claims: Sequence[Claim]) -> list[tuple[float, float]]:
-        return await asyncio.to_thread(self._levels, claims)
+        return await self._run(self._levels, claims)
 
     def _levels(self, claims: Sequence[Claim]) -> list[tuple[float, float]]:
         with self._transaction() as conn:
             return self._load(conn, claims).levels(claims, self._clock())
 
     async def seed(self, claim: Claim, used: float) -> None:
-        await asyncio.to_thread(self._seed, claim, used)
+        await self._run(self._seed, claim, used)
 
     def _seed(self, claim: Claim, used: float) -> None:
         with self._transaction() as conn:
@@ -176,7 +202,7 @@ class SQLiteAdmission(Admission):
 
     async def orphans(self, now: float | None = None) -> list[Reservation]:
         """Reservations past their deadline, and at once those of a process of this machine that has died."""
-        return await asyncio.to_thread(self._orphans, self._clock() if now is None else now)
+        return await self._run(self._orphans, self._clock() if now is None else now)
 
     def _orphans(self, now: float) -> list[Reservation]:
         with self._transaction() as conn:
@@ -200,3 +226,4 @@ class SQLiteAdmission(Admission):
     async def aclose(self) -> None:
         with self._lock:
             self._conn.close()
+            self._fast.close()
