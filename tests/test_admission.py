@@ -281,3 +281,14 @@ async def test_a_killed_processs_reservation_is_swept_at_once_not_at_its_deadlin
         proc.wait(timeout=30)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+async def test_a_renewed_reservation_is_not_swept_and_a_closed_one_cannot_be_renewed(backend: Admission) -> None:
+    held = await backend.acquire([counter(0.3)], ttl_s=0.0)
+    assert isinstance(held, Reservation)
+    assert await backend.extend(held, 60.0)
+    assert await backend.orphans() == []  # its deadline moved a minute on: a live call, not an orphan
+    assert await backend.reconcile(held, [0.1])
+    assert not await backend.extend(held, 60.0)  # settled: nothing to keep alive
+    [(room, reserved)] = await backend.levels([counter(0)])
+    assert room == pytest.approx(0.9) and reserved == pytest.approx(0.0)

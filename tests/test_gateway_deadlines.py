@@ -68,3 +68,22 @@ async def test_a_reservation_in_memory_and_in_the_journal_is_charged_once(
         with pytest.raises(asyncio.CancelledError):
             await call
     assert len(swept) == 1 and swept[0].outcome == "orphaned"
+
+
+async def test_a_stream_held_open_past_its_reservations_time_is_kept_alive_not_swept(
+        upstream: Callable[..., Any], tmp_path: Path) -> None:
+    server = upstream()
+    settings = settings_for(server.base_url, tmp_path, request_timeout_s=1, max_retries=0)  # reservations: 6 s
+    async with Gateway(settings) as gateway:
+        stream = await gateway.stream(TextRequest.chat("Tell me about mugs.", max_tokens=30), model=MODEL,
+                                      cache=False)
+        await asyncio.sleep(8.0)  # a slow reader: past the first deadline, renewed every 2 s
+        assert await gateway.sweep_orphans() == []
+        text = "".join([piece.delta async for piece in stream])
+        assert text and stream.generation is not None and stream.generation.cost_usd > 0
+    store = LedgerStore(settings_url(settings))
+    try:
+        [row] = store.calls()
+    finally:
+        store.close()
+    assert row.outcome == "ok" and row.cost_usd == pytest.approx(stream.generation.cost_usd)

@@ -107,6 +107,11 @@ class Admission(ABC):
         """Settle with the actual amount of each claim (same order); False if it was already settled or swept."""
 
     @abstractmethod
+    async def extend(self, reservation: Reservation, ttl_s: float) -> bool:
+        """Keep a live call's reservation from being swept: its deadline moves to ``ttl_s`` from now. False if it
+        was already settled or swept."""
+
+    @abstractmethod
     async def levels(self, claims: Sequence[Claim]) -> list[tuple[float, float]]:
         """(available, reserved) of each claim's limit now: bucket tokens, or room left in a counter's window."""
 
@@ -211,6 +216,12 @@ class Books:
         if existing is None or now >= existing.expires:
             self.counter(claim, now).used = used
 
+    def extend(self, reservation_id: str, deadline: float) -> Reservation | None:
+        held = self.open.get(reservation_id)
+        if held is not None:
+            held.deadline = deadline
+        return held
+
     def take_late(self, now: float) -> list[Reservation]:
         """Open reservations past their deadline, closed and kept charged at their reserved amounts."""
         late = [r for r in self.open.values() if r.deadline <= now]
@@ -239,6 +250,13 @@ class MemoryAdmission(Admission):
                 return False  # already settled or swept: never charge twice
             self._books.settle(reservation, actual, self._clock())
             return True
+
+    async def extend(self, reservation: Reservation, ttl_s: float) -> bool:
+        with self._lock:
+            held = self._books.extend(reservation.id, self._clock() + ttl_s)
+            if held is not None:
+                reservation.deadline = held.deadline
+            return held is not None
 
     async def levels(self, claims: Sequence[Claim]) -> list[tuple[float, float]]:
         with self._lock:

@@ -89,6 +89,11 @@ class FallbackAdmission(Admission):
             return await self.local.reconcile(reservation, actual)
         return await self.primary.reconcile(reservation, actual)
 
+    async def extend(self, reservation: Reservation, ttl_s: float) -> bool:
+        if reservation.id in self._local_ids:
+            return await self.local.extend(reservation, ttl_s)
+        return await self.primary.extend(reservation, ttl_s)
+
     async def levels(self, claims: Sequence[Claim]) -> list[tuple[float, float]]:
         if not self.down:
             try:

@@ -196,6 +196,15 @@ class RedisAdmission(Admission):
         return int(await self._reconcile(keys=keys, args=[reservation.id, json.dumps(list(actual))])) == 1
 
     @_unavailable_as_error
+    async def extend(self, reservation: Reservation, ttl_s: float) -> bool:
+        seconds, micros = await self.client.time()
+        deadline = seconds + micros / 1e6 + ttl_s
+        if not await self.client.zadd(self._zset, {reservation.id: deadline}, xx=True, ch=True):
+            return False  # no longer open (or its deadline was already this one)
+        reservation.deadline = deadline
+        return True
+
+    @_unavailable_as_error
     async def levels(self, claims: Sequence[Claim]) -> list[tuple[float, float]]:
         args: list[Any] = [len(claims)]
         for claim in claims:

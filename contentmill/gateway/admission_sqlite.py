@@ -184,6 +184,22 @@ class SQLiteAdmission(Admission):
             self._store(conn, books)
             return True
 
+    async def extend(self, reservation: Reservation, ttl_s: float) -> bool:
+        return await self._run(self._extend, reservation, ttl_s)
+
+    def _extend(self, reservation: Reservation, ttl_s: float) -> bool:
+        deadline = self._clock() + ttl_s
+        with self._transaction() as conn:
+            found = conn.execute("SELECT body FROM reservations WHERE id = ?", (reservation.id,)).fetchone()
+            if found is None:
+                return False
+            held = Reservation.from_json(found[0])
+            held.deadline = deadline
+            conn.execute("UPDATE reservations SET deadline = ?, body = ? WHERE id = ?",
+                         (deadline, held.to_json(), reservation.id))
+        reservation.deadline = deadline
+        return True
+
     async def levels(self, claims: Sequence[Claim]) -> list[tuple[float, float]]:
         return await self._run(self._levels, claims)
 

@@ -174,6 +174,7 @@ class _Call:
     limits: CallLimits = NO_LIMITS
     metered: list[Metered] = field(default_factory=list)
     reservation: Reservation | None = None
+    keeper: asyncio.Task[None] | None = None  # renews the reservation while the call runs
     ceiling: Usage | None = None  # the most the call could have used; None: its usage is not the vendor's
 
 
@@ -608,6 +609,7 @@ class Gateway:
             call.reservation = await self._admit(call, wait_s)
         except ContentmillError as error:
             raise self._refused(error, call.info, call.estimate, call.tags) from None
+        call.keeper = asyncio.get_running_loop().create_task(self._keep_alive(call.reservation))
 
     async def _invoke(self, call: _Call, invoke: Callable[[], Awaitable[T]], started: float) -> tuple[T, int]:
         """Call the provider with retries; a failure releases the reservation and is recorded."""
@@ -639,10 +641,7 @@ class Gateway:
     async def _admit(self, call: _Call, wait_s: float | None) -> Reservation:
         """Reserve every claim at once, waiting for bucket capacity up to ``wait_s`` (settings default)."""
         deadline = time.monotonic() + (self.settings.admission_wait_s if wait_s is None else wait_s)
-        # Longer than the call can last: each attempt ends at the timeout (its whole answer included), and the
-        # waits between attempts are capped, so a live call is never swept as an orphan.
-        retries = self.settings.max_retries
-        ttl = self.settings.request_timeout_s * (retries + 1) + self.retry.max_delay_s * retries + 60.0
+        ttl = self._reservation_ttl()
         payload = orjson.dumps({"model": call.info.name, "api_type": call.info.modality,
                                 "estimate": call.estimate.as_dict(), "reserved_usd": call.reserved_usd,
                                 "tags": call.tags, "request_hash": call.request_hash}).decode()
@@ -658,6 +657,28 @@ class Gateway:
             if outcome.retry_after is None or outcome.retry_after > left:
                 raise _refusal_error(outcome, call)
             await asyncio.sleep(max(outcome.retry_after, 0.001))
+
+    def _reservation_ttl(self) -> float:
+        """Longer than a call's attempts can last: each ends at the timeout (its whole answer included) and the
+        waits between them are capped. A stream, whose length no timeout bounds, renews it (``_keep_alive``)."""
+        timeout, retries = self.settings.request_timeout_s, self.settings.max_retries
+        return timeout * (retries + 1) + self.retry.max_delay_s * retries + max(5.0, timeout)
+
+    async def _keep_alive(self, reservation: Reservation) -> None:
+        """Renew a live call's reservation every third of its time to live, so no sweep takes it while the call
+        runs; at most for a day (a call still open then has been abandoned, and its reservation may go)."""
+        ttl = self._reservation_ttl()
+        until = time.monotonic() + 86400.0
+        while time.monotonic() < until:
+            await asyncio.sleep(ttl / 3)
+            try:
+                if not await self.admission.extend(reservation, ttl):
+                    return
+            except AdmissionUnavailable as exc:
+                log.warning("could not renew reservation %s: %s", reservation.id, exc)
+                continue
+            if self.journal is not None:
+                self.journal.opened(reservation)  # the latest line of a reservation is the one that counts
 
     async def _seed_budgets(self, claims: Sequence[Claim]) -> None:
         """Start each budget window this process has not seen from what the ledger says it spent, so a restart
@@ -704,6 +725,8 @@ class Gateway:
         again before each later settlement and sweep, and when the gateway closes."""
         if call.reservation is None:
             return
+        if call.keeper is not None:
+            call.keeper.cancel()
         await self._settle_waiting()
         actual = [m.actual(usage, cost) for m in call.metered]
         try:
