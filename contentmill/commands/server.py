@@ -26,7 +26,7 @@ keys_app = typer.Typer(help="Virtual keys of the gateway server: create, list, r
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 exposes it to the network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 picks a free one.")] = 8400,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (above 1 needs Redis).")] = 1,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes; they share limits and budgets.")] = 1,
 ) -> None:
     """Serve the gateway as an OpenAI-compatible API; prints `ready http://HOST:PORT/v1` once it answers."""
     from contentmill.server.run import serve as run_server

@@ -2,7 +2,8 @@
 
 The socket is bound here, before any worker starts, so ``--port 0`` works and every worker shares one port;
 ``ready http://HOST:PORT/v1`` is printed once ``/healthz`` answers through that socket. Several workers share
-limits, budgets and the cache only through Redis, so ``--workers`` above 1 needs CONTENTMILL_REDIS_URL.
+limits and budgets through the data directory's admission file, or Redis when configured (which they also share
+the cache through; without it each worker has its own memory tier over the shared local directory).
 Workers run uvicorn on uvloop and httptools where installed (docs/benchmarks.md says why).
 """
 
@@ -75,9 +76,6 @@ def serve(settings: Settings, host: str, port: int, workers: int,
     """Serve until SIGINT or SIGTERM."""
     if workers < 1:
         raise ConfigError(f"--workers is at least 1 (got {workers})")
-    if workers > 1 and not settings.redis_url:
-        raise ConfigError(f"--workers {workers} needs CONTENTMILL_REDIS_URL, so that the workers share keys' limits, "
-                          "budgets and the cache; without Redis run one worker")
     sock = _bind(host, port)
     stop = threading.Event()
     watcher = threading.Thread(target=_announce_when_ready, args=(base_url(sock), announce, stop), daemon=True)

@@ -142,13 +142,17 @@ def test_workers_share_a_port_and_their_metrics(
     assert httpx.get(server.root_url + "/metrics", timeout=10).status_code == 401
 
 
-def test_several_workers_without_redis_is_a_one_line_error(env: dict[str, str]) -> None:
-    import subprocess
-    import sys
-
-    done = subprocess.run([sys.executable, "-m", "contentmill.cli", "serve", "--port", "0", "--workers", "2"],
-                          env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [
-        "contentmill: --workers 2 needs CONTENTMILL_REDIS_URL, so that the workers share keys' limits, budgets and "
-        "the cache; without Redis run one worker"]
+def test_workers_without_redis_hold_one_keys_budget_through_the_data_directory(
+        serve: Callable[..., Served], upstream: Callable[..., Upstream], tmp_path: Path) -> None:
+    """The embedded profile: two workers of one server share the data directory's admission file and SQLite
+    ledger; a key's budget holds across them under 64 clients, one ledger row per upstream request."""
+    up = upstream(api_key=[UPSTREAM_KEY], latency_ms=30, rpm=1_000_000, tpm=1_000_000_000)
+    env = server_env(up.base_url, tmp_path / "data")
+    server = serve(env, "--workers", "2")
+    issued = make_key(env, budget_usd=BUDGET_USD, period="day")
+    answered, refused, other = asyncio.run(_spend([server], issued.secret))
+    assert other == 0 and refused == CLIENTS and answered > 10
+    rows = calls(env, at_least=answered + refused)
+    charged = [r for r in rows if r.outcome in ("ok", "error")]
+    assert sum(r.cost_usd for r in charged) <= BUDGET_USD
+    assert len(charged) == up.stats()["requests"] == answered
