@@ -305,6 +305,14 @@ class Server:
             headers.append((b"x-contentmill-route-decision", decision.id.encode()))
         return tuple(headers)
 
+    def _options(self, request: Request, key: VirtualKey, model: str, fallbacks: tuple[str, ...],
+                 tags: dict[str, str] | None = None) -> dict[str, Any]:
+        """What every model call of a request hands the gateway: the model and its fallbacks, the key's tags and
+        own limits, the client's cache switch, and how long to wait for capacity."""
+        return {"model": model, "fallbacks": fallbacks, "tags": self.tags(request, key) if tags is None else tags,
+                "limits": self.limits(key), "cache": self.caching(request),
+                "wait_s": self.settings.server_admission_wait_s}
+
     def caching(self, request: Request) -> bool:
         return (request.header(b"x-contentmill-cache") or "on").lower() not in ("off", "false", "0", "no")
 
@@ -324,8 +332,7 @@ class Server:
         if decision is not None:
             tags[ROUTE_TAG] = decision.id
         assert self.gateway is not None
-        options: dict[str, Any] = {"model": model, "fallbacks": fallbacks, "tags": tags, "limits": self.limits(key),
-                                   "cache": self.caching(request), "wait_s": self.settings.server_admission_wait_s}
+        options = self._options(request, key, model, fallbacks, tags)
         started = time.perf_counter()
         try:
             if call.stream:
@@ -411,9 +418,7 @@ class Server:
         model, fallbacks, decision = await self.choose(call.model, key, "embedding")
         assert self.gateway is not None
         started = time.perf_counter()
-        gen = await self.gateway.embed(call.request, model=model, fallbacks=fallbacks, tags=self.tags(request, key),
-                                       limits=self.limits(key), cache=self.caching(request),
-                                       wait_s=self.settings.server_admission_wait_s)
+        gen = await self.gateway.embed(call.request, **self._options(request, key, model, fallbacks))
         self.metrics.observe(gen, time.perf_counter() - started)
         headers = self._answer_headers(request, gen, decision, gen.model)
         return json_answer(200, embeddings_body(gen, call.base64), headers)
@@ -424,9 +429,7 @@ class Server:
         model, fallbacks, decision = await self.choose(call.model, key, "speech")
         assert self.gateway is not None
         started = time.perf_counter()
-        gen = await self.gateway.speak(call.request, model=model, fallbacks=fallbacks,
-                                       tags=self.tags(request, key), limits=self.limits(key),
-                                       cache=self.caching(request), wait_s=self.settings.server_admission_wait_s)
+        gen = await self.gateway.speak(call.request, **self._options(request, key, model, fallbacks))
         self.metrics.observe(gen, time.perf_counter() - started)
         return Answer(200, gen.audio or b"", b"audio/wav", self._answer_headers(request, gen, decision, gen.model))
 

@@ -241,11 +241,18 @@ class Batches:
         upload = parse_upload(request.header(b"content-type"),
                               await request.body(self.server.settings.server_max_file_bytes))
         parse_lines(upload.data, self.server.settings.server_default_max_tokens)  # refused now, not at creation
-        meta = {"id": "file-" + new_id()[:24], "bytes": len(upload.data), "created_at": int(time.time()),
-                "filename": upload.filename, "purpose": upload.purpose, "team": key.team, "key_id": key.id}
-        await asyncio.to_thread(self.store.put, f"{FILES}{meta['id']}.jsonl", upload.data, "application/jsonl")
+        return json_answer(200, _file_body(await self._keep(key, upload.data, upload.filename, upload.purpose)))
+
+    async def _keep(self, key: VirtualKey, data: bytes, filename: str, purpose: str) -> dict[str, Any]:
+        """Store a file of the key's team: its bytes, then its metadata (whose presence means the file is whole)."""
+        meta = {"id": "file-" + new_id()[:24], "bytes": len(data), "created_at": int(time.time()),
+                "filename": filename, "purpose": purpose, "team": key.team, "key_id": key.id}
+        await asyncio.to_thread(self.store.put, f"{FILES}{meta['id']}.jsonl", data, "application/jsonl")
         await self._put(f"{FILES}{meta['id']}.json", meta)
-        return json_answer(200, _file_body(meta))
+        return meta
+
+    async def _content(self, file_id: str) -> bytes | None:
+        return await asyncio.to_thread(self.store.get, f"{FILES}{file_id}.jsonl")
 
     async def _file(self, key: VirtualKey, file_id: str) -> dict[str, Any]:
         return self._owned(await self._get(f"{FILES}{file_id}.json"), key, "file", file_id)
@@ -254,7 +261,7 @@ class Batches:
         meta = await self._file(await self._key(request), file_id)
         if not content:
             return json_answer(200, _file_body(meta))
-        data = await asyncio.to_thread(self.store.get, f"{FILES}{file_id}.jsonl")
+        data = await self._content(file_id)
         if data is None:
             raise ApiError(404, f"the content of {file_id} is gone from the store", "invalid_request_error",
                            "not_found", "id")
@@ -262,11 +269,7 @@ class Batches:
 
     async def _write_file(self, key: VirtualKey, lines: list[dict[str, Any]], name: str) -> str:
         data = b"".join(orjson.dumps(line) + b"\n" for line in lines)
-        meta = {"id": "file-" + new_id()[:24], "bytes": len(data), "created_at": int(time.time()),
-                "filename": name, "purpose": "batch_output", "team": key.team, "key_id": key.id}
-        await asyncio.to_thread(self.store.put, f"{FILES}{meta['id']}.jsonl", data, "application/jsonl")
-        await self._put(f"{FILES}{meta['id']}.json", meta)
-        return str(meta["id"])
+        return str((await self._keep(key, data, name, "batch_output"))["id"])
 
     # -- batches ----------------------------------------------------------------------------------------------
 
@@ -286,7 +289,7 @@ class Batches:
         if not isinstance(file_id, str):
             raise BadBody("'input_file_id' is required: the id POST /v1/files gave", "input_file_id")
         await self._file(key, self._ident(file_id, "file-"))
-        data = await asyncio.to_thread(self.store.get, f"{FILES}{file_id}.jsonl") or b""
+        data = await self._content(file_id) or b""
         lines = parse_lines(data, self.server.settings.server_default_max_tokens)
         models = {asked for _, asked, _ in lines}
         if len(models) != 1:
@@ -395,7 +398,7 @@ class Batches:
                 still[cid] = vendor_id
         if len(still) == len(record["waiting"]):
             return
-        data = await asyncio.to_thread(self.store.get, f"{FILES}{record['input_file_id']}.jsonl") or b""
+        data = await self._content(record["input_file_id"]) or b""
         requests = {cid: req for cid, _, req in parse_lines(data, self.server.settings.server_default_max_tokens)}
         ready = [(cid, requests[cid]) for cid in record["waiting"] if cid not in still]
         if not ready:
