@@ -174,7 +174,7 @@ class _Call:
     limits: CallLimits = NO_LIMITS
     metered: list[Metered] = field(default_factory=list)
     reservation: Reservation | None = None
-    keeper: asyncio.Task[None] | None = None  # renews the reservation while the call runs
+    keeper: asyncio.Task[None] | None = None  # renews a stream's reservation while it is read
     ceiling: Usage | None = None  # the most the call could have used; None: its usage is not the vendor's
 
 
@@ -355,6 +355,9 @@ class Gateway:
                 if hit is not None:
                     return TextStream.replay(self._hit(_text_decode(hit.value, call), call, hit.cost_usd, hit.tier))
             await self._open(call, wait_s)
+            # Only a stream can outlive its reservation (the reader sets its pace): it renews it until settled.
+            assert call.reservation is not None
+            call.keeper = asyncio.get_running_loop().create_task(self._keep_alive(call.reservation))
             started = time.perf_counter()
 
             async def first_piece() -> tuple[AsyncIterator[TextChunk], TextChunk | None]:
@@ -609,7 +612,6 @@ class Gateway:
             call.reservation = await self._admit(call, wait_s)
         except ContentmillError as error:
             raise self._refused(error, call.info, call.estimate, call.tags) from None
-        call.keeper = asyncio.get_running_loop().create_task(self._keep_alive(call.reservation))
 
     async def _invoke(self, call: _Call, invoke: Callable[[], Awaitable[T]], started: float) -> tuple[T, int]:
         """Call the provider with retries; a failure releases the reservation and is recorded."""
@@ -665,8 +667,8 @@ class Gateway:
         return timeout * (retries + 1) + self.retry.max_delay_s * retries + max(5.0, timeout)
 
     async def _keep_alive(self, reservation: Reservation) -> None:
-        """Renew a live call's reservation every third of its time to live, so no sweep takes it while the call
-        runs; at most for a day (a call still open then has been abandoned, and its reservation may go)."""
+        """Renew a stream's reservation every third of its time to live, so no sweep takes it while it is read;
+        at most for a day (a stream still open then has been abandoned, and its reservation may go)."""
         ttl = self._reservation_ttl()
         until = time.monotonic() + 86400.0
         while time.monotonic() < until:
