@@ -49,6 +49,7 @@ from contentmill.server.protocol import (
     parse_json,
     parse_speech,
 )
+from contentmill.server.web import Web
 from contentmill.settings import Settings, get_settings
 
 log = logging.getLogger("contentmill.server")
@@ -79,6 +80,7 @@ class Server:
         admin = self.settings.admin_key
         self._admin = admin.get_secret_value() if admin is not None and admin.get_secret_value() else None
         self.batches = Batches(self)
+        self.web = Web(self)  # the pages beside the API: the dashboard at / and what web/pages.py installs
         self._routes: dict[tuple[str, str], Callable[[Request], Awaitable[Answer | None]]] = {
             ("GET", "/healthz"): self.healthz,
             ("GET", "/metrics"): self.metrics_page,
@@ -129,6 +131,8 @@ class Server:
             handler = self.admin_key
         elif handler is None and path.startswith(("/v1/files/", "/v1/batches/")):
             handler = self.batches.route
+        elif handler is None:
+            handler = self.web.handler(method, path)
         started = time.perf_counter()
         try:
             if handler is None:
@@ -151,7 +155,8 @@ class Server:
             answer = _error_answer(error, request.id)
         if answer is not None:  # None: a stream that answered for itself
             await self._send(send, answer, request.id)
-            self.metrics.requests.labels(_route_label(path, handler is not None), str(answer.status)).inc()
+            label = self.web.label(path) or _route_label(path, handler is not None)
+            self.metrics.requests.labels(label, str(answer.status)).inc()
         log.debug("%s %s in %.1f ms", method, path, (time.perf_counter() - started) * 1000)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
