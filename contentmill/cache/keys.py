@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import SecretBytes, SecretStr
 
-from contentmill.providers.base import EmbeddingRequest, Message, SpeechRequest, TextRequest
+from contentmill.providers.base import EmbeddingRequest, ImageRequest, Message, SpeechRequest, TextRequest
 
 KEY_VERSION = 1  # part of every digest: bump it when the canonical form changes
 SHARED_SCOPE = "shared"
@@ -237,4 +237,11 @@ def embedding_key(request: EmbeddingRequest, *, model: str, tenant: str | None, 
     """The key of an embedding call: the texts in order and the dimensions asked for."""
     return build_key(model=model, tenant=tenant, input="\x1e".join(request.inputs),
                      params={"dimensions": request.dimensions, "n": len(request.inputs)}, namespace="embedding",
+                     shareable=shareable)
+
+
+def image_key(request: ImageRequest, *, model: str, tenant: str | None, shareable: bool = False) -> CacheKey:
+    """The key of an image generation: the prompt, size, quality and number of images."""
+    return build_key(model=model, tenant=tenant, input=request.prompt,
+                     params={"size": request.size, "quality": request.quality, "n": request.n}, namespace="image",
                      shareable=shareable)

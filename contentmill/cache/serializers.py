@@ -69,3 +69,4 @@ class BytesSerializer:
 JSON = JsonSerializer()
 BYTES = BytesSerializer()
 WAV = BytesSerializer("audio/wav")
+IMAGES = BytesSerializer("application/x-contentmill-images")  # gateway.core packs one call's images into it

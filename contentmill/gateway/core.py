@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import math
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,7 +32,7 @@ import httpx
 import orjson
 
 from contentmill.audio import wav_info
-from contentmill.cache import JSON, WAV, Cache, CacheKey, embedding_key, speech_key, text_key
+from contentmill.cache import IMAGES, JSON, WAV, Cache, CacheKey, embedding_key, image_key, speech_key, text_key
 from contentmill.cache.config import CacheConfig, build_cache
 from contentmill.catalog import Catalog, ModelInfo, load_catalog
 from contentmill.errors import (
@@ -81,6 +82,9 @@ from contentmill.providers.base import (
     EmbeddingModel,
     EmbeddingRequest,
     EmbeddingResult,
+    ImageModel,
+    ImageRequest,
+    ImageResult,
     SpeechModel,
     SpeechRequest,
     SpeechResult,
@@ -89,14 +93,14 @@ from contentmill.providers.base import (
     TextRequest,
     TextResult,
 )
-from contentmill.providers.resolve import embedding_model, provider_account, speech_model, text_model
+from contentmill.providers.resolve import embedding_model, image_model, provider_account, speech_model, text_model
 from contentmill.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from contentmill.gateway.batch import BatchOutcome, BatchTicket
 
 log = logging.getLogger("contentmill.gateway")
-Result = TextResult | SpeechResult | EmbeddingResult
+Result = TextResult | SpeechResult | EmbeddingResult | ImageResult
 T = TypeVar("T")
 DEFAULT_TENANT = "default"  # cache scope of calls without a team tag
 INEXACT_TOKENIZER_MARGIN = 1.25  # our count for a vendor whose tokenizer we lack is an estimate: reserve more
@@ -123,6 +127,7 @@ class Generation:
     saved_usd: float = 0.0  # on a cache hit: what the first call cost
     cache_tier: str | None = None
     vectors: list[list[float]] | None = field(default=None, repr=False)
+    images: tuple[bytes, ...] | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (audio bytes are left out; their length is kept)."""
@@ -145,6 +150,8 @@ class Generation:
             data.update(audio_bytes=len(self.audio), sample_rate=self.sample_rate, duration_s=self.duration_s)
         if self.vectors is not None:
             data.update(vectors=len(self.vectors), dimensions=len(self.vectors[0]) if self.vectors else 0)
+        if self.images is not None:
+            data["image_bytes"] = [len(image) for image in self.images]
         return data
 
 
@@ -225,7 +232,7 @@ class Gateway:
         catalog: Catalog | None = None,
         *,
         http_client: httpx.AsyncClient | None = None,
-        models: Mapping[str, TextModel | SpeechModel | EmbeddingModel] | None = None,
+        models: Mapping[str, TextModel | SpeechModel | EmbeddingModel | ImageModel] | None = None,
         admission: Admission | None = None,
         cache: Cache | None = None,
         ledger: LedgerStore | None = None,
@@ -241,11 +248,14 @@ class Gateway:
         self._text: dict[str, TextModel] = {}
         self._speech: dict[str, SpeechModel] = {}
         self._embedding: dict[str, EmbeddingModel] = {}
+        self._image: dict[str, ImageModel] = {}
         for name, model in (models or {}).items():
             if isinstance(model, TextModel):
                 self._text[name] = model
             elif isinstance(model, EmbeddingModel):
                 self._embedding[name] = model
+            elif isinstance(model, ImageModel):
+                self._image[name] = model
             else:
                 self._speech[name] = model
         # What the gateway builds it also closes; what the caller passes in stays the caller's to close.
@@ -301,6 +311,11 @@ class Gateway:
             self._embedding[name] = embedding_model(name, self.settings, self.catalog,
                                                     http_client=self._http_client)
         return self._embedding[name]
+
+    def image_model(self, name: str) -> ImageModel:
+        if name not in self._image:
+            self._image[name] = image_model(name, self.settings, self.catalog, http_client=self._http_client)
+        return self._image[name]
 
     # -- the public calls ---------------------------------------------------------------------------------
 
@@ -480,6 +495,32 @@ class Gateway:
 
         return await self._with_fallbacks([model, *fallbacks], attempt)
 
+    async def image(
+        self,
+        request: ImageRequest,
+        *,
+        model: str,
+        fallbacks: Sequence[str] = (),
+        tags: Mapping[str, str] | None = None,
+        wait_s: float | None = None,
+        cache: bool = True,
+        shareable: bool = False,
+        limits: CallLimits = NO_LIMITS,
+    ) -> Generation:
+        """Images from a prompt, billed per image (``request.n`` reserved, the images returned billed)."""
+        tags = dict(tags or {})
+        self._watch()
+
+        async def attempt(name: str) -> Generation:
+            info = self._priced(name, "image", tags)
+            provider = self.image_model(name)
+            key = image_key(request, model=name, tenant=tags.get("team") or DEFAULT_TENANT,
+                            shareable=shareable) if self._caching(cache) else None
+            call = _priced_call(info, Usage(images=request.n, estimated=True), tags, key, request, limits)
+            return await self._run(call, key, lambda: provider.imagine(request), _image_codec, wait_s)
+
+        return await self._with_fallbacks([model, *fallbacks], attempt)
+
     # -- the Batch API (gateway/batch.py) -----------------------------------------------------------------
 
     async def submit_batch(self, items: Sequence[tuple[str, TextRequest]], *, model: str,
@@ -637,7 +678,7 @@ class Gateway:
             raise
 
     def _account(self, name: str) -> str:
-        model = self._text.get(name) or self._speech.get(name) or self._embedding.get(name)
+        model = self._text.get(name) or self._speech.get(name) or self._embedding.get(name) or self._image.get(name)
         return provider_account(model) if model is not None else "local"
 
     async def _admit(self, call: _Call, wait_s: float | None) -> Reservation:
@@ -791,9 +832,12 @@ class Gateway:
             await speech.aclose()
         for embedder in self._embedding.values():
             await embedder.aclose()
+        for imager in self._image.values():
+            await imager.aclose()
         self._text.clear()
         self._speech.clear()
         self._embedding.clear()
+        self._image.clear()
         if self.cache is not None and "cache" in self._owned:
             await self.cache.aclose()
         if "admission" in self._owned:
@@ -816,13 +860,13 @@ class Gateway:
 
 
 def _priced_call(info: ModelInfo, estimate: Usage, tags: dict[str, str], key: CacheKey | None,
-                 request: SpeechRequest | EmbeddingRequest, limits: CallLimits) -> _Call:
-    """A call whose estimate is its whole usage (speech, embeddings): reserved at the estimate's cost."""
+                 request: SpeechRequest | EmbeddingRequest | ImageRequest, limits: CallLimits) -> _Call:
+    """A call whose estimate is its whole usage (speech, embeddings, images): reserved at the estimate's cost."""
     return _Call(info, estimate, info.cost(estimate), tags, key.digest if key else _request_hash(info.name, request),
                  limits)
 
 
-def _request_hash(model: str, request: TextRequest | SpeechRequest | EmbeddingRequest,
+def _request_hash(model: str, request: TextRequest | SpeechRequest | EmbeddingRequest | ImageRequest,
                   template_version: str | None = None) -> str:
     """A digest of what determines the output, for the ledger when the cache (whose key digest serves) is off."""
     return hashlib.sha256(orjson.dumps([model, repr(request), template_version])).hexdigest()
@@ -838,6 +882,8 @@ def _generation(call: _Call, result: Result, billed: Bill, attempts: int, latenc
         return Generation(**common, text=result.text, finish_reason=result.finish_reason)
     if isinstance(result, EmbeddingResult):
         return Generation(**common, vectors=result.vectors)
+    if isinstance(result, ImageResult):
+        return Generation(**common, images=result.images)
     return Generation(**common, audio=result.audio, sample_rate=result.sample_rate, duration_s=result.duration_s)
 
 
@@ -913,6 +959,24 @@ def _embedding_decode(value: dict[str, Any], call: _Call) -> Generation:
                       estimate=call.estimate, latency_s=0.0, request_id=value["request_id"], vectors=value["vectors"])
 
 
+def _image_encode(gen: Generation) -> bytes:
+    """The images as bytes (never JSON: base64 of a picture can look like a credential to the JSON check): a
+    count, then each image's length and bytes."""
+    images = gen.images or ()
+    return struct.pack("<I", len(images)) + b"".join(struct.pack("<I", len(i)) + i for i in images)
+
+
+def _image_decode(packed: bytes, call: _Call) -> Generation:
+    (count,), offset, images = struct.unpack_from("<I", packed), 4, []
+    for _ in range(count):
+        (length,) = struct.unpack_from("<I", packed, offset)
+        images.append(packed[offset + 4: offset + 4 + length])
+        offset += 4 + length
+    return Generation(model=call.info.name, usage=Usage(images=count), cost_usd=0.0, estimate=call.estimate,
+                      latency_s=0.0, images=tuple(images))
+
+
 _text_codec = _Codec(JSON, _text_encode, _text_decode)
 _embedding_codec = _Codec(JSON, _embedding_encode, _embedding_decode)
 _speech_codec = _Codec(WAV, _speech_encode, _speech_decode)
+_image_codec = _Codec(IMAGES, _image_encode, _image_decode)

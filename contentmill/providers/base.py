@@ -6,6 +6,7 @@ Providers report usage the way their vendor bills it; where they cannot (a local
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -135,6 +136,43 @@ class EmbeddingResult:
     reported: ReportedUsage | None = None  # the vendor's usage block as sent, when it sent one
 
 
+IMAGE_SIZE = re.compile(r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRequest:
+    """Images made from a prompt, billed per image. ``size`` is WIDTHxHEIGHT as the vendor names it;
+    ``quality`` is the vendor's word for it (None: the vendor's default), and part of the price."""
+
+    prompt: str
+    size: str = "1024x1024"
+    quality: str | None = None
+    n: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.prompt.strip():
+            raise ValueError("an image needs a prompt")
+        if not IMAGE_SIZE.match(self.size):
+            raise ValueError(f"size is WIDTHxHEIGHT in pixels, e.g. 1024x1536 (got {self.size!r})")
+        if not 1 <= self.n <= 10:
+            raise ValueError(f"n is from 1 to 10 images (got {self.n})")
+
+    @property
+    def pixels(self) -> tuple[int, int]:
+        width, _, height = self.size.partition("x")
+        return int(width), int(height)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageResult:
+    images: tuple[bytes, ...]  # encoded images (PNG unless the vendor says otherwise), one per image made
+    model: str
+    usage: Usage  # images made
+    request_id: str | None = None
+    latency_s: float = 0.0
+    revised_prompt: str | None = None
+
+
 @runtime_checkable
 class TextModel(Protocol):
     """Generates text. ``name`` is the catalog name, 'provider:model'."""
@@ -170,5 +208,16 @@ class SpeechModel(Protocol):
     name: str
 
     async def synthesize(self, request: SpeechRequest) -> SpeechResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class ImageModel(Protocol):
+    """Turns a prompt into images."""
+
+    name: str
+
+    async def imagine(self, request: ImageRequest) -> ImageResult: ...
 
     async def aclose(self) -> None: ...

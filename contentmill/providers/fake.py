@@ -6,12 +6,21 @@ Used by tests and dry runs, and by the fake OpenAI-compatible upstream (``conten
 from __future__ import annotations
 
 import hashlib
+import io
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from contentmill.audio import CHARS_PER_SECOND, tone, wav_info
 from contentmill.metering import Usage, count_message_tokens, count_tokens, get_encoding
-from contentmill.providers.base import SpeechRequest, SpeechResult, TextChunk, TextRequest, TextResult
+from contentmill.providers.base import (
+    ImageRequest,
+    ImageResult,
+    SpeechRequest,
+    SpeechResult,
+    TextChunk,
+    TextRequest,
+    TextResult,
+)
 
 _WORDS = (
     "clear bright simple useful quiet steady light warm fresh careful honest quick small strong gentle "
@@ -108,6 +117,58 @@ class FakeSpeechModel:
         usage = Usage(characters=len(request.text), seconds=duration)
         return SpeechResult(audio, self.name, usage, self.sample_rate, duration,
                             latency_s=time.perf_counter() - started)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def fake_png(prompt: str, width: int, height: int) -> bytes:
+    """A PNG drawn from ``prompt`` alone: a gradient of two colours and a shape (disc, square, ring, triangle or
+    stripes) in a third, so tests can tell images of different prompts apart by their pixels."""
+    from PIL import Image, ImageDraw  # Pillow comes with the media layer; only fakes of images need it here
+
+    digest = hashlib.sha256(prompt.encode()).digest()
+    top, bottom = (digest[0], digest[1], digest[2]), (digest[3], digest[4], digest[5])
+    ink = (255 - digest[0], 255 - digest[1], 255 - digest[2])
+    mask = Image.linear_gradient("L").resize((width, height))
+    image = Image.composite(Image.new("RGB", (width, height), bottom), Image.new("RGB", (width, height), top), mask)
+    draw = ImageDraw.Draw(image)
+    side = min(width, height)
+    cx, cy = width * (0.3 + digest[6] / 640), height * (0.3 + digest[7] / 640)
+    r = side * (0.18 + digest[8] / 1024)
+    box = (cx - r, cy - r, cx + r, cy + r)
+    match digest[9] % 5:
+        case 0:
+            draw.ellipse(box, fill=ink)
+        case 1:
+            draw.rectangle(box, fill=ink)
+        case 2:
+            draw.ellipse(box, outline=ink, width=max(2, round(r / 4)))
+        case 3:
+            draw.polygon([(cx, cy - r), (cx + r, cy + r), (cx - r, cy + r)], fill=ink)
+        case _:
+            step = max(4, round(side / 12))
+            for x in range(0, width, 2 * step):
+                draw.rectangle((x, 0, x + step - 1, height), fill=ink)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+class FakeImageModel:
+    """An image model that draws ``fake_png`` of the prompt at the size asked, one image per ``n``."""
+
+    def __init__(self, name: str = "fake:image") -> None:
+        self.name = name
+        self.calls: list[ImageRequest] = []
+
+    async def imagine(self, request: ImageRequest) -> ImageResult:
+        started = time.perf_counter()
+        self.calls.append(request)
+        width, height = request.pixels
+        images = tuple(fake_png(f"{request.prompt}#{i}" if i else request.prompt, width, height)
+                       for i in range(request.n))
+        return ImageResult(images, self.name, Usage(images=request.n), latency_s=time.perf_counter() - started)
 
     async def aclose(self) -> None:
         return None

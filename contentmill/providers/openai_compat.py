@@ -10,6 +10,8 @@ Vendor errors map into ``contentmill.errors`` with status, request id and Retry-
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import json
 import time
@@ -35,6 +37,8 @@ from contentmill.metering import ReportedUsage, Usage, count_message_tokens, cou
 from contentmill.providers.base import (
     EmbeddingRequest,
     EmbeddingResult,
+    ImageRequest,
+    ImageResult,
     SpeechRequest,
     SpeechResult,
     TextChunk,
@@ -396,6 +400,55 @@ class OpenAICompatEmbeddingModel:
         usage = reported.usage if reported is not None else None
         usage = usage or Usage(input_tokens=sum(self.count_tokens(t) for t in request.inputs), estimated=True)
         return EmbeddingResult(vectors, self.name, usage, request_id, time.perf_counter() - started, reported)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class OpenAICompatImageModel:
+    """``/images/generations`` on an OpenAI-compatible API, the images sent back inline as base64 (b64_json).
+
+    gpt-image models always answer in base64 and refuse ``response_format``; DALL-E answers with URLs unless
+    asked for ``b64_json``, so it is asked. Billed per image the answer holds.
+    """
+
+    def __init__(self, name: str, client: OpenAICompatClient) -> None:
+        self.name = name
+        self.model_id = name.split(":", 1)[1]
+        self.client = client
+
+    def _payload(self, request: ImageRequest) -> dict[str, Any]:
+        payload: dict[str, Any] = {"model": self.model_id, "prompt": request.prompt, "n": request.n,
+                                   "size": request.size}
+        if request.quality is not None:
+            payload["quality"] = request.quality
+        if not self.model_id.startswith("gpt-image"):
+            payload["response_format"] = "b64_json"
+        return payload
+
+    async def imagine(self, request: ImageRequest) -> ImageResult:
+        started = time.perf_counter()
+        response = await self.client.post("/images/generations", self._payload(request), self.name)
+        data = _parse_json(response, self.client.provider, self.name)
+        request_id = response.headers.get("x-request-id")
+        rows = data.get("data")
+        images: list[bytes] = []
+        revised: str | None = None
+        for row in rows if isinstance(rows, list) else ():
+            encoded = row.get("b64_json") if isinstance(row, dict) else None
+            if not isinstance(encoded, str):
+                continue
+            try:
+                images.append(base64.b64decode(encoded, validate=True))
+            except (binascii.Error, ValueError):
+                continue
+            revised = revised or _text_id(row.get("revised_prompt"))
+        if not images:
+            raise MalformedResponse("the answer has no data[].b64_json image", provider=self.client.provider,
+                                    model=self.name, request_id=request_id)
+        images = images[: request.n]  # never bill more images than were asked for
+        return ImageResult(tuple(images), self.name, Usage(images=len(images)), request_id,
+                           time.perf_counter() - started, revised)
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -6,11 +6,12 @@ import httpx
 
 from contentmill.catalog import Catalog, ModelInfo
 from contentmill.errors import ConfigError
-from contentmill.providers.base import EmbeddingModel, SpeechModel, TextModel
-from contentmill.providers.fake import FakeSpeechModel, FakeTextModel
+from contentmill.providers.base import EmbeddingModel, ImageModel, SpeechModel, TextModel
+from contentmill.providers.fake import FakeImageModel, FakeSpeechModel, FakeTextModel
 from contentmill.providers.openai_compat import (
     OpenAICompatClient,
     OpenAICompatEmbeddingModel,
+    OpenAICompatImageModel,
     OpenAICompatSpeechModel,
     OpenAICompatTextModel,
 )
@@ -89,7 +90,20 @@ def embedding_model(name: str, settings: Settings, catalog: Catalog, *,
     return OpenAICompatEmbeddingModel(name, _client(info, settings, catalog, http_client), encoding=info.tokenizer)
 
 
-def provider_account(model: TextModel | SpeechModel | EmbeddingModel) -> str:
+def image_model(name: str, settings: Settings, catalog: Catalog, *,
+                http_client: httpx.AsyncClient | None = None) -> ImageModel:
+    info = catalog.get(name)
+    _expect(info, "image")
+    kind = catalog.provider(info.provider).kind
+    if kind == "fake":
+        return FakeImageModel(name)
+    if kind == "local":
+        raise ConfigError(f"{name}: there is no local image engine; name an OpenAI-compatible image model, e.g. "
+                          "openai:gpt-image-1")
+    return OpenAICompatImageModel(name, _client(info, settings, catalog, http_client))
+
+
+def provider_account(model: TextModel | SpeechModel | EmbeddingModel | ImageModel) -> str:
     """Which provider account a model's calls count against (vendor limits are per account): the provider and
     a fingerprint of its endpoint and key, never the key itself. Local engines and fakes share 'local'."""
     client = getattr(model, "client", None)

@@ -5,7 +5,8 @@ fallbacks, metering and the ledger happen there, once. What this module adds is 
 team, project and user become the call's tags and whose own budget and rates become extra limits), model names
 as clients send them, OpenAI's bodies and errors, streaming with disconnects billed, and the admin API.
 
-Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``POST /v1/audio/speech``, ``GET /v1/models``,
+Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``POST /v1/audio/speech``,
+``POST /v1/images/generations``, ``GET /v1/models``,
 the Batch API (``/v1/files``, ``/v1/batches``: server/batches.py), ``GET /healthz``, ``GET /metrics``, and with
 ``CONTENTMILL_ADMIN_KEY`` set, ``/admin/keys`` (docs/server.md has them all).
 """
@@ -44,8 +45,10 @@ from contentmill.server.protocol import (
     ChunkWriter,
     completion_body,
     embeddings_body,
+    images_body,
     parse_chat,
     parse_embeddings,
+    parse_images,
     parse_json,
     parse_speech,
 )
@@ -54,7 +57,7 @@ from contentmill.settings import Settings, get_settings
 
 log = logging.getLogger("contentmill.server")
 REQUEST_TAG = "request"
-SERVED = ("text", "speech", "embedding")  # the modalities the server has routes for
+SERVED = ("text", "speech", "embedding", "image")  # the modalities the server has routes for
 RESERVED_TAGS = frozenset({"team", "project", "user", KEY_TAG, ROUTE_TAG, REQUEST_TAG})
 
 
@@ -88,6 +91,7 @@ class Server:
             ("POST", "/v1/chat/completions"): self.chat,
             ("POST", "/v1/audio/speech"): self.speech,
             ("POST", "/v1/embeddings"): self.embeddings,
+            ("POST", "/v1/images/generations"): self.images,
             ("POST", "/v1/files"): self.batches.upload,
             ("POST", "/v1/batches"): self.batches.create,
             ("GET", "/admin/keys"): self.admin_list,
@@ -437,6 +441,16 @@ class Server:
         gen = await self.gateway.speak(call.request, **self._options(request, key, model, fallbacks))
         self.metrics.observe(gen, time.perf_counter() - started)
         return Answer(200, gen.audio or b"", b"audio/wav", self._answer_headers(request, gen, decision, gen.model))
+
+    async def images(self, request: Request) -> Answer:
+        key = self.calling(await self.authenticate(request))
+        call = parse_images(parse_json(await request.body()))
+        model, fallbacks, decision = await self.choose(call.model, key, "image")
+        assert self.gateway is not None
+        started = time.perf_counter()
+        gen = await self.gateway.image(call.request, **self._options(request, key, model, fallbacks))
+        self.metrics.observe(gen, time.perf_counter() - started)
+        return json_answer(200, images_body(gen), self._answer_headers(request, gen, decision, gen.model))
 
     # -- admin -----------------------------------------------------------------------------------------------
 

@@ -17,7 +17,15 @@ import orjson
 
 from contentmill.gateway import Generation
 from contentmill.metering import Usage
-from contentmill.providers.base import EmbeddingRequest, Message, SpeechRequest, TextChunk, TextRequest
+from contentmill.providers.base import (
+    IMAGE_SIZE,
+    EmbeddingRequest,
+    ImageRequest,
+    Message,
+    SpeechRequest,
+    TextChunk,
+    TextRequest,
+)
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 MAX_STOP = 4
@@ -189,6 +197,34 @@ def parse_embeddings(body: Mapping[str, Any]) -> EmbeddingCall:
     return EmbeddingCall(model.strip(), EmbeddingRequest(tuple(texts), _int(body, "dimensions", 1)), fmt == "base64")
 
 
+@dataclass(frozen=True, slots=True)
+class ImageCall:
+    model: str
+    request: ImageRequest
+
+
+def parse_images(body: Mapping[str, Any]) -> ImageCall:
+    """An image generation; the images always come back inline (``b64_json``), never as URLs to fetch."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise BadBody("'model' is required, e.g. gpt-image-1 or dall-e-3", "model")
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise BadBody("'prompt' must be the text that describes the image", "prompt")
+    size = body.get("size", "1024x1024")
+    if not isinstance(size, str) or not IMAGE_SIZE.match(size):
+        raise BadBody(f"'size' is WIDTHxHEIGHT, e.g. 1024x1536 (got {size!r})", "size")
+    quality = body.get("quality")
+    if quality is not None and (not isinstance(quality, str) or not quality):
+        raise BadBody("'quality' must be the vendor's quality name, e.g. medium or standard", "quality")
+    fmt = body.get("response_format", "b64_json")
+    if fmt != "b64_json":
+        raise BadBody(f"'response_format' must be 'b64_json' (got {fmt!r}): images are returned inline",
+                      "response_format")
+    n = _int(body, "n", 1, 10) or 1
+    return ImageCall(model.strip(), ImageRequest(prompt, size=size, quality=quality, n=n))
+
+
 # -- answers ------------------------------------------------------------------------------------------------
 
 
@@ -223,6 +259,11 @@ def embeddings_body(gen: Generation, as_base64: bool) -> dict[str, Any]:
         "model": gen.model,
         "usage": {"prompt_tokens": gen.usage.input_tokens, "total_tokens": gen.usage.input_tokens},
     }
+
+
+def images_body(gen: Generation) -> dict[str, Any]:
+    return {"created": int(time.time()),
+            "data": [{"b64_json": base64.b64encode(image).decode()} for image in gen.images or ()]}
 
 
 class ChunkWriter:

@@ -3,7 +3,8 @@
 Tests, benchmarks and users point any OpenAI-compatible client at it in place of a paid API. It answers
 ``POST /v1/chat/completions`` (plain, streamed as Server-Sent Events, JSON mode) with ``fake_reply``,
 ``POST /v1/audio/speech`` with a WAV tone as long as the text takes to say, ``POST /v1/embeddings`` with unit
-vectors drawn from each text's digest, and ``GET /v1/models``. Usage is
+vectors drawn from each text's digest, ``POST /v1/images/generations`` with PNGs drawn from each prompt
+(``visuals_api.py``), and ``GET /v1/models``. Usage is
 counted with tiktoken the way OpenAI bills it, and each API key gets OpenAI's continuously refilling
 requests-per-minute and tokens-per-minute buckets, with its ``x-ratelimit-*`` headers and 429 answers.
 ``GET /stats`` shows what was served (keys only by fingerprint); ``POST /stats/reset`` zeroes it. The Batch API
@@ -77,7 +78,7 @@ from contentmill.providers.fake import fake_reply
 from contentmill.testing.packed import packed_items, packed_reply, word_limit
 
 DEFAULT_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1-mini", "tts-1", "text-embedding-3-small",
-                  "text-embedding-3-large")
+                  "text-embedding-3-large", "gpt-image-1", "dall-e-3")
 EMBEDDING_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072}
 # Effectively unlimited unless --rpm/--tpm say otherwise, so that benchmarks measure the client, not the limits.
 DEFAULT_RPM = 1_000_000
@@ -717,6 +718,9 @@ class UpstreamServer:
         from contentmill.testing.batch_api import BatchApi  # it builds on this module
 
         BatchApi(self, self.config.batch_delay_ms / 1000).routes(app, self._endpoint)
+        from contentmill.testing.visuals_api import VisualsApi  # it builds on this module
+
+        VisualsApi(self).routes(app, self._endpoint)
         app.router.add_get("/stats", self._endpoint(self._stats))
         app.router.add_post("/stats/reset", self._endpoint(self._reset))
         app.router.add_route("*", "/{path:.*}", self._endpoint(self._not_found))
