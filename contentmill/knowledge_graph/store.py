@@ -207,19 +207,22 @@ class GraphStore(SQLStore):
 
     # stats -----------------------------------------------------------------------------------------------
 
+    def reuse_savings(self, since: datetime, until: datetime) -> dict[str, Any]:
+        """Reuse decisions made in [since, until): how many, how many reused a prior output, the USD saved."""
+        query = _reuse_totals().where(decisions.c.ts >= since, decisions.c.ts < until)
+        with self._read("read reuse savings") as conn:
+            total, reused, saved = conn.execute(query).one()
+        return {"decisions": int(total or 0), "reused": int(reused or 0), "saved_usd": float(saved or 0.0)}
+
     def stats(self) -> dict[str, Any]:
         """Counts by node type and kind and by edge kind, output spend, reuse decisions and their savings."""
         by_node = sa.select(nodes.c.type, nodes.c.kind, sa.func.count(), sa.func.sum(nodes.c.cost_usd),
                             sa.func.count(nodes.c.vector)).group_by(nodes.c.type, nodes.c.kind)
         by_edge = sa.select(edges.c.kind, sa.func.count()).group_by(edges.c.kind)
-        reuse = sa.select(
-            sa.func.count(), sa.func.sum(sa.case((decisions.c.reused, 1), else_=0)),
-            sa.func.sum(decisions.c.saved_usd),
-        )
         with self._snapshot("read graph stats") as conn:
             node_rows = conn.execute(by_node).all()
             edge_rows = conn.execute(by_edge).all()
-            total, reused, saved = conn.execute(reuse).one()
+            total, reused, saved = conn.execute(_reuse_totals()).one()
             seq = int(conn.scalar(sa.select(clock.c.seq)) or 0)
         node_counts: dict[str, dict[str, int]] = {}
         outputs = {"count": 0, "cost_usd": 0.0, "embedded": 0}
@@ -236,3 +239,9 @@ class GraphStore(SQLStore):
             "outputs": outputs,
             "decisions": {"total": total or 0, "reused": int(reused or 0), "saved_usd": float(saved or 0.0)},
         }
+
+
+def _reuse_totals() -> sa.Select[int, Any, Any]:
+    """Reuse decisions counted, those that reused an output, and the USD they saved."""
+    return sa.select(sa.func.count(), sa.func.sum(sa.case((decisions.c.reused, 1), else_=0)),
+                     sa.func.sum(decisions.c.saved_usd))

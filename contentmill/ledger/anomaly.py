@@ -12,10 +12,10 @@ early is real.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from contentmill.errors import LedgerError
 from contentmill.ledger.records import as_utc
@@ -105,22 +105,35 @@ def bucket_floor(moment: datetime, bucket: str) -> datetime:
     raise LedgerError(f"bucket must be one of {', '.join(BUCKET_LENGTH)} (got {bucket!r})")
 
 
-def ledger_series(
-    store: LedgerStore, by: str, *, metric: Metric, bucket: str, since: datetime, until: datetime
-) -> tuple[list[datetime], dict[str | None, list[float]]]:
-    """Per-bucket totals of ``metric`` for each value of ``by``, zero-filled, buckets from ``since``'s."""
+def bucket_starts(since: datetime, until: datetime, bucket: str) -> list[datetime]:
+    """The starts of the buckets from the one holding ``since`` to the last one before ``until``."""
     starts = []
     cursor, step = bucket_floor(since, bucket), BUCKET_LENGTH[bucket]
     while cursor < as_utc(until):
         starts.append(cursor)
         cursor += step
+    return starts
+
+
+def series_of(
+    rows: Sequence[Mapping[str, Any]], by: str, metric: Metric, starts: Sequence[datetime]
+) -> dict[str | None, list[float]]:
+    """A bucketed report's rows as one zero-filled series of ``metric`` per value of ``by``."""
     position = {start: i for i, start in enumerate(starts)}
     series: dict[str | None, list[float]] = {}
-    for row in report(store, by, starts[0], until, bucket=bucket).rows:
+    for row in rows:
         values = series.setdefault(row[by], [0.0] * len(starts))
         amount = row["cost_usd"] if metric == "cost" else row["input_tokens"] + row["output_tokens"]
         values[position[datetime.fromisoformat(row["bucket"]).astimezone(UTC)]] = float(amount)
-    return starts, series
+    return series
+
+
+def ledger_series(
+    store: LedgerStore, by: str, *, metric: Metric, bucket: str, since: datetime, until: datetime
+) -> tuple[list[datetime], dict[str | None, list[float]]]:
+    """Per-bucket totals of ``metric`` for each value of ``by``, zero-filled, buckets from ``since``'s."""
+    starts = bucket_starts(since, until, bucket)
+    return starts, series_of(report(store, by, starts[0], until, bucket=bucket).rows, by, metric, starts)
 
 
 def scan(
@@ -140,11 +153,19 @@ def scan(
     since = current - step * (config.window + judge_last - 1)
     # Up to ``now`` only: the ledger may already hold later calls (a replay, or clocks a little apart).
     starts, series = ledger_series(store, by, metric=metric, bucket=bucket, since=since, until=as_utc(now))
+    return series_anomalies(starts, series, config, start=len(starts) - judge_last)
+
+
+def series_anomalies(
+    starts: Sequence[datetime], series: Mapping[str | None, Sequence[float]], config: AnomalyConfig, *,
+    start: int = 0,
+) -> list[Anomaly]:
+    """Anomalies of every group's series (from bucket ``start`` on), each naming its group and bucket."""
     found = []
     for subject, values in series.items():
         # History starts at the group's first activity in the window, not at zero-filled time before it.
         origin = next((i for i, value in enumerate(values) if value), len(values))
-        for hit in detect(values, config, start=len(values) - judge_last, origin=origin):
+        for hit in detect(values, config, start=start, origin=origin):
             found.append(
                 Anomaly(
                     index=hit.index, value=hit.value, mean=hit.mean, std=hit.std, z=hit.z,
