@@ -92,6 +92,7 @@ class Settings(BaseSettings):
 
     text_model: str = "local:gemma-3-270m"
     speech_model: str = "local:espeak-ng"
+    image_model: str | None = None  # each creator-video scene's picture; unset: an offline illustration
     catalog_file: Path | None = None
     routing_file: Path | None = None  # tiers, matrix weights, degradation policy (TOML or YAML; see routing.config)
     # Your prompt template folders, searched after the packaged ones (os.pathsep-separated or a JSON list).
@@ -153,6 +154,12 @@ class Settings(BaseSettings):
         if ":" not in value or value.startswith(":") or value.endswith(":"):
             raise ValueError(f"name the model as 'provider:model', e.g. 'openai:gpt-4o-mini' (got {value!r})")
         return value
+
+    @field_validator("image_model")
+    @classmethod
+    def _optional_model_name(cls, value: str | None) -> str | None:
+        """Unset or empty (CONTENTMILL_IMAGE_MODEL=) is no model; anything else is named 'provider:model'."""
+        return cls._model_name(value) if value else None
 
     @field_validator("template_dirs", mode="before")
     @classmethod

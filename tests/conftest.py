@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import imageio_ffmpeg
 import pytest
 import redis
 import sqlalchemy as sa
 from moto.server import ThreadedMotoServer
+from PIL import Image
 
 from contentmill.settings import get_settings
 from contentmill.testing.harness import Upstream, start_upstream
@@ -62,6 +66,23 @@ def upstream() -> Iterator[Callable[..., Upstream]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def frame_at() -> Callable[[Path, float], Image.Image]:
+    """The decoded video frame shown at ``seconds``, as an RGB image."""
+
+    def grab(video: Path, seconds: float) -> Image.Image:
+        command = [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-ss", f"{seconds:.3f}",
+            "-i", str(video), "-frames:v", "1", "-f", "image2pipe", "-c:v", "png", "-",
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, timeout=60)
+        assert done.returncode == 0, done.stderr.decode(errors="replace")
+        with Image.open(io.BytesIO(done.stdout)) as image:
+            return image.convert("RGB")
+
+    return grab
 
 
 @pytest.fixture(scope="session")

@@ -67,6 +67,14 @@ def video(
     reuse_similar: Annotated[
         bool, typer.Option(help="Serve a topic that means the same as an earlier one from its stored video.")
     ] = True,
+    image_model: Annotated[
+        str | None,
+        typer.Option("--image-model", help="provider:model making each scene's picture, e.g. openai:gpt-image-1 "
+                     "(default: CONTENTMILL_IMAGE_MODEL; unset: an offline illustration per scene)."),
+    ] = None,
+    footage: Annotated[
+        bool, typer.Option("--footage", help="Stock footage found by each scene's words (CONTENTMILL_PEXELS_API_KEY).")
+    ] = False,
     json_out: JsonOption = False,
 ) -> None:
     """Make a narrated short video with burned-in subtitles about TOPIC, and show what each step cost.
@@ -87,6 +95,8 @@ def video(
         "tags": parse_tags(tag),
         "scene_edits": _scene_edits(edit_scene or []),
         "reuse_similar": reuse_similar,
+        "image_model": image_model,
+        "footage": footage,
     }
     _make(settings, fields, out, json_out)
 

@@ -1,4 +1,4 @@
-"""The creator video flow: topic -> script -> narration -> subtitles -> render -> publish.
+"""The creator video flow: topic -> script -> narration -> visuals -> subtitles -> render -> publish.
 
 Its parameters are the fields of :class:`~contentmill.video.request.VideoRequest`, typed with the same
 annotated types, so the Prefect UI shows a typed form and ``prefect deployment run ... -p topic=...`` works.
@@ -28,11 +28,14 @@ from contentmill.tasks.video import (
     script_task,
     similar_task,
     subtitles_task,
+    visuals_task,
 )
 from contentmill.video.pipeline import VideoResult, summarize
 from contentmill.video.request import (
     DEFAULT_STYLE,
+    Footage,
     Fps,
+    ImageModelName,
     Language,
     ModelName,
     Orientation,
@@ -66,6 +69,8 @@ async def creator_video(
     tags: Tags | None = None,
     scene_edits: SceneEdits | None = None,
     reuse_similar: ReuseSimilar = True,
+    image_model: ImageModelName = None,
+    footage: Footage = False,
 ) -> VideoResult:
     """A narrated short video with burned-in subtitles about a topic, its script, audio and cost.
 
@@ -84,6 +89,9 @@ async def creator_video(
         scene_edits: Scene number (from 1) -> new narration, to change scenes of a finished video: only those
             scenes are spoken again and the video rendered again; everything else is reused.
         reuse_similar: Serve a topic that means the same as an earlier one (same settings) from its stored video.
+        image_model: provider:model making each scene's picture (e.g. openai:gpt-image-1); empty uses
+            CONTENTMILL_IMAGE_MODEL, and without it each scene gets an offline illustration.
+        footage: Stock footage found by each scene's words (needs CONTENTMILL_PEXELS_API_KEY).
     """
     request = VideoRequest.checked(
         topic=topic,
@@ -99,6 +107,8 @@ async def creator_video(
         tags=tags or {},
         scene_edits=scene_edits or {},
         reuse_similar=reuse_similar,
+        image_model=image_model,
+        footage=footage,
     ).with_models(load_settings())
     return await _run(request)
 
@@ -119,12 +129,15 @@ async def _run(request: VideoRequest) -> VideoResult:
             narration = await narration_task(request, script)
             done.append(step)
             await aupdate_progress_artifact(progress, 40.0)
+            step = "visuals"
+            visuals = await visuals_task(request, script)
+            done.append(step)
             step = "subtitles"
             subtitles = await subtitles_task(narration)
             done.append(step)
             await aupdate_progress_artifact(progress, 50.0)
             step = "render"
-            render = await render_task(request, script, narration, subtitles)
+            render = await render_task(request, script, narration, subtitles, visuals)
             done.append(step)
             await aupdate_progress_artifact(progress, 90.0)
             step = "publish"
@@ -145,7 +158,7 @@ async def _run(request: VideoRequest) -> VideoResult:
         )
         raise
     result = summarize(request, script, narration, subtitles, render, published, str(flow_run.id), lineage,
-                       similar_to)
+                       similar_to, visuals)
     await _artifacts(result)
     return result
 

@@ -1,4 +1,7 @@
-"""One still slide per scene: a title and its on-screen text on a quiet gradient, sized for the frame.
+"""One still slide per scene: a title and its on-screen text on a quiet gradient or over the scene's picture.
+
+A picture fills the frame (cover-cropped: scaled to cover it, the overflow cut evenly), darkened at the top
+where the text sits and at the bottom under the subtitles, so white text reads on any picture.
 
 Text wraps by words in Latin scripts and by characters in CJK, shrinks (down to a readable minimum) until it
 fits the text area above the subtitle band, and is cut with an ellipsis only past that. The same input always
@@ -12,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from contentmill.media.fonts import Font, find_font
 from contentmill.media.layout import VERTICAL, Layout
@@ -25,6 +28,8 @@ BODY_EM = 0.046
 SMALLEST_SCALE = 0.6  # body text at 1080 px: 50 px per em at best, 30 px at worst
 MAX_TITLE_LINES = 3
 ELLIPSIS = "…"
+# How dark the scrim over a picture is, top to bottom (0: the picture as it is, 255: black).
+SCRIM = (200, 170, 110, 40, 20, 20, 60, 150, 200)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,17 +81,19 @@ def render_slide(
     size: tuple[int, int] = VERTICAL,
     font: Font | None = None,
     palette: Palette = PALETTES[0],
+    picture: Image.Image | None = None,
 ) -> Image.Image:
-    """The slide as an RGB image of ``size``; ``font`` defaults to one that can draw both texts."""
+    """The slide as an RGB image of ``size``; ``font`` defaults to one that can draw both texts. With a
+    ``picture`` the text stands at the top of the text area over it, else centred on the gradient."""
     layout = Layout.for_size(size)
     chosen = font or find_font(title + " " + text)
     chosen.require(title + text)
     title = normalize(chosen.drawable(title))
     paragraphs = [normalize(chosen.drawable(part)) for part in text.splitlines()]
     paragraphs = [part for part in paragraphs if part]
-    image = _background(layout, palette)
+    image = _background(layout, palette) if picture is None else cover(picture, layout)
     title_block, body_block = _fit(title, paragraphs, layout, chosen)
-    _draw(ImageDraw.Draw(image), layout, palette, title_block, body_block)
+    _draw(ImageDraw.Draw(image), layout, palette, title_block, body_block, centred=picture is None)
     return image
 
 
@@ -98,10 +105,11 @@ def write_slide(
     size: tuple[int, int] = VERTICAL,
     font: Font | None = None,
     palette: Palette = PALETTES[0],
+    picture: Image.Image | None = None,
 ) -> Path:
     """Render a slide and write it as PNG, atomically: a reader never sees half a file."""
     target = Path(path)
-    image = render_slide(title, text, size=size, font=font, palette=palette)
+    image = render_slide(title, text, size=size, font=font, palette=palette, picture=picture)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(handle)
@@ -120,6 +128,14 @@ def _background(layout: Layout, palette: Palette) -> Image.Image:
     top = Image.new("RGB", (layout.width, layout.height), palette.top)
     bottom = Image.new("RGB", (layout.width, layout.height), palette.bottom)
     return Image.composite(bottom, top, mask)
+
+
+def cover(picture: Image.Image, layout: Layout) -> Image.Image:
+    """``picture`` scaled to cover the frame, centred, the overflow cut, under a scrim that keeps text legible."""
+    frame = ImageOps.fit(picture.convert("RGB"), (layout.width, layout.height), Image.Resampling.BICUBIC)
+    mask = Image.frombytes("L", (1, len(SCRIM)), bytes(SCRIM)).resize((layout.width, layout.height),
+                                                                     Image.Resampling.BILINEAR)
+    return Image.composite(Image.new("RGB", frame.size, (0, 0, 0)), frame, mask)
 
 
 def _block(lines_of: list[str], font: Font, size: int, width: int, spacing: float) -> _Block:
@@ -192,10 +208,13 @@ def _stroke(size: int) -> int:
     return max(1, round(size / 40))
 
 
-def _draw(draw: ImageDraw.ImageDraw, layout: Layout, palette: Palette, title: _Block, body: _Block) -> None:
-    """Draw the stack centred a little above the middle of the text area, left-aligned at the margin."""
+def _draw(draw: ImageDraw.ImageDraw, layout: Layout, palette: Palette, title: _Block, body: _Block,
+          centred: bool = True) -> None:
+    """Draw the stack left-aligned at the margin: centred a little above the middle of the text area, or at
+    its top (over a picture, which then shows below the text)."""
     room = layout.bottom - layout.top
-    y = layout.top + max(0, round((room - _stack_height(title, body, layout)) * 0.42))
+    share = 0.42 if centred else 0.0
+    y = layout.top + max(0, round((room - _stack_height(title, body, layout)) * share))
     x = layout.margin_x
     if title.lines:
         stroke = _stroke(title.size)

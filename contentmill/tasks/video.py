@@ -27,6 +27,7 @@ from contentmill.video.records import StepReport
 from contentmill.video.render import RenderResult, render_step
 from contentmill.video.request import VideoRequest
 from contentmill.video.timing import SubtitlesResult, subtitles_step
+from contentmill.video.visuals import VisualsResult, visuals_step
 from contentmill.video.writing import ScriptResult, script_step
 
 _COMMON = {"cache_policy": NO_CACHE, "persist_result": False, **RETRY_OPTIONS}
@@ -83,6 +84,15 @@ async def narration_task(request: VideoRequest, script: ScriptResult) -> Narrati
     return result
 
 
+@task(name="visuals", **_MEDIA)
+async def visuals_task(request: VideoRequest, script: ScriptResult) -> VisualsResult:
+    """Every scene's picture in one task; pictures are stored, their keys returned."""
+    async with step_resources(load_settings()) as (gateway, store):
+        result = await visuals_step(request, script, gateway, store)
+    _log(result.report)
+    return result
+
+
 @task(name="subtitles", **_MEDIA)
 async def subtitles_task(narration: NarrationResult) -> SubtitlesResult:
     """The SRT timed from the measured narration."""
@@ -94,13 +104,15 @@ async def subtitles_task(narration: NarrationResult) -> SubtitlesResult:
 
 @task(name="render", **_MEDIA)
 async def render_task(
-    request: VideoRequest, script: ScriptResult, narration: NarrationResult, subtitles: SubtitlesResult
+    request: VideoRequest, script: ScriptResult, narration: NarrationResult, subtitles: SubtitlesResult,
+    visuals: VisualsResult | None = None,
 ) -> RenderResult:
-    """Slides, narration and burned-in subtitles into an MP4 (ffmpeg runs in a worker thread)."""
+    """Slides over each scene's picture, narration and burned-in subtitles into an MP4 (ffmpeg runs in a
+    worker thread)."""
     settings = load_settings()
     with _store(settings) as store:
         result = await asyncio.to_thread(
-            render_step, request, script, narration, subtitles, store, settings.font_file
+            render_step, request, script, narration, subtitles, store, settings.font_file, visuals
         )
     _log(result.report)
     return result

@@ -19,7 +19,7 @@ from contentmill.gateway import Gateway, Generation
 from contentmill.providers.base import SpeechRequest
 from contentmill.storage import ObjectStore
 from contentmill.video.progress import StepEvent, announce
-from contentmill.video.records import StepReport, digest
+from contentmill.video.records import StepReport, digest, every_one
 from contentmill.video.request import VideoRequest
 from contentmill.video.writing import ScriptResult
 
@@ -134,15 +134,8 @@ async def _all_clips(
     limit: asyncio.Semaphore,
     made: list[Generation],
 ) -> list[Clip]:
-    """Every clip, each stored as soon as it is made: one failure does not throw away the others' audio,
-    so a rerun pays only for what failed."""
-    outcomes = await asyncio.gather(
-        *(_clip(text, request, gateway, store, limit, made) for text in texts), return_exceptions=True
-    )
-    for outcome in outcomes:
-        if isinstance(outcome, BaseException):
-            raise outcome
-    return [outcome for outcome in outcomes if isinstance(outcome, Clip)]
+    """Every clip, each stored as soon as it is made: one failure does not throw away the others' audio."""
+    return await every_one(_clip(text, request, gateway, store, limit, made) for text in texts)
 
 
 def _concurrency(gateway: Gateway, model: str) -> int:

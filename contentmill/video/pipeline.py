@@ -1,4 +1,4 @@
-"""The creator video as plain function calls: script -> narration -> subtitles -> render -> publish.
+"""The creator video as plain function calls: script -> narration -> visuals -> subtitles -> render -> publish.
 
 The Prefect flow (``contentmill.flows.creator_video``) runs the same steps as tasks; this module is what the
 steps share and the path for callers without Prefect (tests that inject models, benchmarks).
@@ -23,6 +23,7 @@ from contentmill.video.records import StepReport
 from contentmill.video.render import RenderResult, render_step
 from contentmill.video.request import VideoRequest
 from contentmill.video.timing import SubtitlesResult, subtitles_step
+from contentmill.video.visuals import VisualsResult, visuals_step
 from contentmill.video.writing import ScriptResult, script_step
 
 
@@ -72,9 +73,11 @@ def summarize(
     flow_run_id: str | None = None,
     lineage: VideoLineage | None = None,
     similar_to: dict[str, Any] | None = None,
+    visuals: VisualsResult | None = None,
 ) -> VideoResult:
     """The run's answer: where everything is, and each step's report with the totals."""
-    reports = [script.report, narration.report, subtitles.report, render.report, published.report]
+    reports = [script.report, narration.report, *([visuals.report] if visuals else []), subtitles.report,
+               render.report, published.report]
     return VideoResult(
         title=script.script.title,
         topic=request.topic,
@@ -127,13 +130,14 @@ async def make_video(
     async with step_resources(settings, gateway, store) as (gw, objects):
         script = await script_step(request, gw, objects)
         narration = await narration_step(request, script, gw, objects)
+        visuals = await visuals_step(request, script, gw, objects)
         subtitles = await asyncio.to_thread(subtitles_step, narration, objects)
         render = await asyncio.to_thread(
-            render_step, request, script, narration, subtitles, objects, settings.font_file
+            render_step, request, script, narration, subtitles, objects, settings.font_file, visuals
         )
         published = await asyncio.to_thread(
             publish_step, request, script, narration, subtitles, render, objects
         )
         lineage = await asyncio.to_thread(record_lineage, settings, request, script, narration, render, published)
         return summarize(request, script, narration, subtitles, render, published, lineage=lineage,
-                         similar_to=similar_to)
+                         similar_to=similar_to, visuals=visuals)

@@ -6,17 +6,19 @@ stored result instead of paying again, and a changed input (a new voice) misses 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Iterable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from contentmill.gateway import Generation
 from contentmill.metering import Usage
 
-STEPS = ("script", "narration", "subtitles", "render", "publish")
+T = TypeVar("T")
+STEPS = ("script", "narration", "visuals", "subtitles", "render", "publish")
 
 
 def digest(kind: str, version: int, inputs: Any) -> str:
@@ -28,6 +30,16 @@ def digest(kind: str, version: int, inputs: Any) -> str:
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+async def every_one(parts: Iterable[Awaitable[T]]) -> list[T]:
+    """Every part's result in order, each left to finish (and store itself) even when another fails, so a rerun
+    pays only for what failed; the first failure is then raised."""
+    outcomes = await asyncio.gather(*parts, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return list(outcomes)  # type: ignore[arg-type]  # no exception is left among them
 
 
 class StepReport(BaseModel):
@@ -85,7 +97,7 @@ class StepReport(BaseModel):
         return self.cost_usd + self.saved_usd
 
     def usage_text(self) -> str:
-        """Usage in a few words: tokens for text, characters and seconds for speech."""
+        """Usage in a few words: tokens for text, characters and seconds for speech, images for pictures."""
         usage = Usage.from_dict(self.usage)
         parts = []
         if usage.input_tokens or usage.output_tokens:
@@ -94,4 +106,6 @@ class StepReport(BaseModel):
             parts.append(f"{usage.characters} chars")
         if usage.seconds:
             parts.append(f"{usage.seconds:.1f} s audio")
+        if usage.images:
+            parts.append(f"{usage.images} images")
         return ", ".join(parts) or "-"

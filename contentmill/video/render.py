@@ -1,16 +1,19 @@
 """The render step: a slide per scene, the narration under it, subtitles burned in, one H.264/AAC MP4.
 
 The video's address covers what the picture and sound depend on: the script's text, each narration clip,
-the subtitles, frame size, frame rate and the font file (path, size and modification time), so a new voice
-or font renders again while an unchanged request reuses the stored video.
+each scene's picture, the subtitles, frame size, frame rate and the font file (path, size and modification
+time), so a new voice or font renders again while an unchanged request reuses the stored video.
 """
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from contentmill.media import PALETTES, Font, Scene, find_font, render_video, write_slide
@@ -20,6 +23,7 @@ from contentmill.video.progress import StepEvent, announce
 from contentmill.video.records import StepReport, digest
 from contentmill.video.request import VideoRequest
 from contentmill.video.timing import SubtitlesResult
+from contentmill.video.visuals import VisualsResult
 from contentmill.video.writing import ScriptResult
 
 RENDER_VERSION = 1
@@ -57,10 +61,12 @@ def render_digest(
     narration: NarrationResult,
     subtitles: SubtitlesResult,
     font: Font,
+    visuals: VisualsResult | None = None,
 ) -> str:
     inputs = {
         "script": script.digest,
         "clips": [clip.digest for clip in narration.clips],
+        "visuals": [visual.digest for visual in visuals.visuals] if visuals else [],
         "subtitles": subtitles.digest,
         "size": list(request.size),
         "fps": request.fps,
@@ -69,18 +75,28 @@ def render_digest(
     return digest("render", RENDER_VERSION, inputs)
 
 
-def _slides(script: ScriptResult, size: tuple[int, int], font: Font, folder: Path) -> list[Path]:
-    """The first slide carries the title over its caption; the others show their caption."""
+def _slides(script: ScriptResult, size: tuple[int, int], font: Font, folder: Path,
+            pictures: Sequence[Path | None]) -> list[Path]:
+    """The first slide carries the title over its caption; the others show their caption; each over its
+    scene's picture when it has one."""
     paths = []
-    for number, scene in enumerate(script.script.scenes):
+    for number, (scene, picture) in enumerate(zip(script.script.scenes, pictures, strict=True)):
         title, text = (
             (script.script.title, scene.on_screen_text) if number == 0 else (scene.on_screen_text, "")
         )
         path = folder / f"slide-{number + 1:02d}.png"
-        paths.append(
-            write_slide(path, title, text, size=size, font=font, palette=PALETTES[number % len(PALETTES)])
-        )
+        with contextlib.ExitStack() as stack:
+            image = stack.enter_context(Image.open(picture)) if picture is not None else None
+            paths.append(write_slide(path, title, text, size=size, font=font,
+                                     palette=PALETTES[number % len(PALETTES)], picture=image))
     return paths
+
+
+def _pictures(visuals: VisualsResult | None, scenes: int, store: ObjectStore, folder: Path) -> list[Path | None]:
+    """Each scene's picture fetched from the store, or None for every scene when there are none."""
+    if visuals is None or not visuals.visuals:
+        return [None] * scenes
+    return [store.fetch(visual.key, folder / "pictures") for visual in visuals.visuals]
 
 
 def _stored(store: ObjectStore, key: str, found: str) -> RenderResult | None:
@@ -102,10 +118,12 @@ def _render(
     key: str,
     found: str,
     started: float,
+    visuals: VisualsResult | None = None,
 ) -> RenderResult:
     with tempfile.TemporaryDirectory(prefix="contentmill-render-") as scratch:
         folder = Path(scratch)
-        slides = _slides(script, request.size, font, folder)
+        pictures = _pictures(visuals, len(script.script.scenes), store, folder)
+        slides = _slides(script, request.size, font, folder, pictures)
         scenes = [
             Scene.from_files(slide, store.fetch(clip.key, folder / "audio"), clip.narration)
             for slide, clip in zip(slides, narration.clips, strict=True)
@@ -135,19 +153,20 @@ def render_step(
     subtitles: SubtitlesResult,
     store: ObjectStore,
     font_file: Path | None = None,
+    visuals: VisualsResult | None = None,
 ) -> RenderResult:
-    """The stored video for these inputs, or a new render stored at their address."""
+    """The stored video for these inputs (``visuals``: each scene's picture), or a new render stored there."""
     started = time.perf_counter()
     announce(
         StepEvent("render", "start", f"rendering {request.size[0]}x{request.size[1]} at {request.fps} fps")
     )
     font = choose_font(script, request, font_file)
-    found = render_digest(request, script, narration, subtitles, font)
+    found = render_digest(request, script, narration, subtitles, font, visuals)
     key = f"steps/render/{found}.mp4"
     stored = _stored(store, key, found)
     if stored is not None:
         result = stored.model_copy(update={"report": stored.report.reused(time.perf_counter() - started)})
     else:
-        result = _render(request, script, narration, font, store, key, found, started)
+        result = _render(request, script, narration, font, store, key, found, started, visuals)
     announce(StepEvent("render", "done", f"{result.duration_s:.1f} s of video", result.report))
     return result

@@ -40,6 +40,13 @@ SceneEdits = Annotated[
     Field(description="Scene number (from 1) -> new narration for it; every other step result is reused."),
 ]
 
+ImageModelName = Annotated[
+    str | None,
+    Field(pattern=_MODEL_NAME, description="provider:model making each scene's picture, e.g. openai:gpt-image-1; "
+          "empty: CONTENTMILL_IMAGE_MODEL, and without it an offline illustration per scene."),
+]
+Footage = Annotated[bool, Field(description="Stock footage found by each scene's words (CONTENTMILL_PEXELS_API_KEY).")]
+
 DEFAULT_STYLE = "friendly and clear"
 # How a problem names each parameter, in the words of a person filling in the form.
 _NOUNS = {
@@ -47,6 +54,7 @@ _NOUNS = {
     "voice": "a voice name", "text_model": "the text model", "speech_model": "the speech model",
     "orientation": "the orientation", "resolution": "the resolution", "fps": "the frame rate", "tags": "a tag",
     "scene_edits": "a scene edit", "reuse_similar": "reuse_similar",
+    "image_model": "the image model", "footage": "footage",
 }  # fmt: skip
 
 
@@ -92,6 +100,8 @@ class VideoRequest(BaseModel):
     tags: Tags = Field(default_factory=dict)
     scene_edits: SceneEdits = Field(default_factory=dict)
     reuse_similar: ReuseSimilar = True
+    image_model: ImageModelName = None
+    footage: Footage = False
 
     @classmethod
     def checked(cls, **fields: Any) -> VideoRequest:
@@ -135,6 +145,7 @@ class VideoRequest(BaseModel):
             update={
                 "text_model": self.text_model or settings.text_model,
                 "speech_model": self.speech_model or settings.speech_model,
+                "image_model": self.image_model or settings.image_model,
             }
         )
 

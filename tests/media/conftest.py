@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import re
 import subprocess
 from collections.abc import Awaitable, Callable
@@ -10,7 +9,6 @@ from pathlib import Path
 
 import imageio_ffmpeg
 import pytest
-from PIL import Image
 
 from contentmill.providers.base import SpeechRequest
 from contentmill.providers.espeak import EspeakSpeechModel
@@ -18,7 +16,6 @@ from contentmill.providers.espeak import EspeakSpeechModel
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
 Speak = Callable[[str, str, Path], Awaitable[Path]]
-FrameAt = Callable[[Path, float], Image.Image]
 
 
 @pytest.fixture
@@ -40,23 +37,6 @@ def speak() -> Speak:
         return path
 
     return narrate
-
-
-@pytest.fixture
-def frame_at() -> FrameAt:
-    """The decoded video frame shown at ``seconds``, as an RGB image."""
-
-    def grab(video: Path, seconds: float) -> Image.Image:
-        command = [
-            imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-ss", f"{seconds:.3f}",
-            "-i", str(video), "-frames:v", "1", "-f", "image2pipe", "-c:v", "png", "-",
-        ]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, timeout=60)
-        assert done.returncode == 0, done.stderr.decode(errors="replace")
-        with Image.open(io.BytesIO(done.stdout)) as image:
-            return image.convert("RGB")
-
-    return grab
 
 
 @pytest.fixture

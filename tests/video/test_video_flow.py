@@ -107,6 +107,7 @@ async def test_a_rerun_pays_nothing_and_a_new_voice_redoes_only_narration_and_re
     assert cached == {
         "script": True,
         "narration": False,
+        "visuals": True,
         "subtitles": True,
         "render": False,
         "publish": False,
