@@ -55,6 +55,7 @@ class ModelInfo:
     tokenizer: str = "cl100k_base"
     tokenizer_exact: bool = True
     as_of: str | None = None
+    voices: tuple[str, ...] = ()  # a speech model's voice names, the first its default (what the studio offers)
 
     @property
     def provider(self) -> str:

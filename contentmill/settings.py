@@ -113,6 +113,12 @@ class Settings(BaseSettings):
     server_max_file_bytes: int = Field(default=100 * 1024 * 1024, gt=0)  # the cap on a Batch API input file
     server_default_max_tokens: int = Field(default=1024, gt=0)  # a chat request without max_tokens reserves this
     server_admission_wait_s: float = Field(default=0.0, ge=0)  # wait for rate-limit capacity before a 429
+    # Where people reach this server, e.g. https://media.example.com: flows then link their media through its
+    # /media/ route (or a presigned S3 URL) instead of file://.
+    public_url: str | None = None
+    # The studio starts creator videos through this Prefect deployment (e.g. creator-video/creator-video) when
+    # set and a Prefect API is configured; unset, it runs them in the server process.
+    studio_deployment: str | None = None
 
     # The knowledge graph of prior outputs (contentmill.knowledge_graph).
     graph_database_url: str | None = None  # default: database_url, else graph.sqlite3 in data_dir

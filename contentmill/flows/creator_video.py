@@ -49,7 +49,7 @@ from contentmill.video.request import (
     VideoRequest,
     Voice,
 )
-from contentmill.video.summary import cost_rows, failure_markdown, link, summary_markdown
+from contentmill.video.summary import cost_rows, failure_markdown, result_links, summary_markdown
 
 ARTIFACT_KEY = "creator-video"
 
@@ -164,9 +164,11 @@ async def _run(request: VideoRequest) -> VideoResult:
 
 
 async def _artifacts(result: VideoResult) -> None:
-    """A link to the video, the cost table and a markdown summary, each under a stable key."""
+    """A link to the video, the cost table and a markdown summary, each under a stable key. The links go through
+    the server at CONTENTMILL_PUBLIC_URL when one is set (a browser opens them; it refuses file://)."""
+    public_url = load_settings().public_url
     await acreate_link_artifact(
-        link(result.video),
+        result_links(result, public_url)["video"],
         link_text=f"{result.title} ({result.duration_s:.1f} s)",
         key=ARTIFACT_KEY,
         description="The finished video.",
@@ -176,4 +178,4 @@ async def _artifacts(result: VideoResult) -> None:
         key=ARTIFACT_KEY + "-costs",
         description=f"Model, usage and cost of each step; this run paid {result.cost_usd:.6f} USD.",
     )
-    await acreate_markdown_artifact(summary_markdown(result), key=ARTIFACT_KEY + "-summary")
+    await acreate_markdown_artifact(summary_markdown(result, public_url), key=ARTIFACT_KEY + "-summary")

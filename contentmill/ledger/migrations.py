@@ -179,10 +179,39 @@ def _v3_virtual_keys(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v4_studio_runs(conn: Connection) -> None:
+    """The studio's video runs: whose they are, what was asked, each step's progress and cost, the result."""
+    md = sa.MetaData()
+    sa.Table(
+        "studio_runs", md,
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("team", sa.String(256), nullable=False),
+        sa.Column("key_id", sa.String(32)),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("request", JSONType, nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("steps", JSONType, nullable=False),
+        sa.Column("cost_usd", sa.Double, nullable=False),
+        sa.Column("saved_usd", sa.Double, nullable=False),
+        sa.Column("title", sa.String(300)),
+        sa.Column("folder", sa.String(300)),
+        sa.Column("files", JSONType),
+        sa.Column("duration_s", sa.Double),
+        sa.Column("flow_run_id", sa.String(64)),
+        sa.Column("error", sa.Text),
+        sa.Index("ix_studio_runs_team_created", "team", "created_at"),
+        sa.Index("ix_studio_runs_folder", "folder"),
+    )
+    md.create_all(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "calls, call_tags, reservations, budgets, alerts", _v1_tables),
     Migration(2, "route_decisions, quality_scores, experiments", _v2_routing_tables),
     Migration(3, "virtual_keys", _v3_virtual_keys),
+    Migration(4, "studio_runs", _v4_studio_runs),
 )
 
 

@@ -193,6 +193,29 @@ virtual_keys = sa.Table(
     sa.Index("ix_virtual_keys_key_hash", "key_hash", unique=True),
 )
 
+studio_runs = sa.Table(
+    "studio_runs", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("team", sa.String(256), nullable=False),
+    sa.Column("key_id", sa.String(32)),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("topic", sa.String(200), nullable=False),
+    sa.Column("request", JSONType, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("steps", JSONType, nullable=False),
+    sa.Column("cost_usd", sa.Double, nullable=False),
+    sa.Column("saved_usd", sa.Double, nullable=False),
+    sa.Column("title", sa.String(300)),
+    sa.Column("folder", sa.String(300)),
+    sa.Column("files", JSONType),
+    sa.Column("duration_s", sa.Double),
+    sa.Column("flow_run_id", sa.String(64)),
+    sa.Column("error", sa.Text),
+    sa.Index("ix_studio_runs_team_created", "team", "created_at"),
+    sa.Index("ix_studio_runs_folder", "folder"),
+)
+
 schema_version = sa.Table(
     "schema_version", metadata,
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),

@@ -7,15 +7,35 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from contentmill.video.pipeline import VideoResult
 
+MEDIA_ROUTE = "/media/"  # where contentmill serve hands out the store's published files (server/web/media.py)
 
-def link(location: str) -> str:
-    """A clickable link: URLs as they are, file paths as file:// URLs."""
+
+def media_path(key: str) -> str:
+    """The path of a stored object on the server, e.g. ``/media/videos/octopuses-0123/video.mp4``."""
+    return MEDIA_ROUTE + quote(key)
+
+
+def link(location: str, key: str | None = None, public_url: str | None = None) -> str:
+    """A clickable link: URLs (presigned S3) as they are; a local store's file through the server at
+    ``public_url`` (CONTENTMILL_PUBLIC_URL) when one is known and its ``key`` given; else a file:// URL."""
     if "://" in location:
         return location
+    if public_url and key:
+        return public_url.rstrip("/") + media_path(key)
     return Path(location).resolve().as_uri()
+
+
+def result_links(result: VideoResult, public_url: str | None) -> dict[str, str]:
+    """Links to the video, its subtitles and its script (see :func:`link`)."""
+    return {
+        "video": link(result.video, f"{result.folder}video.mp4", public_url),
+        "subtitles": link(result.srt, f"{result.folder}subtitles.srt", public_url),
+        "script": link(result.script, f"{result.folder}script.json", public_url),
+    }
 
 
 def cost_rows(result: VideoResult) -> list[dict[str, Any]]:
@@ -35,7 +55,8 @@ def cost_rows(result: VideoResult) -> list[dict[str, Any]]:
     ]
 
 
-def summary_markdown(result: VideoResult) -> str:
+def summary_markdown(result: VideoResult, public_url: str | None = None) -> str:
+    links = result_links(result, public_url)
     rows = "\n".join(
         f"| {row['step']} | {row['model']} | {row['usage']} | {row['cost_usd']:.6f} | "
         f"{'reused' if row['cached'] else 'made'} |"
@@ -45,8 +66,8 @@ def summary_markdown(result: VideoResult) -> str:
         f"# {result.title}\n\n"
         f"{result.duration_s:.1f} s, {result.width}x{result.height}, {result.language}, "
         f"topic: {result.topic}\n\n"
-        f"- [video]({link(result.video)})\n- [subtitles]({link(result.srt)})\n"
-        f"- [script]({link(result.script)})\n"
+        f"- [video]({links['video']})\n- [subtitles]({links['subtitles']})\n"
+        f"- [script]({links['script']})\n"
         f"- folder: `{result.folder}` in `{result.store}`\n\n"
         "| step | model | usage | cost (USD) | result |\n| --- | --- | --- | ---: | --- |\n"
         f"{rows}\n\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 from server_helpers import UPSTREAM_KEY, server_env
@@ -40,6 +41,13 @@ def env(upstream_server: Upstream, tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def server(serve: Callable[..., Served], env: dict[str, str]) -> Served:
     return serve(env)
+
+
+@pytest.fixture
+def client(server: Served) -> Iterator[httpx.Client]:
+    """An HTTP client of ``server``'s root that keeps cookies and does not follow redirects."""
+    with httpx.Client(base_url=server.root_url, timeout=30, follow_redirects=False) as http:
+        yield http
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ if TYPE_CHECKING:
 
 
 def install(web: Web) -> None:
-    from contentmill.server.web import dashboard, signin
+    from contentmill.server.web import dashboard, signin, studio
 
     web.add("GET", "/static", web.static, roles=None, prefix=True)
     signin.install(web)
     dashboard.install(web)
+    studio.install(web)

@@ -1,0 +1,255 @@
+"""The studio at ``/studio``: a creator's key makes a video from a topic and watches it (docs/web.md).
+
+The form offers what the flow takes (topic, language, length, voice, orientation, the text and speech models
+from the catalog that the key may use, a voice sample to hear); ``POST /studio/runs`` starts the creator video
+(studio_runner.py in this process, or the Prefect deployment when one is configured) and answers its id;
+``GET /studio/runs/<id>`` is its progress, step by step with each step's cost, and once done its files under
+``/media/`` (media.py). ``POST /studio/runs/<id>/edit`` gives a scene new narration and renders again: only that
+scene is spoken again. Runs are rows of the ledger database (studio_runs.py), so any worker answers for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from contentmill.errors import InvalidRequest
+from contentmill.providers.base import SpeechRequest
+from contentmill.providers.resolve import configured
+from contentmill.server.errors import ApiError
+from contentmill.server.http import Answer, Request, json_answer
+from contentmill.server.keys import VirtualKey
+from contentmill.server.protocol import BadBody, parse_json
+from contentmill.server.web.media import Media
+from contentmill.server.web.site import ANYONE_SIGNED_IN, Role, Viewer, Web, query
+from contentmill.server.web.studio_runner import StudioRunner
+from contentmill.server.web.studio_runs import StudioRun, StudioRuns
+from contentmill.storage import ObjectStore, open_store
+from contentmill.video.request import VideoRequest
+from contentmill.video.summary import media_path
+
+if TYPE_CHECKING:
+    from contentmill.server.app import Server
+
+# Keys that may call models; a read-only key or the admin has no team to make videos for.
+CREATORS: tuple[Role, ...] = ("api",)
+FORM_FIELDS = ("topic", "language", "seconds", "voice", "orientation", "resolution", "style", "text_model",
+               "speech_model")
+LANGUAGES = {"en": "English", "zh": "Chinese"}
+SAMPLE_TEXT = {"en": "Hello! This is the voice that will read your video.", "zh": "你好！这是为你的视频配音的声音。"}
+JOB_TAG = "studio"
+
+
+@dataclass(frozen=True, slots=True)
+class Choices:
+    """What the form offers a key: the models it may use (the configured default first) and their voices."""
+
+    text_models: tuple[str, ...]
+    speech_models: tuple[str, ...]
+    voices: dict[str, tuple[str, ...]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"text_models": self.text_models, "speech_models": self.speech_models, "voices": self.voices,
+                "languages": LANGUAGES}
+
+
+class Studio:
+    """The studio's state on one server: its runs, the store its videos are in, the runner; made on first use
+    (the gateway exists only once the server has started)."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self._ready: tuple[StudioRuns, ObjectStore, Media, StudioRunner] | None = None
+
+    def _parts(self) -> tuple[StudioRuns, ObjectStore, Media, StudioRunner]:
+        if self._ready is None:
+            gateway = self.server.gateway
+            assert gateway is not None, "the server has not started"
+            runs = StudioRuns(gateway.store)
+            store = open_store(self.server.settings)
+            media = Media(store, lambda folder, team: _may_see(runs, store, folder, team))
+            self._ready = (runs, store, media, StudioRunner(self.server.settings, gateway, store, runs))
+        return self._ready
+
+    @property
+    def runs(self) -> StudioRuns:
+        return self._parts()[0]
+
+    @property
+    def media(self) -> Media:
+        return self._parts()[2]
+
+    @property
+    def runner(self) -> StudioRunner:
+        return self._parts()[3]
+
+    # -- what a key may choose -------------------------------------------------------------------------------
+
+    def choices(self, key: VirtualKey) -> Choices:
+        gateway, settings = self.server.gateway, self.server.settings
+        assert gateway is not None
+        catalog = gateway.catalog
+
+        def offered(modality: str, default: str) -> tuple[str, ...]:
+            names = [n for n, info in catalog.models.items() if info.modality == modality
+                     and (info.provider != "fake" or n == default) and configured(n, settings, catalog)
+                     and self.server.allowed(key, n)]
+            return tuple(sorted(names, key=lambda n: (n != default, n)))
+
+        speech = offered("speech", settings.speech_model)
+        voices = {name: catalog.get(name).voices or ("default",) for name in speech}
+        return Choices(offered("text", settings.text_model), speech, voices)
+
+    def request_of(self, fields: dict[str, Any], key: VirtualKey, choices: Choices) -> VideoRequest:
+        """The video a form asks for, checked: a one-line 400 says what to fix."""
+        unknown = sorted(set(fields) - set(FORM_FIELDS))
+        if unknown:
+            raise BadBody(f"unknown field {unknown[0]!r}; the form has {', '.join(FORM_FIELDS)}", unknown[0])
+        for name, offered in (("text_model", choices.text_models), ("speech_model", choices.speech_models)):
+            if fields.get(name) not in (None, "", *offered):
+                raise ApiError(403, f"this key may not use {fields[name]!r} as the {name.replace('_', ' ')}; "
+                                    f"choose one of {', '.join(offered) or 'none'}", "permission_error",
+                               "model_not_allowed", name)
+        values = {k: v for k, v in fields.items() if v not in (None, "")}
+        for name in ("seconds", "resolution"):
+            if isinstance(values.get(name), str) and values[name].isdigit():
+                values[name] = int(values[name])
+        try:
+            return VideoRequest.checked(**values, tags={**key.tags(), "job": JOB_TAG})
+        except InvalidRequest as exc:
+            raise BadBody(str(exc)) from None
+
+    # -- pages and answers -----------------------------------------------------------------------------------
+
+    def view(self, run: StudioRun) -> dict[str, Any]:
+        """A run as the page shows it; its files as this server's media paths."""
+        request = {k: v for k, v in run.request.items() if k != "tags"}
+        files = run.files or {}
+        media = {name: media_path(key) for name, key in files.items() if isinstance(key, str)}
+        if files.get("audio"):
+            media["audio"] = [media_path(key) for key in files["audio"]]  # type: ignore[assignment]
+        return {"id": run.id, "state": run.shown_state, "topic": run.topic, "title": run.title,
+                "created_at": run.created_at.isoformat(), "steps": run.steps, "cost_usd": run.cost_usd,
+                "saved_usd": run.saved_usd, "duration_s": run.duration_s, "error": run.error, "request": request,
+                "media": media}
+
+    async def start(self, key: VirtualKey, request: VideoRequest) -> StudioRun:
+        """Record the run and set it going; it goes on whether or not the page that asked stays."""
+        asked = request.model_dump(mode="json")
+        run = await asyncio.to_thread(self.runs.create, key.team, key.id, asked)
+        self.runner.start(run, request)
+        return run
+
+    async def run_of(self, run_id: str, key: VirtualKey) -> StudioRun:
+        run = await asyncio.to_thread(self.runs.get, run_id, key.team)
+        if run is None:
+            raise ApiError(404, f"no studio run {run_id!r} of your team", "invalid_request_error", "not_found")
+        return run
+
+    async def edit(self, run: StudioRun, body: dict[str, Any], key: VirtualKey) -> StudioRun:
+        """A new run of the same video with the scenes' new narration; the rest of the video is reused."""
+        if run.shown_state != "done":
+            raise BadBody("a scene can be edited once the video is done", "scene")
+        edits = body.get("scene_edits")
+        if not isinstance(edits, dict) or not edits:
+            raise BadBody("send {\"scene_edits\": {\"2\": \"new narration of scene 2\"}}", "scene_edits")
+        asked = {**run.request, "tags": {**key.tags(), "job": JOB_TAG}}
+        asked["scene_edits"] = {**(asked.get("scene_edits") or {}), **edits}
+        try:
+            request = VideoRequest.checked(**asked)
+        except InvalidRequest as exc:
+            raise BadBody(str(exc), "scene_edits") from None
+        return await self.start(key, request)
+
+
+def _may_see(runs: StudioRuns, store: ObjectStore, folder: str, team: str | None) -> bool:
+    """Whether ``team`` (None: the admin) may see a published folder: a studio run of the team made it, or the
+    folder's manifest carries the team's tag (a video made by the flow or the CLI with ``--tag team=...``)."""
+    teams = runs.teams(folder)
+    if team in teams or (team is None and teams):
+        return True
+    manifest = store.get_json(f"{folder}manifest.json")
+    if not isinstance(manifest, dict):
+        return False
+    tags = (manifest.get("request") or {}).get("tags") or {}
+    return team is None or tags.get("team") == team
+
+
+def _key(viewer: Viewer | None) -> VirtualKey:
+    assert viewer is not None and viewer.key is not None, "the route admits only keys"
+    return viewer.key
+
+
+def install(web: Web) -> None:
+    studio = Studio(web.server)
+
+    async def page(request: Request, viewer: Viewer | None) -> Answer:
+        key = _key(viewer)
+        choices = studio.choices(key)
+        recent = await asyncio.to_thread(studio.runs.recent, key.team)
+        settings = web.server.settings
+        return web.render(request, viewer, "studio.html", choices=choices,
+                          runs=[studio.view(run) for run in recent], default_voice=_first_voice(choices),
+                          defaults={"text_model": settings.text_model, "speech_model": settings.speech_model})
+
+    async def voice(request: Request, viewer: Viewer | None) -> Answer:
+        key = _key(viewer)
+        asked = query(request)
+        choices = studio.choices(key)
+        model = asked.get("model") or (choices.speech_models[0] if choices.speech_models else "")
+        if model not in choices.speech_models:
+            raise ApiError(403, f"this key may not use {model!r}; choose one of {', '.join(choices.speech_models)}",
+                           "permission_error", "model_not_allowed", "model")
+        language = asked.get("language", "en")
+        if language not in SAMPLE_TEXT:
+            raise BadBody(f"language is one of {', '.join(SAMPLE_TEXT)} (got {language!r})", "language")
+        voice_name = asked.get("voice") or "default"
+        gateway = web.server.gateway
+        assert gateway is not None
+        gen = await gateway.speak(SpeechRequest(SAMPLE_TEXT[language], voice=voice_name, language=language),
+                                  model=model, tags={**key.tags(), "job": JOB_TAG, "step": "voice-sample"},
+                                  limits=web.server.limits(key))
+        headers = ((b"cache-control", b"private, max-age=3600"),
+                   (b"x-contentmill-cost-usd", f"{gen.cost_usd:.10f}".encode()))
+        return Answer(200, gen.audio or b"", b"audio/wav", headers)
+
+    async def runs_get(request: Request, viewer: Viewer | None) -> Answer:
+        key = _key(viewer)
+        rest = request.scope["path"].removeprefix("/studio/runs").strip("/")
+        if not rest:
+            recent = await asyncio.to_thread(studio.runs.recent, key.team)
+            return json_answer(200, {"object": "list", "data": [studio.view(run) for run in recent]})
+        if "/" in rest:
+            raise ApiError(404, f"{request.scope['path']} is not a page", "invalid_request_error", "not_found")
+        return json_answer(200, studio.view(await studio.run_of(rest, key)), ((b"cache-control", b"no-store"),))
+
+    async def runs_post(request: Request, viewer: Viewer | None) -> Answer:
+        key = _key(viewer)
+        rest = request.scope["path"].removeprefix("/studio/runs").strip("/")
+        body = parse_json(await request.body())
+        if not rest:
+            run = await studio.start(key, studio.request_of(body, key, studio.choices(key)))
+        else:
+            run_id, _, action = rest.partition("/")
+            if action != "edit":
+                raise ApiError(404, f"{request.scope['path']} is not a page", "invalid_request_error", "not_found")
+            run = await studio.edit(await studio.run_of(run_id, key), body, key)
+        return json_answer(201, studio.view(run))
+
+    async def media(request: Request, viewer: Viewer | None) -> Answer:
+        assert viewer is not None
+        team = None if viewer.key is None else viewer.key.team
+        answer = await studio.media.serve(request, team)
+        return answer  # type: ignore[return-value]  # None: the file was streamed
+
+    web.add("GET", "/studio", page, roles=CREATORS, nav="Studio")
+    web.add("GET", "/studio/voice", voice, roles=CREATORS)
+    web.add("GET", "/studio/runs", runs_get, roles=CREATORS, prefix=True)
+    web.add("POST", "/studio/runs", runs_post, roles=CREATORS, prefix=True)
+    web.add("GET", "/media", media, roles=ANYONE_SIGNED_IN, prefix=True)
+
+
+def _first_voice(choices: Choices) -> str:
+    voices = choices.voices.get(choices.speech_models[0], ()) if choices.speech_models else ()
+    return voices[0] if voices else "default"

@@ -1,0 +1,103 @@
+"""Studio runs over plain HTTP against ``contentmill serve``, the fake OpenAI-compatible upstream as the text and
+speech models: the form's checks, a run from topic to published video with each step's cost, the team's list of
+videos, a scene edit that speaks only that scene again, and the models a key may choose."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+from server_helpers import calls, make_key
+
+JSON = {"accept": "application/json"}
+FORM = {"topic": "octopuses", "language": "en", "seconds": "10", "voice": "alloy", "orientation": "landscape",
+        "resolution": "480", "text_model": "openai:gpt-4o-mini", "speech_model": "openai:tts-1"}
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {**JSON, "authorization": f"Bearer {key}"}
+
+
+def _finished(client: httpx.Client, key: str, run_id: str, timeout_s: float = 120.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        run: dict[str, Any] = client.get(f"/studio/runs/{run_id}", headers=_auth(key)).json()
+        if run["state"] in ("done", "failed", "interrupted"):
+            return run
+        time.sleep(0.3)
+    raise AssertionError(f"run {run_id} did not finish in {timeout_s} s")
+
+
+def test_the_form_says_what_to_fix_in_one_line(client: httpx.Client, env: dict[str, str]) -> None:
+    key = make_key(env, team="shop").secret
+    empty = client.post("/studio/runs", headers=_auth(key), json={**FORM, "topic": "  "})
+    assert empty.status_code == 400 and empty.json()["error"]["message"] == "a topic must not be blank"
+    short = client.post("/studio/runs", headers=_auth(key), json={**FORM, "seconds": "3"})
+    assert short.status_code == 400 and "the length in seconds is at least 10" in short.json()["error"]["message"]
+    unknown = client.post("/studio/runs", headers=_auth(key), json={**FORM, "budget": "1"})
+    assert unknown.status_code == 400 and "unknown field 'budget'" in unknown.json()["error"]["message"]
+    not_json = client.post("/studio/runs", headers=_auth(key), content=b"topic=x")
+    assert not_json.status_code == 400
+
+
+def test_a_key_chooses_only_among_its_models_and_a_read_key_cannot_start(
+        client: httpx.Client, env: dict[str, str]) -> None:
+    narrow = make_key(env, team="shop", models=["local:gemma-3-270m", "local:espeak-ng"]).secret
+    page = client.get("/studio", headers={"authorization": f"Bearer {narrow}"})
+    assert page.status_code == 200 and 'data-testid="topic-input"' in page.text
+    assert "local:gemma-3-270m" in page.text and "openai:gpt-4o-mini" not in page.text
+    refused = client.post("/studio/runs", headers=_auth(narrow), json=FORM)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "model_not_allowed"
+    read = make_key(env, team="shop", role="read").secret
+    assert client.post("/studio/runs", headers=_auth(read), json=FORM).status_code == 403
+    assert client.get("/studio", headers={"authorization": f"Bearer {read}"}).status_code == 403
+
+
+def test_a_voice_sample_is_spoken_by_the_chosen_model(client: httpx.Client, env: dict[str, str]) -> None:
+    key = make_key(env, team="shop").secret
+    sample = client.get("/studio/voice", params={"model": "openai:tts-1", "voice": "nova", "language": "en"},
+                        headers=_auth(key))
+    assert sample.status_code == 200 and sample.headers["content-type"] == "audio/wav" and sample.content
+    assert client.get("/studio/voice", params={"model": "openai:gpt-4o-mini"}, headers=_auth(key)).status_code == 403
+
+
+@pytest.mark.slow
+def test_a_run_publishes_a_video_with_each_steps_cost_and_a_scene_edit_speaks_one_scene(
+        client: httpx.Client, env: dict[str, str]) -> None:
+    key = make_key(env, team="shop").secret
+    started = client.post("/studio/runs", headers=_auth(key), json=FORM)
+    assert started.status_code == 201, started.text
+    run = _finished(client, key, started.json()["id"])
+    assert run["state"] == "done", run["error"]
+    steps = {step["step"]: step for step in run["steps"]}
+    assert all(step["state"] == "done" for step in steps.values())
+    assert steps["script"]["model"] == "openai:gpt-4o-mini" and steps["script"]["cost_usd"] > 0
+    assert steps["narration"]["model"] == "openai:tts-1" and steps["narration"]["cost_usd"] > 0
+    assert run["cost_usd"] == pytest.approx(sum(step.get("cost_usd", 0.0) for step in steps.values()))
+    rows = calls(env, at_least=2)
+    assert run["cost_usd"] == pytest.approx(sum(row.cost_usd for row in rows))  # what the ledger billed
+    assert {row.tags["team"] for row in rows} == {"shop"} and {row.tags["job"] for row in rows} == {"creator-video"}
+
+    video = client.get(run["media"]["video"], headers={**_auth(key), "range": "bytes=0-1023"})
+    assert video.status_code == 206 and video.content[4:8] == b"ftyp"
+    script = client.get(run["media"]["script"], headers=_auth(key)).json()
+    listed = client.get("/studio/runs", headers=_auth(key)).json()["data"]
+    assert [item["id"] for item in listed] == [run["id"]] and listed[0]["cost_usd"] == run["cost_usd"]
+    other = make_key(env, team="rivals").secret
+    assert client.get(f"/studio/runs/{run['id']}", headers=_auth(other)).status_code == 404
+    assert client.get(run["media"]["video"], headers=_auth(other)).status_code == 404
+
+    edited = client.post(f"/studio/runs/{run['id']}/edit", headers=_auth(key),
+                         json={"scene_edits": {"1": "Octopuses have three hearts and blue blood."}})
+    assert edited.status_code == 201, edited.text
+    again = _finished(client, key, edited.json()["id"])
+    assert again["state"] == "done", again["error"]
+    again_steps = {step["step"]: step for step in again["steps"]}
+    assert again_steps["script"]["cost_usd"] == 0 and again_steps["script"]["cached"]
+    assert again_steps["narration"]["calls"] == 1  # only the edited scene is spoken again
+    assert again["media"]["video"] != run["media"]["video"]
+    new_script = client.get(again["media"]["script"], headers=_auth(key)).json()
+    assert new_script["scenes"][0]["narration"] == "Octopuses have three hearts and blue blood."
+    assert new_script["scenes"][1:] == script["scenes"][1:]
