@@ -18,7 +18,7 @@ export DO_NOT_TRACK ?= 1
 
 NODE_CLIENT := tests/server/node
 
-.PHONY: install demo test lint typecheck bench services scaleout clean node-client
+.PHONY: install demo test lint typecheck bench services scaleout clean node-client browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +53,15 @@ node-client:
 	  npm install --prefix $(NODE_CLIENT) --no-audit --no-fund --silent; \
 	else echo "npm not found: the server's node client tests will skip"; fi
 
-test: $(STAMP) services lint node-client
+# Debian's Chromium for the web pages' browser tests (Playwright from the dev extra drives it; it cannot download
+# its own browsers here). Without root or apt-get those tests skip and say why.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	else echo "chromium not found and apt-get cannot run as root: the browser tests will skip"; fi
+
+test: $(STAMP) services lint node-client browser
 	$(BIN)/pytest
 
 # Only the scale-out test: a Prefect server on PostgreSQL, two process workers, Redis, S3 (also part of `make test`).
