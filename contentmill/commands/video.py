@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shlex
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -28,6 +29,7 @@ from contentmill.storage import open_store
 from contentmill.video.pipeline import VideoResult
 from contentmill.video.progress import StepEvent, listening
 from contentmill.video.request import DEFAULT_STYLE, Language, Orientation, Resolution, VideoRequest
+from contentmill.video.summary import DRAFT_NOTE
 
 DEMO_TOPIC = "octopuses"
 DEMO_SECONDS = 20
@@ -67,6 +69,22 @@ def video(
     reuse_similar: Annotated[
         bool, typer.Option(help="Serve a topic that means the same as an earlier one from its stored video.")
     ] = True,
+    script_file: Annotated[
+        Path | None,
+        typer.Option("--script", help="Narrate this text file as it is: a paragraph per scene, blank lines "
+                     "between, an optional '# Title' first line. No text model is called."),
+    ] = None,
+    source_file: Annotated[
+        Path | None,
+        typer.Option("--source", help="Notes (text or markdown) the script takes its facts from."),
+    ] = None,
+    script_only: Annotated[
+        bool, typer.Option("--script-only", help="Stop after the script and write it as a file to edit, then "
+                           "go on with --script FILE.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what the video would cost; nothing is called or paid.")
+    ] = False,
     image_model: Annotated[
         str | None,
         typer.Option("--image-model", help="provider:model making each scene's picture, e.g. openai:gpt-image-1 "
@@ -97,8 +115,97 @@ def video(
         "reuse_similar": reuse_similar,
         "image_model": image_model,
         "footage": footage,
+        "own_script": _read_text(script_file, "--script"),
+        "source": _read_text(source_file, "--source"),
     }
-    _make(settings, fields, out, json_out)
+    if script_file is not None and (source_file is not None or script_only):
+        fail("--script narrates your script as written: it goes with neither --source nor --script-only")
+    if dry_run:
+        _dry_run(settings, fields, json_out)
+    elif script_only:
+        _script_only(settings, fields, out, json_out)
+    else:
+        _make(settings, fields, out, json_out)
+
+
+def _read_text(path: Path | None, option: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        fail(f"{option} {path}: no such file")
+    except UnicodeDecodeError:
+        fail(f"{option} {path}: not UTF-8 text; save it as UTF-8 plain text or markdown")
+    except OSError as exc:
+        fail(f"{option} {path}: cannot be read ({exc.strerror or exc})")
+
+
+def _request(settings: Settings, fields: dict[str, Any]) -> VideoRequest:
+    try:
+        return VideoRequest.checked(**fields).with_models(settings)
+    except InvalidRequest as exc:
+        fail(str(exc))
+
+
+def _dry_run(settings: Settings, fields: dict[str, Any], json_out: bool) -> None:
+    """The cost table of the video, from the catalog's prices and what is stored; nothing is called."""
+    from contentmill.catalog import load_catalog
+    from contentmill.video.estimate import estimate_video
+
+    request = _request(settings, fields)
+    store = open_store(settings)
+    try:
+        estimate = estimate_video(request, load_catalog(settings.catalog_file), store)
+    except ContentmillError as exc:
+        fail(str(exc))
+    finally:
+        store.close()
+    if json_out:
+        emit_json(estimate.as_json())
+        return
+    console = Console(highlight=False)
+    table = Table(title=f"{request.topic}: estimated cost (nothing was called)")
+    for column in ("step", "model", "calls", "usage", "cost (USD)", "up to (USD)", "note"):
+        table.add_column(column, justify="right" if column in ("calls", "cost (USD)", "up to (USD)") else "left",
+                         no_wrap=column != "note")
+    for row in estimate.rows:
+        table.add_row(row.step, row.model, str(row.calls), row.usage, f"{row.cost_usd:.6f}", f"{row.up_to_usd:.6f}",
+                      row.note)
+    console.print(table)
+    console.print(f"[bold]estimated total ${estimate.cost_usd:,.6f}[/bold] (at most ${estimate.up_to_usd:,.6f})")
+
+
+def _script_only(settings: Settings, fields: dict[str, Any], out: Path | None, json_out: bool) -> None:
+    """Write (or reuse) the script, save it as a text file to edit, and say how to go on from it."""
+    from contentmill.video.own import script_as_text
+    from contentmill.video.pipeline import make_script
+    from contentmill.video.publish import slug
+
+    request = _request(settings, fields)
+    try:
+        result = asyncio.run(make_script(request, settings=settings))
+    except ContentmillError as exc:
+        fail(f"the script step failed: {exc}")
+    target = (out or Path.cwd()) / f"{slug(request.topic)}-script.txt"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(script_as_text(result.script), encoding="utf-8")
+    except OSError as exc:
+        fail(f"could not write the script to {target}: {exc.strerror or exc}")
+    again = f"contentmill video {shlex.quote(request.topic)} --script {shlex.quote(str(target))}"
+    if request.language != "en":
+        again += f" --lang {request.language}"
+    if json_out:
+        emit_json({"script_file": str(target), "title": result.script.title, "draft": result.script.draft,
+                   "scenes": [scene.narration for scene in result.script.scenes],
+                   "cost_usd": result.report.cost_usd, "next": again})
+        return
+    console = Console(highlight=False)
+    console.print(f"script ({len(result.script.scenes)} scenes, ${result.report.cost_usd:,.6f}) written to {target}")
+    if result.script.draft:
+        console.print(f"[yellow]{DRAFT_NOTE}[/yellow]")
+    console.print(f"edit it (a paragraph per scene), then make the video from it:\n  {again}")
 
 
 def _scene_edits(values: list[str]) -> dict[int, str]:
@@ -266,6 +373,8 @@ def _summary(console: Console, result: VideoResult) -> None:
         asked, score = result.similar_to["asked"], result.similar_to["score"]
         console.print(f"{asked!r} means the same as the earlier {result.topic!r} (similarity {score:.3f}): "
                       "its video was reused; --no-reuse-similar makes a new one")
+    if result.draft:
+        console.print(f"[yellow]{DRAFT_NOTE}[/yellow]")
     saved = f" (reusing stored results saved ${result.saved_usd:,.6f})" if result.saved_usd else ""
     console.print(f"[bold]total cost ${result.cost_usd:,.6f}[/bold]{saved}")
     console.print(f"video     {result.video}\nsubtitles {result.srt}\nscript    {result.script}")

@@ -20,6 +20,7 @@ from prefect.artifacts import (
 from prefect.runtime import flow_run
 
 from contentmill.settings import load_settings
+from contentmill.tasks.review import review_script
 from contentmill.tasks.video import (
     lineage_task,
     narration_task,
@@ -39,10 +40,13 @@ from contentmill.video.request import (
     Language,
     ModelName,
     Orientation,
+    OwnScript,
     Resolution,
     ReuseSimilar,
+    Review,
     SceneEdits,
     Seconds,
+    Source,
     Style,
     Tags,
     Topic,
@@ -69,6 +73,9 @@ async def creator_video(
     tags: Tags | None = None,
     scene_edits: SceneEdits | None = None,
     reuse_similar: ReuseSimilar = True,
+    own_script: OwnScript = None,
+    source: Source = None,
+    review: Review = False,
     image_model: ImageModelName = None,
     footage: Footage = False,
 ) -> VideoResult:
@@ -89,6 +96,12 @@ async def creator_video(
         scene_edits: Scene number (from 1) -> new narration, to change scenes of a finished video: only those
             scenes are spoken again and the video rendered again; everything else is reused.
         reuse_similar: Serve a topic that means the same as an earlier one (same settings) from its stored video.
+        own_script: Your own narration, one paragraph per scene (blank lines between); an optional first line
+            "# Title". No text model is called.
+        source: Notes (text or markdown) the script takes its facts from: the local model picks their sentences
+            most about the topic; a chat model may use nothing else.
+        review: Pause after the script until it is approved or edited in the UI (Resume shows it as a form);
+            nothing is spoken or rendered before.
         image_model: provider:model making each scene's picture (e.g. openai:gpt-image-1); empty uses
             CONTENTMILL_IMAGE_MODEL, and without it each scene gets an offline illustration.
         footage: Stock footage found by each scene's words (needs CONTENTMILL_PEXELS_API_KEY).
@@ -107,6 +120,9 @@ async def creator_video(
         tags=tags or {},
         scene_edits=scene_edits or {},
         reuse_similar=reuse_similar,
+        own_script=own_script,
+        source=source,
+        review=review,
         image_model=image_model,
         footage=footage,
     ).with_models(load_settings())
@@ -124,6 +140,9 @@ async def _run(request: VideoRequest) -> VideoResult:
             step = "script"
             script = await script_task(request)
             done.append(step)
+            if request.review:
+                step = "review"
+                script = await review_script(script)
             await aupdate_progress_artifact(progress, 20.0)
             step = "narration"
             narration = await narration_task(request, script)

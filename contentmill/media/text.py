@@ -1,14 +1,19 @@
 """Script-aware text breaking shared by slides (pixel widths) and subtitles (column widths).
 
-Latin text breaks between words; CJK text breaks between any two characters, except before closing
-punctuation or after opening brackets (kinsoku), so a line never starts with "，" or ends with "「".
+Latin text breaks between words; Chinese text breaks between the words jieba segments it into (never inside
+"年代"), and never before closing punctuation or after opening brackets (kinsoku), so a line never starts with
+"，" or ends with "「".
 """
 
 from __future__ import annotations
 
+import logging
 import unicodedata
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
+from types import ModuleType
 
 Measure = Callable[[str], float]
 
@@ -54,6 +59,31 @@ def normalize(text: str) -> str:
     return " ".join(text.split())
 
 
+@lru_cache(maxsize=1)
+def _jieba() -> ModuleType:
+    with warnings.catch_warnings():  # jieba 0.42 asks for pkg_resources and has old-style regex escapes
+        warnings.simplefilter("ignore")
+        import jieba
+    jieba.setLogLevel(logging.WARNING)  # not "Building prefix dict..." on stderr
+    module: ModuleType = jieba
+    return module
+
+
+@lru_cache(maxsize=512)
+def word_starts(text: str) -> frozenset[int]:
+    """Where each word of ``text`` starts, as jieba segments it (empty for text without CJK)."""
+    if not has_cjk(text):
+        return frozenset()
+    starts, index = set(), 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tokens = list(_jieba().cut(text))
+    for token in tokens:
+        starts.add(index)
+        index += len(token)
+    return frozenset(starts) if index == len(text) else frozenset(range(len(text)))
+
+
 @dataclass(frozen=True, slots=True)
 class Atom:
     """An unbreakable run ``text[start:end]``; a line may break only between atoms."""
@@ -82,7 +112,22 @@ def atoms(text: str, start: int = 0, end: int | None = None) -> list[Atom]:
             run_start = index
     if run_start is not None:
         found.append(Atom(run_start, stop))
-    return _glue(text, found)
+    return _glue(text, _words(text, found))
+
+
+def _words(text: str, found: list[Atom]) -> list[Atom]:
+    """Join touching wide characters of one word (as jieba cuts the whole text) into one atom."""
+    starts = word_starts(text)
+    if not starts:
+        return found
+    joined: list[Atom] = []
+    for atom in found:
+        if (joined and joined[-1].end == atom.start and atom.start not in starts
+                and is_wide(text[atom.start]) and is_wide(text[atom.start - 1])):
+            joined[-1] = Atom(joined[-1].start, atom.end)
+        else:
+            joined.append(atom)
+    return joined
 
 
 def _glue(text: str, found: list[Atom]) -> list[Atom]:

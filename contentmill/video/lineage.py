@@ -79,9 +79,9 @@ def find_similar(settings: Settings, request: VideoRequest) -> SimilarVideo | No
 
 def resolve_similar(settings: Settings, request: VideoRequest) -> tuple[VideoRequest, dict[str, Any] | None]:
     """The request to run: the earlier topic's when one means the same (every stored step is then reused and
-    nothing is paid), with a note of what was asked; else the request as it is. Edits and ``reuse_similar=False``
-    keep the request as asked."""
-    if not request.reuse_similar or request.scene_edits:
+    nothing is paid), with a note of what was asked; else the request as it is. Edits, a script of the creator's
+    own or from a source, and ``reuse_similar=False`` keep the request as asked."""
+    if not request.reuse_similar or not request.as_asked:
         return request, None
     similar = find_similar(settings, request)
     if similar is None or similar.topic == request.topic:
@@ -164,7 +164,7 @@ def record_video(graph: KnowledgeGraph, request: VideoRequest, script: ScriptRes
     if new:
         graph.add_entity(entity, kind="video", name=request.topic,
                          fields={"topic": request.topic, "language": request.language})
-        graph.record(None if request.scene_edits else video_facts(request), new)
+        graph.record(video_facts(request) if request.as_asked else None, new)
     for old, replacement in replaced:
         graph.supersede(old, replacement)
     return VideoLineage(entity, tuple(scene_ids), tuple(clip_ids), video_id,

@@ -51,6 +51,7 @@ class VideoResult(BaseModel):
     flow_run_id: str | None = None
     entity: str | None = None  # the video in the knowledge graph (None when it could not be recorded)
     similar_to: dict[str, Any] | None = None  # asked topic, the earlier topic served instead, similarity, video id
+    draft: bool = False  # the script was written by the small local model from the topic alone: check its facts
 
     def as_json(self) -> dict[str, Any]:
         data = self.model_dump(mode="json", exclude={"steps"})
@@ -98,6 +99,7 @@ def summarize(
         flow_run_id=flow_run_id,
         entity=lineage.entity if lineage else None,
         similar_to=similar_to,
+        draft=script.script.draft,
     )
 
 
@@ -115,6 +117,15 @@ async def step_resources(
             await opened_gateway.aclose()
         if store is None:
             opened_store.close()
+
+
+async def make_script(
+    request: VideoRequest, *, settings: Settings | None = None, gateway: Gateway | None = None
+) -> ScriptResult:
+    """Only the script step (stored or written), without Prefect: what ``--script-only`` shows for review."""
+    settings = settings or load_settings()
+    async with step_resources(settings, gateway) as (gw, objects):
+        return await script_step(request.with_models(settings), gw, objects)
 
 
 async def make_video(

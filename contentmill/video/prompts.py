@@ -225,8 +225,9 @@ CAPTION_LIMIT = {"en": "six words", "zh": "twelve characters"}
 _JSON_SHAPE = '{"title": "...", "scenes": [{"narration": "...", "on_screen_text": "..."}]}'
 
 
-def json_script_request(topic: str, language: Language, seconds: int, style: str) -> TextRequest:
-    """Ask a chat model for the whole script as one JSON object."""
+def json_script_request(topic: str, language: Language, seconds: int, style: str, source: str | None = None
+                        ) -> TextRequest:
+    """Ask a chat model for the whole script as one JSON object (from ``source`` alone, when given)."""
     budget = spoken_budget(seconds, language)
     unit = "characters" if language == "zh" else "words"
     system = (
@@ -238,6 +239,10 @@ def json_script_request(topic: str, language: Language, seconds: int, style: str
         f"the narration of all scenes together is about {budget} {unit}."
     )
     user = f"Topic: {topic}\nStyle: {style}\nLength: about {seconds} seconds"
+    if source is not None:
+        system += (" Take every fact from the source the user gives and nothing else: each number and name you "
+                   "write must appear in the source. Leave out what the source does not say.")
+        user += f"\n\nSource:\n{source.strip()}"
     return TextRequest.chat(user, system=system, max_tokens=256 + 4 * budget, response_format="json")
 
 

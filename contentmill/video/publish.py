@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from contentmill.media.text import has_cjk
 from contentmill.storage import ObjectStore
 from contentmill.video.narration import NarrationResult
 from contentmill.video.progress import StepEvent, announce
@@ -42,7 +43,11 @@ class Published(BaseModel):
 
 
 def slug(topic: str) -> str:
-    """An ASCII name for the folder ("video" for a topic with no Latin letters or digits)."""
+    """An ASCII name for the folder: Chinese in pinyin ("手冲咖啡": shou-chong-ka-fei), "video" when nothing is left."""
+    if has_cjk(topic):
+        from pypinyin import lazy_pinyin  # loads its dictionary: only for topics that need it
+
+        topic = " ".join(lazy_pinyin(topic))
     ascii_text = unicodedata.normalize("NFKD", topic).encode("ascii", "ignore").decode()
     words = re.findall(r"[a-z0-9]+", ascii_text.lower())
     return "-".join(words)[:40].strip("-") or "video"

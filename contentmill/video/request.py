@@ -39,6 +39,15 @@ SceneEdits = Annotated[
     dict[int, str],
     Field(description="Scene number (from 1) -> new narration for it; every other step result is reused."),
 ]
+OwnScript = Annotated[
+    str | None,
+    Field(max_length=20_000, description="Your own narration, scenes split by blank lines: no text model is called."),
+]
+Source = Annotated[
+    str | None,
+    Field(max_length=100_000, description="Notes (text or markdown) the script must take its facts from."),
+]
+Review = Annotated[bool, Field(description="Pause after the script, so it can be read and edited before paying on.")]
 
 ImageModelName = Annotated[
     str | None,
@@ -53,8 +62,8 @@ _NOUNS = {
     "topic": "a topic", "language": "the language", "seconds": "the length in seconds", "style": "a style",
     "voice": "a voice name", "text_model": "the text model", "speech_model": "the speech model",
     "orientation": "the orientation", "resolution": "the resolution", "fps": "the frame rate", "tags": "a tag",
-    "scene_edits": "a scene edit", "reuse_similar": "reuse_similar",
-    "image_model": "the image model", "footage": "footage",
+    "scene_edits": "a scene edit", "reuse_similar": "reuse_similar", "own_script": "your own script",
+    "source": "the source notes", "review": "review", "image_model": "the image model", "footage": "footage",
 }  # fmt: skip
 
 
@@ -100,6 +109,9 @@ class VideoRequest(BaseModel):
     tags: Tags = Field(default_factory=dict)
     scene_edits: SceneEdits = Field(default_factory=dict)
     reuse_similar: ReuseSimilar = True
+    own_script: OwnScript = None
+    source: Source = None
+    review: Review = False
     image_model: ImageModelName = None
     footage: Footage = False
 
@@ -131,6 +143,18 @@ class VideoRequest(BaseModel):
                 raise ValueError(f"the new narration of scene {number} is blank")
             cleaned[number] = narration
         return cleaned
+
+    @field_validator("own_script", "source")
+    @classmethod
+    def _blank_is_none(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError(f"{_NOUNS[str(info.field_name)]} is empty: give the file with the text in it")
+        return value
+
+    @property
+    def as_asked(self) -> bool:
+        """Written by the text model from the topic alone: what an earlier video of a similar topic can serve."""
+        return not (self.scene_edits or self.own_script or self.source)
 
     @property
     def size(self) -> tuple[int, int]:

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from contentmill.media.text import is_cjk
 from contentmill.video.request import Language
 
-MIN_SCENES, MAX_SCENES = 3, 8
+MIN_SCENES, MAX_SCENES = 3, 8  # what a model is asked for
+MAX_OWN_SCENES = 20  # a creator's own script or a script from a source may be shorter or longer
 CAPTION_WORDS, CAPTION_CHARS_ZH = 6, 12
 SIMILAR = 0.6  # content-word (or character-pair) overlap above which two sentences say the same thing
 
@@ -41,6 +42,8 @@ _STOPWORDS = frozenset(
     "those as into than then there their they them can could will would has have had do does did not no "
     "so very".split()
 )
+_CLAUSE_WORDS = frozenset("and or but which that who whose because while when where whereas so to with can may "
+                          "might must will".split())
 _TITLE_KEYS = ("title", "headline", "name", "video_title")
 _SCENE_KEYS = ("scenes", "sections", "parts", "slides", "segments", "script", "beats")
 _NARRATION_KEYS = (
@@ -84,7 +87,9 @@ class Script(BaseModel):
 
     title: str = Field(min_length=1)
     language: Language
-    scenes: tuple[ScriptScene, ...] = Field(min_length=MIN_SCENES, max_length=MAX_SCENES)
+    scenes: tuple[ScriptScene, ...] = Field(min_length=1, max_length=MAX_OWN_SCENES)
+    draft: bool = Field(default=False, description="Written by the small local model from the topic alone: "
+                        "check its facts before publishing.")
 
     @property
     def narration(self) -> str:
@@ -135,7 +140,11 @@ def caption_from(narration: str, language: Language) -> str:
     if language == "zh":
         return first[:CAPTION_CHARS_ZH]
     words = first.split()[:CAPTION_WORDS]
-    while len(words) > 1 and words[-1].lower() in _STOPWORDS:
+    for index in range(3, len(words)):  # a headline ends before the clause goes on: "Octopuses have three hearts"
+        if words[index].lower() in _CLAUSE_WORDS:
+            words = words[:index]
+            break
+    while len(words) > 1 and (words[-1].lower() in _STOPWORDS or words[-1].lower() in _CLAUSE_WORDS):
         words.pop()  # "Each arm can taste what", not "... what it"
     return " ".join(words)
 

@@ -55,6 +55,10 @@ def cost_rows(result: VideoResult) -> list[dict[str, Any]]:
     ]
 
 
+DRAFT_NOTE = ("draft: the small local model wrote this script from the topic alone, so its facts may be wrong; "
+              "check them, or give notes to draw from (--source) or your own script (--script)")
+
+
 def summary_markdown(result: VideoResult, public_url: str | None = None) -> str:
     links = result_links(result, public_url)
     rows = "\n".join(
@@ -62,8 +66,9 @@ def summary_markdown(result: VideoResult, public_url: str | None = None) -> str:
         f"{'reused' if row['cached'] else 'made'} |"
         for row in cost_rows(result)
     )
+    draft = f"> **{DRAFT_NOTE}**\n\n" if result.draft else ""
     return (
-        f"# {result.title}\n\n"
+        f"# {result.title}{' (draft)' if result.draft else ''}\n\n{draft}"
         f"{result.duration_s:.1f} s, {result.width}x{result.height}, {result.language}, "
         f"topic: {result.topic}\n\n"
         f"- [video]({links['video']})\n- [subtitles]({links['subtitles']})\n"

@@ -2,7 +2,8 @@
 
 With an image model (``--image-model``, CONTENTMILL_IMAGE_MODEL) each scene's picture is made through the gateway
 from a prompt built of the scene's narration and the video's topic: admitted, priced per image, cached and
-written to the ledger like any call. Without one, the scene gets no picture and the render draws its gradient.
+written to the ledger like any call. Without one, offline and free, each scene gets an illustration around the
+icon that means most nearly what it says (``illustrate.py``).
 
 Each scene's picture is stored at its own address (prompt, model, size, quality), so a rerun after a failure
 pays only for the pictures still missing, and ``--edit-scene`` makes anew only the pictures of the scenes it
@@ -12,15 +13,20 @@ changed.
 from __future__ import annotations
 
 import asyncio
+import io
 import time
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from contentmill.errors import MalformedResponse
 from contentmill.gateway import Gateway, Generation
+from contentmill.media import Font, find_font
+from contentmill.media.icons import icon_set_version
 from contentmill.providers.base import ImageRequest
 from contentmill.storage import ObjectStore
+from contentmill.video.illustrate import illustration, keyword, pick_icons, scene_palette
 from contentmill.video.progress import StepEvent, announce
 from contentmill.video.records import StepReport, digest, every_one
 from contentmill.video.request import VideoRequest
@@ -28,6 +34,7 @@ from contentmill.video.script import ScriptScene
 from contentmill.video.writing import ScriptResult
 
 VISUALS_VERSION = 1
+OFFLINE = "offline:icons"  # what a step report names for the offline illustrations (Font Awesome + MiniLM)
 REMOTE_CONCURRENCY = 4
 PROMPT_CHARS = 900  # the scene's words in a prompt, cut at this length (vendors take 1,000 to 32,000)
 # The size each model makes closest to the frame, portrait and landscape, and the quality the catalog prices.
@@ -49,8 +56,8 @@ class Visual(BaseModel):
 
     key: str
     digest: str
-    kind: Literal["image"]
-    source: str  # the model that made it
+    kind: Literal["image", "icon"]
+    source: str  # the model that made it, or the icon it shows (fontawesome:NAME)
     prompt: str
     cost_usd: float = 0.0
 
@@ -130,31 +137,79 @@ def _stored(store: ObjectStore, key: str, found: str) -> VisualsResult | None:
         return None
 
 
-def visuals_digest(request: VideoRequest, script: ScriptResult) -> str:
-    """The pictures of all scenes: each scene's address, or the offline kind when no image model is set."""
+def scene_words(request: VideoRequest, scene: ScriptScene) -> str:
+    """What an offline scene's icon is matched with."""
+    return f"{request.topic}. {scene.on_screen_text}. {scene.narration}"
+
+
+def illustration_digest(request: VideoRequest, scene: ScriptScene, number: int, font: Font) -> str:
+    inputs = {"words": scene_words(request, scene), "caption": scene.on_screen_text, "size": list(request.size),
+              "palette": number, "icons": icon_set_version(), "font": [str(font.path), font.index]}
+    return digest("illustration", VISUALS_VERSION, inputs)
+
+
+def _font(request: VideoRequest, script: ScriptResult, font_file: Path | None) -> Font:
+    captions = " ".join(scene.on_screen_text for scene in script.script.scenes)
+    return find_font(captions, font_file=font_file, language=request.language)
+
+
+def _illustrations(request: VideoRequest, script: ScriptResult, store: ObjectStore, data_dir: Path,
+                   font_file: Path | None) -> list[Visual]:
+    """Each scene's stored illustration, the missing ones drawn around icons no other scene shows."""
+    scenes = script.script.scenes
+    font = _font(request, script, font_file)
+    bases = [f"steps/visual/{illustration_digest(request, s, n, font)}" for n, s in enumerate(scenes)]
+    found = [_load(store, base) for base in bases]
+    missing = [n for n, visual in enumerate(found) if visual is None]
+    if missing:
+        taken = [v.source.removeprefix("fontawesome:") for v in found if v is not None]
+        icons = pick_icons([scene_words(request, scenes[n]) for n in missing], data_dir, taken)
+        for n, icon in zip(missing, icons, strict=True):
+            word = keyword(scenes[n].narration, scenes[n].on_screen_text)
+            picture = illustration(icon, font.drawable(word), request.size, scene_palette(n), font)
+            buffer = io.BytesIO()
+            picture.save(buffer, format="PNG", compress_level=1)
+            visual = Visual(key=f"{bases[n]}.png", digest=bases[n].rsplit("/", 1)[1], kind="icon",
+                            source=f"fontawesome:{icon.name}", prompt=scene_words(request, scenes[n]))
+            store.put(visual.key, buffer.getvalue(), "image/png")
+            store.put_json(f"{bases[n]}.json", visual.model_dump(mode="json"))
+            found[n] = visual
+    return [visual for visual in found if visual is not None]
+
+
+def visuals_digest(request: VideoRequest, script: ScriptResult, font_file: Path | None = None) -> str:
+    """The pictures of all scenes: each scene's address."""
+    scenes = script.script.scenes
     if request.image_model is None:
-        return digest("visuals", VISUALS_VERSION, {"kind": "none", "scenes": len(script.script.scenes)})
-    scenes = [visual_digest(request, image_request(request, scene)) for scene in script.script.scenes]
-    return digest("visuals", VISUALS_VERSION, {"kind": "image", "scenes": scenes})
+        font = _font(request, script, font_file)
+        parts = [illustration_digest(request, scene, n, font) for n, scene in enumerate(scenes)]
+        return digest("visuals", VISUALS_VERSION, {"kind": "icon", "scenes": parts})
+    parts = [visual_digest(request, image_request(request, scene)) for scene in scenes]
+    return digest("visuals", VISUALS_VERSION, {"kind": "image", "scenes": parts})
 
 
 async def visuals_step(request: VideoRequest, script: ScriptResult, gateway: Gateway,
                        store: ObjectStore) -> VisualsResult:
-    """A picture for every scene (stored pictures reused), or none without an image model."""
+    """A picture for every scene (stored pictures reused): the image model's, or offline illustrations."""
     started = time.perf_counter()
     model = request.image_model
-    announce(StepEvent("visuals", "start", f"pictures by {model}" if model else "no image model: gradients"))
-    found = visuals_digest(request, script)
+    settings = gateway.settings
+    announce(StepEvent("visuals", "start", f"pictures by {model}" if model else "offline illustrations"))
+    found = await asyncio.to_thread(visuals_digest, request, script, settings.font_file)
     key = f"steps/visuals/{found}.json"
     stored = await asyncio.to_thread(_stored, store, key, found)
     if stored is not None:
         result = stored.model_copy(update={"report": stored.report.reused(time.perf_counter() - started)})
     else:
         made: list[Generation] = []
-        visuals = await _pictures(request, script, gateway, store, made) if model else []
+        if model:
+            visuals = await _pictures(request, script, gateway, store, made)
+        else:
+            visuals = await asyncio.to_thread(_illustrations, request, script, store, settings.data_dir,
+                                              settings.font_file)
         reused = sum(v.cost_usd for v in visuals) - sum(gen.cost_usd for gen in made)
-        report = StepReport.from_generations("visuals", model, made, reused_cost_usd=reused,
-                                             reused=len(made) < len(visuals),
+        report = StepReport.from_generations("visuals", model or OFFLINE, made, reused_cost_usd=reused,
+                                             reused=bool(model) and len(made) < len(visuals),
                                              seconds=time.perf_counter() - started)
         result = VisualsResult(key=key, digest=found, visuals=tuple(visuals), report=report)
         record = {"visuals": [v.model_dump(mode="json") for v in visuals], "report": report.model_dump(mode="json")}

@@ -10,18 +10,22 @@ three remain; otherwise the step fails with MalformedResponse. Malformed output 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from contentmill.errors import MalformedResponse
 from contentmill.gateway import Gateway, Generation
-from contentmill.providers.base import Message, TextRequest
+from contentmill.providers.base import EmbeddingRequest, Message, TextRequest
 from contentmill.storage import ObjectStore
 from contentmill.video import prompts
+from contentmill.video.grounding import EMBEDDING_MODEL, extract_script, grounding_problem
+from contentmill.video.own import parse_own_script
 from contentmill.video.progress import StepEvent, announce
 from contentmill.video.records import StepReport, digest
 from contentmill.video.request import VideoRequest
@@ -37,7 +41,14 @@ from contentmill.video.script import (
 )
 
 log = logging.getLogger("contentmill.video")
-SCRIPT_VERSION = 1
+SCRIPT_VERSION = 2
+# A base model's English sentence is asked again when its MiniLM similarity to the topic is under OFF_TOPIC or
+# about an example's topic instead (similarity to it at least ELSEWHERE and above the topic's: it wrote about bees),
+# or when it is REPEATED-similar to an earlier one. MiniLM is an English model: Chinese sentences keep the
+# character-pair checks of check_sentence alone.
+OFF_TOPIC = 0.12
+ELSEWHERE = 0.35
+REPEATED = 0.85
 JSON_ATTEMPTS = 2
 SCENE_ATTEMPTS = 4
 RETRY_TEMPERATURE = 0.8
@@ -49,7 +60,7 @@ class Written:
     """A script and every call it took (also the calls whose answers were thrown away)."""
 
     script: Script
-    strategy: str  # "json" or "scenes"
+    strategy: str  # "json", "scenes", "source" (extracted from it) or "own" (the creator's)
     generations: list[Generation] = field(default_factory=list)
     repairs: list[str] = field(default_factory=list)
 
@@ -76,6 +87,10 @@ def script_digest(request: VideoRequest) -> str:
         "text_model": request.text,
         "prompts": prompts.PROMPT_VERSION,
     }
+    for name in ("source", "own_script"):  # only when given: the address of a script from the topic is unchanged
+        text = getattr(request, name)
+        if text is not None:
+            inputs[name] = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return digest("script", SCRIPT_VERSION, inputs)
 
 
@@ -91,7 +106,8 @@ def _tags(request: VideoRequest) -> dict[str, str]:
 
 async def _as_json(request: VideoRequest, gateway: Gateway, written: list[Generation]) -> Written:
     """The whole script in one JSON answer, with one corrected retry; UnusableText if both fail."""
-    ask = prompts.json_script_request(request.topic, request.language, request.seconds, request.style)
+    ask = prompts.json_script_request(request.topic, request.language, request.seconds, request.style,
+                                      source=request.source)
     problem = ""
     for attempt in range(JSON_ATTEMPTS):
         generation = await gateway.generate(ask, model=request.text, tags=_tags(request))
@@ -99,6 +115,9 @@ async def _as_json(request: VideoRequest, gateway: Gateway, written: list[Genera
         answer = generation.text or ""
         try:
             script, repairs = parse_script(answer, language=request.language, topic=request.topic)
+            ungrounded = grounding_problem(script, request.source) if request.source is not None else None
+            if ungrounded:
+                raise UnusableText(ungrounded)
         except UnusableText as exc:
             problem = str(exc)
             log.info("script attempt %d from %s unusable: %s", attempt + 1, request.text, problem)
@@ -161,8 +180,29 @@ class _SceneWriter:
                     exc,
                 )
                 continue
+            if self.base and self.request.language == "en":
+                off = await self.meaning_problem(sentence)
+                if off:
+                    log.info("scene %r attempt %d from %s asked again: %s", angle.prompt, attempt + 1,
+                             self.request.text, off)
+                    continue
             self.said.append(sentence)
             return sentence
+        return None
+
+    async def meaning_problem(self, sentence: str) -> str | None:
+        """Off the topic, or saying what an earlier sentence said, by MiniLM similarity (through the gateway)."""
+        examples = prompts.EXAMPLE_TOPICS[self.request.language]
+        texts = (sentence, self.request.topic, *examples, *self.said)
+        found = await self.gateway.embed(EmbeddingRequest(texts), model=EMBEDDING_MODEL, tags=_tags(self.request))
+        vectors = np.asarray(found.vectors, dtype=np.float32)
+        scores = vectors[1:] @ vectors[0]
+        about, elsewhere = float(scores[0]), float(scores[1 : 1 + len(examples)].max())
+        if about < OFF_TOPIC or about < elsewhere >= ELSEWHERE:
+            return f"it is not about {self.request.topic!r} (similarity {about:.2f}, to an example's {elsewhere:.2f})"
+        echo = float(scores[1 + len(examples) :].max(initial=0.0))
+        if echo > REPEATED:
+            return f"it says what an earlier sentence says (similarity {echo:.2f})"
         return None
 
     async def scene(self, angle: prompts.Angle, sentences: int) -> ScriptScene | None:
@@ -174,7 +214,8 @@ class _SceneWriter:
         if not parts:
             return None
         joiner = "" if self.request.language == "zh" else " "
-        return ScriptScene(narration=joiner.join(parts), on_screen_text=angle.caption)
+        narration = joiner.join(parts)
+        return ScriptScene(narration=narration, on_screen_text=caption_from(narration, self.request.language))
 
 
 async def _scene_by_scene(
@@ -199,18 +240,37 @@ async def _scene_by_scene(
         )
     title = prompts.script_title(request.topic, request.language)
     skipped = [f"{len(angles) - len(scenes)} scenes left out"] if len(scenes) < len(angles) else []
-    script = Script(title=title, language=request.language, scenes=tuple(scenes))
+    script = Script(title=title, language=request.language, scenes=tuple(scenes), draft=base)
     return Written(script, "scenes", list(written), skipped)
 
 
+async def _from_source(request: VideoRequest, gateway: Gateway, written: list[Generation]) -> Written:
+    """The source's own sentences most about the topic, as long as the video (no text model call)."""
+    assert request.source is not None
+    script = await extract_script(
+        request.topic, request.source, request.language, gateway=gateway, tags=_tags(request),
+        budget=prompts.spoken_budget(request.seconds, request.language), scenes=prompts.scene_count(request.seconds),
+    )
+    return Written(script, "source", list(written))
+
+
 async def write_script(request: VideoRequest, gateway: Gateway) -> Written:
-    """Write a checked script with the request's text model, whatever that model returns."""
+    """Write a checked script with the request's text model, whatever that model returns.
+
+    With a source, a base model's script is extracted from it, and a chat model's script is accepted only when
+    its numbers and names are the source's; a chat model that gives none falls back to the extract too."""
     written: list[Generation] = []
-    if is_base_model(gateway, request.text):
+    base = is_base_model(gateway, request.text)
+    if request.source is not None and base:
+        return await _from_source(request, gateway, written)
+    if base:
         return await _scene_by_scene(request, gateway, base=True, written=written)
     try:
         return await _as_json(request, gateway, written)
     except UnusableText as exc:
+        if request.source is not None:
+            log.warning("%s gave no script true to the source (%s); taking its sentences instead", request.text, exc)
+            return await _from_source(request, gateway, written)
         log.warning("%s gave no usable JSON script (%s); writing it scene by scene", request.text, exc)
         return await _scene_by_scene(request, gateway, base=False, written=written)
 
@@ -231,14 +291,32 @@ def _stored(store: ObjectStore, key: str, found_digest: str) -> ScriptResult | N
         return None  # an older or damaged record: written again
 
 
+def _own(request: VideoRequest, store: ObjectStore, started: float) -> ScriptResult:
+    """The creator's own script, stored at the address of its text: no model writes anything."""
+    assert request.own_script is not None
+    script = parse_own_script(request.own_script, request.language, prompts.script_title(request.topic,
+                                                                                           request.language))
+    found_digest = digest("script-own", SCRIPT_VERSION, script.model_dump(mode="json"))
+    key = f"steps/script/{found_digest}.json"
+    cached = store.exists(key)
+    report = StepReport(step="script", cached=cached, seconds=round(time.perf_counter() - started, 4))
+    if not cached:
+        store.put_json(key, {"script": script.model_dump(mode="json"), "strategy": "own",
+                             "report": report.model_dump(mode="json")})
+    return ScriptResult(key=key, digest=found_digest, script=script, strategy="own", report=report)
+
+
 async def script_step(request: VideoRequest, gateway: Gateway, store: ObjectStore) -> ScriptResult:
-    """The stored script for this request, or a new one written, checked and stored."""
+    """The stored script for this request, or a new one written, checked and stored; or the creator's own."""
     started = time.perf_counter()
-    announce(StepEvent("script", "start", f"writing with {request.text}"))
+    own = request.own_script is not None
+    announce(StepEvent("script", "start", "reading your script" if own else f"writing with {request.text}"))
     found_digest = script_digest(request)
     key = f"steps/script/{found_digest}.json"
-    stored = await asyncio.to_thread(_stored, store, key, found_digest)
-    if stored is not None:
+    stored = None if own else await asyncio.to_thread(_stored, store, key, found_digest)
+    if own:
+        result = await asyncio.to_thread(_own, request, store, started)
+    elif stored is not None:
         result = stored.model_copy(update={"report": stored.report.reused(time.perf_counter() - started)})
     else:
         written = await write_script(request, gateway)
@@ -282,16 +360,21 @@ def edit_script(script: Script, edits: Mapping[int, str]) -> Script:
 
 
 def _edited(request: VideoRequest, base: ScriptResult, store: ObjectStore) -> ScriptResult:
-    """The edited script, stored at its own address: it depends on the base script and the edits alone."""
+    """The script with the request's scene edits."""
     edits = {str(number): text for number, text in request.scene_edits.items()}
-    found_digest = digest("script-edit", SCRIPT_VERSION, {"base": base.digest, "edits": edits})
+    return revised(base, edit_script(base.script, request.scene_edits), store, {"edits": edits})
+
+
+def revised(base: ScriptResult, script: Script, store: ObjectStore, change: Mapping[str, object]) -> ScriptResult:
+    """A changed script (scene edits, a review), stored at its own address: it depends on the base script and
+    the change alone. It keeps the base's report, so what writing it cost still shows."""
+    found_digest = digest("script-edit", SCRIPT_VERSION, {"base": base.digest, **change})
     key = f"steps/script/{found_digest}.json"
-    script = edit_script(base.script, request.scene_edits)
     record = {
         "script": script.model_dump(mode="json"),
         "strategy": base.strategy,
         "base": base.key,
-        "edits": edits,
+        **change,
         "report": base.report.model_dump(mode="json"),
     }
     store.put_json(key, record)

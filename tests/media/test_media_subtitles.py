@@ -19,7 +19,7 @@ from contentmill.media.subtitles import (
     split_narration,
     to_srt,
 )
-from contentmill.media.text import is_wide, wrap
+from contentmill.media.text import is_wide, normalize, word_starts, wrap
 
 EN = (
     "This stainless steel water bottle keeps drinks cold for a full day and hot for twelve hours. "
@@ -95,7 +95,7 @@ def test_short_whole_sentences_share_a_cue() -> None:
     assert split_narration("Hello there. How are you?  Fine.") == [("Hello there. How are you? Fine.",)]
 
 
-def test_chinese_narration_is_split_by_characters_within_sixteen_a_line() -> None:
+def test_chinese_narration_is_split_within_sixteen_characters_a_line() -> None:
     cues = split_narration(ZH)
     assert "".join("".join(lines) for lines in cues) == ZH
     for lines in cues:
@@ -199,6 +199,27 @@ def test_silent_or_empty_scenes_have_no_cues() -> None:
         scene_cues("Words.", 0.0, -1.0)
 
 
-def test_wrap_breaks_latin_between_words_and_cjk_between_characters() -> None:
+def test_wrap_breaks_latin_and_chinese_between_words() -> None:
     assert wrap("one two three four", 9, len) == ["one two", "three", "four"]
-    assert wrap("保温杯可以，保冷。", 5, len) == ["保温杯可", "以，保冷。"]  # "，" never starts a line
+    assert wrap("保温杯可以，保冷。", 5, len) == ["保温杯", "可以，", "保冷。"]  # not "保温杯可": "可以" is a word
+
+
+ZH_WORDS = (
+    "手冲咖啡起源于二十世纪初的德国，一位家庭主妇用吸墨纸过滤咖啡渣。19世纪六十年代末，人们开始研究萃取的温度和时间，"
+    "如今咖啡爱好者用细口壶把九十二度左右的热水慢慢注入研磨好的咖啡粉里。"
+)
+
+
+def test_no_chinese_subtitle_line_starts_or_ends_inside_a_word() -> None:
+    text = normalize(ZH_WORDS)
+    starts = word_starts(text) | {len(text)}
+    assert text.index("代") not in starts  # "年代" is not cut, so "19世纪六十年 / 代末" cannot happen
+    position = 0
+    for lines in split_narration(ZH_WORDS):
+        for line in lines:
+            begin = text.index(line, position)
+            end = begin + len(line)
+            assert begin in starts and end in starts, f"{line!r} starts or ends inside a word"
+            assert len(line) <= 16
+            position = end
+    assert position == len(text)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from contentmill.errors import InvalidRequest
+from contentmill.video.publish import slug
 from contentmill.video.request import VideoRequest
 
 CLI = Path(__file__).with_name("cli_app.py")
@@ -20,6 +21,8 @@ CLI = Path(__file__).with_name("cli_app.py")
 @pytest.mark.parametrize(("args", "said"), [
     (("t" * 201,), "a topic is at most 200 characters (this one has 201)"),
     (("octopuses", "--edit-scene", "0=Eight arms."), "scenes are numbered from 1 (got 0)"),
+    (("octopuses", "--script", "no-such-script.txt"), "--script no-such-script.txt: no such file"),
+    (("octopuses", "--source", "/"), "--source /: cannot be read (Is a directory)"),
 ])
 def test_the_command_says_what_to_fix_in_one_line(args: tuple[str, ...], said: str, data_dir: Path) -> None:
     done = subprocess.run([sys.executable, str(CLI), "video", *args], capture_output=True, text=True, timeout=120,
@@ -42,3 +45,9 @@ def test_each_problem_names_the_parameter_and_its_limit(fields: dict[str, Any], 
     with pytest.raises(InvalidRequest) as raised:
         VideoRequest.checked(**fields)
     assert str(raised.value) == said
+
+
+def test_folders_of_chinese_topics_are_named_in_pinyin() -> None:
+    assert slug("手冲咖啡") == "shou-chong-ka-fei"
+    assert slug("大熊猫 Pandas!") == "da-xiong-mao-pandas"
+    assert slug("How bees dance") == "how-bees-dance" and slug("🐙") == "video"

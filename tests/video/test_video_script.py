@@ -14,7 +14,7 @@ from contentmill.providers.fake import FakeTextModel
 from contentmill.settings import load_settings
 from contentmill.video import prompts
 from contentmill.video.request import VideoRequest
-from contentmill.video.script import UnusableText, check_sentence, parse_script
+from contentmill.video.script import UnusableText, caption_from, check_sentence, parse_script
 from contentmill.video.writing import script_digest, write_script
 
 ZH_SCENES = [
@@ -168,7 +168,10 @@ async def test_a_chat_model_without_usable_json_writes_scene_by_scene(tmp_path: 
         written = await write_script(request, gateway)
     assert written.strategy == "scenes"
     assert len(written.generations) == 2 + len(angles)
-    assert [scene.on_screen_text for scene in written.script.scenes] == [angle.caption for angle in angles]
+    # each scene's title says what the scene says, not which angle it was written from
+    captions = [caption_from(fact, "en") for fact in FACTS[: len(angles)]]
+    assert [scene.on_screen_text for scene in written.script.scenes] == captions
+    assert written.script.scenes[0].on_screen_text == "Octopuses have three hearts"
     assert [scene.narration for scene in written.script.scenes] == FACTS[: len(angles)]
 
 
@@ -227,3 +230,25 @@ def test_the_script_address_leaves_out_what_the_script_does_not_depend_on() -> N
     ]
     assert {script_digest(request) for request in same} == {script_digest(base)}
     assert len({script_digest(request) for request in different} | {script_digest(base)}) == 6
+
+
+async def test_a_base_model_sentence_off_the_topic_or_repeated_is_asked_again_and_the_script_is_a_draft(
+    tmp_path: Path,
+) -> None:
+    off_topic = "Bees dance in a figure eight to show their sisters where the flowers are."
+    repeated = "Octopuses have three blue hearts and their blood is blue."
+    answers = iter([FACTS[0], off_topic, FACTS[3], repeated, FACTS[6]])
+
+    def answer(request: TextRequest) -> str:
+        return f" {next(answers)}"
+
+    model = FakeTextModel("local:gemma-3-270m", responses=answer)
+    request = VideoRequest(topic="octopuses", seconds=10, text_model=model.name, speech_model="fake:speech")
+    async with _gateway(model, tmp_path) as gateway:
+        written = await write_script(request, gateway)
+    assert [scene.narration for scene in written.script.scenes] == [FACTS[0], FACTS[3], FACTS[6]]
+    assert len(model.calls) == 5  # the bees and the second three hearts were each asked again once
+    assert written.script.draft  # a small local model wrote it from the topic alone
+    assert [scene.on_screen_text for scene in written.script.scenes] == [
+        "Octopuses have three hearts", "A giant Pacific octopus", "Their brains wrap around the throat"
+    ]

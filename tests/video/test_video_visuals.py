@@ -1,5 +1,6 @@
 """A picture behind every scene: made by the fake upstream's image API through the gateway, one priced ledger
-row per scene, the frames showing those pictures, and an edited scene making only its own picture again."""
+row per scene, the frames showing those pictures, and an edited scene making only its own picture again; offline,
+an illustration per scene whose frames carry far more than a plain slide's text."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageChops, ImageStat
+from PIL import Image, ImageChops, ImageFilter, ImageStat
 
 from contentmill.catalog import load_catalog
 from contentmill.gateway import Gateway
 from contentmill.ledger import LedgerStore, settings_url
-from contentmill.media import Layout, audio_duration
-from contentmill.media.slides import cover
+from contentmill.media import Layout, audio_duration, find_font
+from contentmill.media.slides import PALETTES, cover, render_slide
 from contentmill.providers.fake import FakeTextModel
 from contentmill.settings import load_settings
 from contentmill.storage import LocalStore
@@ -92,6 +93,32 @@ async def test_an_edited_scene_makes_only_its_own_picture_again(openai_upstream:
     assert paid == len(SCENES)
     assert openai_upstream.stats()["by_model"]["gpt-image-1"]["requests"] == paid + 1
     assert edited.steps["visuals"].calls == 1
+
+
+def _edge_density(image: Image.Image) -> float:
+    """Share of the pixels of the frame's middle (below the text, above the subtitles) that lie on an edge."""
+    edges = _band(image.convert("L").filter(ImageFilter.FIND_EDGES)).point(lambda value: 255 if value > 24 else 0)
+    return ImageStat.Stat(edges.crop((2, 0, edges.width - 2, edges.height))).mean[0] / 255  # not the frame's rim
+
+
+async def test_offline_scenes_get_an_illustration_each(openai_upstream: Upstream, data_dir: Path,
+                                                       frame_at: FrameAt) -> None:
+    settings = load_settings()
+    store = LocalStore(data_dir / "store")
+    model = FakeTextModel("fake:text", responses=[SCRIPT])
+    async with Gateway(settings, models={"fake:text": model}) as gateway:
+        result = await make_video(_request(), settings=settings, gateway=gateway, store=store)
+    report = result.steps["visuals"]
+    assert report.model == "offline:icons" and report.calls == 0 and report.cost_usd == 0
+    record = store.get_json(f"steps/visuals/{_visuals_digest(store)}.json")
+    icons = [visual["source"] for visual in record["visuals"]]
+    assert len(set(icons)) == len(SCENES) and icons[0] == "fontawesome:heart"  # "three hearts"
+    plain = render_slide("", size=(result.width, result.height), font=find_font("A", language="en"),
+                         palette=PALETTES[1])  # what a scene without text showed before: its gradient
+    middle = sum(audio_duration(audio) for audio in result.audio[:1]) + 0.5
+    frame = frame_at(Path(result.video), middle)
+    assert _edge_density(frame) > 0.02 and _edge_density(frame) > 10 * _edge_density(plain), (
+        _edge_density(frame), _edge_density(plain))
 
 
 def _visuals_digest(store: LocalStore) -> str:
