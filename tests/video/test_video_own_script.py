@@ -115,3 +115,35 @@ def test_dry_run_prints_the_estimate_and_calls_nothing(openai_upstream: Upstream
     assert openai_upstream.stats()["requests"] == 0
     with LedgerStore(settings_url(load_settings())) as ledger:
         assert ledger.count_calls() == 0
+
+
+def _text_rows() -> int:
+    with LedgerStore(settings_url(load_settings())) as ledger:
+        return sum(record.api_type == "text" for record in ledger.calls())
+
+
+@pytest.mark.slow
+def test_script_only_writes_a_file_to_edit_and_script_makes_the_video_of_the_edit(
+    openai_upstream: Upstream, prefect_api: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "COLUMNS": "120"}
+    video = [sys.executable, str(CLI), "video", "octopuses", "--seconds", "15", "--resolution", "480", "--json"]
+    done = subprocess.run([*video, "--script-only"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    written = Path(answer["script_file"])
+    assert written == tmp_path / "octopuses-script.txt" and f"--script {written}" in answer["next"]
+    assert parse_own_script(written.read_text(encoding="utf-8"), "en", "x").scenes  # the format --script reads
+    text_rows, tts = _text_rows(), openai_upstream.stats()["by_model"].get("tts-1")
+    assert text_rows > 0 and tts is None  # written and paid for, nothing spoken yet
+
+    written.write_text("# My octopuses\n\n" + "\n\n".join(SCENES[:2]) + "\n", encoding="utf-8")
+    done = subprocess.run([*video, "--script", str(written)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["title"] == "My octopuses" and len(result["audio"]) == 2
+    assert result["steps"]["script"]["calls"] == 0 and _text_rows() == text_rows  # no text model call
+    assert openai_upstream.stats()["by_model"]["tts-1"]["requests"] == 2
+    assert json.loads(Path(result["script"]).read_text(encoding="utf-8"))["scenes"][1]["narration"] == SCENES[1]
