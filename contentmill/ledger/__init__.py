@@ -21,7 +21,7 @@ from contentmill.ledger.alerts import (
     default_rules,
 )
 from contentmill.ledger.anomaly import Anomaly, AnomalyConfig, detect, scan
-from contentmill.ledger.forecast import Forecast, forecast_budget, period_bounds, project
+from contentmill.ledger.forecast import Forecast, forecast_budget, forecast_budgets, period_bounds, project
 from contentmill.ledger.records import (
     Alert,
     Budget,
@@ -42,6 +42,7 @@ __all__ = [
     "PrefectArtifactSink",
     "RecordRule", "Report", "Reservation", "ReservationClosed", "SpendAnomaly", "UnsafeTag", "UsageRejected",
     "WebhookSink",
-    "check_tags", "default_rules", "detect", "forecast_budget", "period_bounds", "project", "report", "scan",
+    "check_tags", "default_rules", "detect", "forecast_budget", "forecast_budgets", "period_bounds", "project",
+    "report", "scan",
     "settings_url",
 ]

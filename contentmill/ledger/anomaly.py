@@ -118,13 +118,14 @@ def bucket_starts(since: datetime, until: datetime, bucket: str) -> list[datetim
 def series_of(
     rows: Sequence[Mapping[str, Any]], by: str, metric: Metric, starts: Sequence[datetime]
 ) -> dict[str | None, list[float]]:
-    """A bucketed report's rows as one zero-filled series of ``metric`` per value of ``by``."""
+    """A bucketed report's rows as one zero-filled series of ``metric`` per value of ``by`` (rows that also split by
+    another dimension are summed into it)."""
     position = {start: i for i, start in enumerate(starts)}
     series: dict[str | None, list[float]] = {}
     for row in rows:
         values = series.setdefault(row[by], [0.0] * len(starts))
         amount = row["cost_usd"] if metric == "cost" else row["input_tokens"] + row["output_tokens"]
-        values[position[datetime.fromisoformat(row["bucket"]).astimezone(UTC)]] = float(amount)
+        values[position[datetime.fromisoformat(row["bucket"]).astimezone(UTC)]] += float(amount)
     return series
 
 

@@ -15,6 +15,7 @@ from contentmill.ledger import (
     ForecastOverBudget,
     LedgerStore,
     forecast_budget,
+    forecast_budgets,
     period_bounds,
     project,
 )
@@ -142,6 +143,18 @@ def test_forecast_from_the_ledger(day_of_spend: LedgerStore) -> None:
     assert forecast.rate == pytest.approx(0.5 * 1.0 + 0.5 * 4 / 6)
     assert forecast.projected_usd == pytest.approx(19.0)
     assert forecast.days_until_exhausted == pytest.approx(0.3)
+
+
+def test_many_budgets_forecast_at_once_as_each_would_alone(day_of_spend: LedgerStore) -> None:
+    budgets = [Budget("team", "ads", "day", 10.0), Budget("team", "shop", "day", 40.0),
+               Budget("team", "none", "day", 1.0), Budget("team", "ads", "day", 5.0, timezone="Asia/Tokyo"),
+               Budget("model", "openai:gpt-4o-mini", "day", 80.0), Budget("all", "*", "day", 100.0),
+               Budget("project", "spring", "month", 30.0)]
+    now = utc("2025-05-01T06:00")
+    together = forecast_budgets(day_of_spend, budgets, now, recent_window=timedelta(hours=2))
+    alone = [forecast_budget(day_of_spend, b, now, recent_window=timedelta(hours=2)) for b in budgets]
+    assert together == alone
+    assert [f.spent_usd for f in together[:3]] == pytest.approx([4.0, 50.0, 0.0])
 
 
 def test_forecast_follows_the_budget_time_zone(day_of_spend: LedgerStore) -> None:

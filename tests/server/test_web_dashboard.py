@@ -83,6 +83,9 @@ def _seed(store: LedgerStore, now: datetime) -> tuple[datetime, datetime, list[C
     store.set_budget(Budget("team", "shop", "month", 1000.0))
     store.add_alert(Alert(rule="budget_used", severity="warning", subject="team=launch/month",
                           message="team=launch used 90% of its month budget", ts=until - timedelta(minutes=30)))
+    store.add_alert(Alert(rule="large_generation", severity="warning", subject="team=ads",
+                          message="one openai:gpt-4o call used 12,400 tokens (alert at 5,000)",
+                          data={"tokens": 12400, "cost_usd": 0.4321, "team": "ads"}, ts=until - timedelta(hours=2)))
     write_decisions(store, [{
         "id": "rd-dashboard-1", "ts": until - timedelta(hours=3), "request_hash": "rd-dashboard-1",
         "task_kind": "chat", "chosen_model": "openai:gpt-4o-mini", "tier": "cheap", "priority": "normal",
@@ -139,6 +142,10 @@ def test_the_dashboard_total_equals_the_report_and_the_ledger(seeded: Seeded, br
     assert chart.locator("rect").count() > 72 and chart.locator("path.anomaly").count() >= 1
     assert "ads" in page.get_by_test_id("anomaly-list").inner_text()
     assert "team=launch used 90%" in page.get_by_test_id("alert-list").inner_text()
+    large = page.get_by_test_id("large-calls").inner_text()
+    assert "12,400 tokens" in large and "$0.432100" in large
+    cache = page.get_by_test_id("cache-card").inner_text()
+    assert "72 hits" in cache and "$1.4400 saved" in cache  # one hit an hour, 0.02 USD saved each
     page.screenshot(path=screenshot_path("dashboard.png", tmp_path), full_page=True)
 
     page.select_option("#by", "model")  # the picker: the same window stacked by model keeps its total

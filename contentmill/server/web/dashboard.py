@@ -60,19 +60,20 @@ class Dashboard:
         except ContentmillError:
             return None
 
-    def _read(self, window: Window, now: datetime) -> tuple[Overview, list[tuple[Budget, Forecast]]]:
+    def _rest(self, window: Window, now: datetime) -> tuple[dict[str, Any], list[tuple[Budget, Forecast]]]:
+        """Everything but the spend, read while the spend's query runs in another thread."""
         store = self.store
-        page = Overview(window, now, overview.spend(store, window), alerts=overview.alerts(store, window),
-                        large=overview.large_calls(store, window), cache=overview.cache(store, window),
-                        reuse=self._reuse(window), routing=overview.routing(store, window),
-                        keys=overview.key_views(store, self.web.keys.list(), now))
-        return page, overview.forecasts(store, now)
+        parts = {"alerts": overview.alerts(store, window), "large": overview.large_generations(store, window),
+                 "reuse": self._reuse(window), "routing": overview.routing(store, window),
+                 "keys": overview.key_views(store, self.web.keys.list(), now)}
+        return parts, overview.forecasts(store, now)
 
     async def read(self, window: Window, now: datetime) -> Overview:
-        page, found = await asyncio.to_thread(self._read, window, now)
+        (spend, cache), (parts, found) = await asyncio.gather(
+            asyncio.to_thread(overview.spend, self.store, window), asyncio.to_thread(self._rest, window, now))
         gateway = self.web.server.gateway
-        page.budgets = await overview.budget_views(found, None if gateway is None else gateway.admission)
-        return page
+        budgets = await overview.budget_views(found, None if gateway is None else gateway.admission)
+        return Overview(window, now, spend, budgets=budgets, cache=cache, **parts)
 
     async def page(self, request: Request, viewer: Viewer | None) -> Answer:
         now = datetime.now(UTC)

@@ -20,12 +20,12 @@ import sqlalchemy as sa
 from contentmill.errors import ContentmillError
 from contentmill.gateway.admission import Admission
 from contentmill.gateway.policy import Policy
-from contentmill.ledger import Alert, Anomaly, AnomalyConfig, Budget, Forecast, LedgerStore, forecast_budget
+from contentmill.ledger import Alert, Anomaly, AnomalyConfig, Budget, Forecast, LargeGeneration, LedgerStore
 from contentmill.ledger.anomaly import BUCKET_LENGTH, bucket_starts, series_anomalies, series_of
-from contentmill.ledger.forecast import period_bounds
+from contentmill.ledger.forecast import forecast_budgets, period_bounds
 from contentmill.ledger.records import TAG_KEY
 from contentmill.ledger.report import COLUMN_DIMENSIONS, Report, report
-from contentmill.ledger.schema import calls, route_decisions
+from contentmill.ledger.schema import route_decisions
 from contentmill.server.errors import ApiError
 from contentmill.server.keys import KEY_TAG, VirtualKey
 
@@ -120,8 +120,11 @@ def _name(value: Any) -> str:
     return NONE if value is None else str(value)
 
 
-def spend(store: LedgerStore, window: Window, config: AnomalyConfig | None = None) -> Spend:
-    result: Report = report(store, window.by, window.since, window.until, bucket=window.bucket)
+def spend(store: LedgerStore, window: Window, config: AnomalyConfig | None = None) -> tuple[Spend, CacheView]:
+    """The window's spend and its cache outcomes, from one report grouped by the chosen dimension, the cache
+    status and the bucket (one pass over the window's calls)."""
+    dims = [window.by] if window.by == "cache_status" else [window.by, "cache_status"]
+    result: Report = report(store, dims, window.since, window.until, bucket=window.bucket)
     starts = bucket_starts(window.since, window.until, window.bucket)
     full = series_of(result.rows, window.by, "cost", starts)
     groups: dict[str, dict[str, Any]] = {}
@@ -144,7 +147,7 @@ def spend(store: LedgerStore, window: Window, config: AnomalyConfig | None = Non
         series.append(Series(OTHER, other, sum(other)))
     marks = series_anomalies(starts, full, config or AnomalyConfig())
     named = [replace(a, subject=_name(a.subject)) for a in marks]
-    return Spend(window, starts, series, ranked, named, result.total)
+    return Spend(window, starts, series, ranked, named, result.total), _cache(result.rows)
 
 
 # -- budgets -------------------------------------------------------------------------------------------------
@@ -180,7 +183,8 @@ class BudgetView:
 
 
 def forecasts(store: LedgerStore, now: datetime) -> list[tuple[Budget, Forecast]]:
-    return [(budget, forecast_budget(store, budget, now)) for budget in store.budgets()]
+    found = store.budgets()
+    return list(zip(found, forecast_budgets(store, found, now), strict=True))
 
 
 async def budget_views(found: Sequence[tuple[Budget, Forecast]], admission: Admission | None) -> list[BudgetView]:
@@ -216,23 +220,26 @@ class CacheView:
         return self.hits / asked if asked else None
 
 
-def cache(store: LedgerStore, window: Window) -> CacheView:
-    rows = report(store, "cache_status", window.since, window.until).rows
-    tiers = sorted(({"tier": str(r["cache_status"]).partition(":")[2] or "?", "hits": r["calls"],
-                     "saved_usd": r["saved_usd"]} for r in rows if str(r["cache_status"]).startswith("hit")),
-                   key=lambda t: t["tier"])
-    misses = sum(r["calls"] for r in rows if r["cache_status"] == "miss")
-    return CacheView(tiers, sum(t["hits"] for t in tiers), misses, sum(t["saved_usd"] for t in tiers))
+def _cache(rows: Sequence[Mapping[str, Any]]) -> CacheView:
+    """Hits and USD saved per tier (``hit:l1`` ...) and misses, from report rows that split by cache status."""
+    tiers: dict[str, dict[str, Any]] = {}
+    misses = 0
+    for row in rows:
+        status = str(row["cache_status"])
+        if status.startswith("hit"):
+            tier = tiers.setdefault(status.partition(":")[2] or "?", {"tier": status.partition(":")[2] or "?",
+                                                                    "hits": 0, "saved_usd": 0.0})
+            tier["hits"] += row["calls"]
+            tier["saved_usd"] += row["saved_usd"]
+        elif status == "miss":
+            misses += row["calls"]
+    listed = sorted(tiers.values(), key=lambda t: t["tier"])
+    return CacheView(listed, sum(t["hits"] for t in listed), misses, sum(t["saved_usd"] for t in listed))
 
 
-def large_calls(store: LedgerStore, window: Window, limit: int = 8) -> list[dict[str, Any]]:
-    """The window's most expensive calls."""
-    query = (sa.select(calls.c.id, calls.c.ts, calls.c.model, calls.c.api_type, calls.c.cost_usd,
-                       calls.c.output_tokens, calls.c.seconds, calls.c.tags)
-             .where(calls.c.ts >= window.since, calls.c.ts < window.until, calls.c.cost_usd > 0,
-                    calls.c.outcome.not_in(("cached", "refused")))
-             .order_by(calls.c.cost_usd.desc(), calls.c.id).limit(limit))
-    return [dict(row) for row in store.rows(query, "list the largest calls")]
+def large_generations(store: LedgerStore, window: Window, limit: int = 8) -> list[Alert]:
+    """The window's large generations: what the ledger's ``large_generation`` rule flagged (no scan of calls)."""
+    return [a for a in store.alerts(window.since, rule=LargeGeneration.name, limit=limit) if a.ts < window.until]
 
 
 def alerts(store: LedgerStore, window: Window, limit: int = 30) -> list[Alert]:
@@ -296,7 +303,7 @@ class Overview:
     spend: Spend
     budgets: list[BudgetView] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
-    large: list[dict[str, Any]] = field(default_factory=list)
+    large: list[Alert] = field(default_factory=list)
     cache: CacheView | None = None
     reuse: dict[str, Any] | None = None
     routing: list[RouteShare] = field(default_factory=list)
