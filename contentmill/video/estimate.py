@@ -3,8 +3,8 @@
 Each paid step is priced from the catalog: the script by the tokens of the very prompt the step sends (counted
 with the model's tokenizer, ``contentmill.metering``) and the narration's expected length in tokens, the speech
 by the characters of the script (exact for the creator's own script or a stored one, else the length asked
-for), pictures per image (one a scene). Steps and scenes whose results are stored already cost nothing. ``up to`` is the most the step may spend: every
-attempt the step allows, each answering at its token limit.
+for), pictures per image (one a scene). Steps and scenes whose results are stored already cost nothing.
+``up to`` is the most the step may spend: every attempt the step allows, each answering at its token limit.
 """
 
 from __future__ import annotations
@@ -88,17 +88,17 @@ def _script_row(request: VideoRequest, catalog: Catalog, script: Script | None) 
                            note="stored: reused")
     local = catalog.provider(info.provider).kind == "local"
     if local:
-        scenes = prompts.scene_count(request.seconds)
-        per_scene = prompts.sentences_per_scene(request.seconds, scenes, request.language)
-        calls = 0 if request.source is not None else scenes * per_scene
+        sentences = prompts.spoken_budget(request.seconds, request.language, request.speech) / (
+            prompts.WORDS_PER_SENTENCE[request.language])
+        calls = 0 if request.source is not None else max(prompts.scene_count(request.seconds), math.ceil(sentences))
         note = "sentences taken from the source" if request.source is not None else "runs on this machine"
         return EstimateRow(step="script", model=request.text, calls=calls, usage="-", cost_usd=0, up_to_usd=0,
                            note=note)
     ask = prompts.json_script_request(request.topic, request.language, request.seconds, request.style,
-                                      source=request.source)
+                                      source=request.source, speech_model=request.speech)
     messages = [{"role": message.role, "content": message.content} for message in ask.messages]
     prompt = _tokens(info, messages)
-    budget = prompts.spoken_budget(request.seconds, request.language)
+    budget = prompts.spoken_budget(request.seconds, request.language, request.speech)
     answer = math.ceil(budget * TOKENS_PER_WORD[request.language]
                        + TOKENS_PER_SCENE * prompts.scene_count(request.seconds))
     cost = catalog.cost(request.text, Usage(input_tokens=prompt, output_tokens=min(answer, ask.max_tokens)))
@@ -120,7 +120,7 @@ def _speech_row(request: VideoRequest, catalog: Catalog, script: Script | None,
         seconds = request.seconds * characters / max(1, sum(len(text) for text in texts))
         note = "" if calls == len(texts) else f"{len(texts) - calls} of {len(texts)} clips stored"
     else:
-        budget = prompts.spoken_budget(request.seconds, request.language)
+        budget = prompts.spoken_budget(request.seconds, request.language, request.speech)
         characters = budget if request.language == "zh" else round(budget * CHARACTERS_PER_WORD)
         calls, seconds, note = prompts.scene_count(request.seconds), float(request.seconds), "from the length asked"
     cost = round(catalog.cost(request.speech, Usage(characters=characters, seconds=seconds)), 10)

@@ -16,9 +16,12 @@ from contentmill.video.request import Language
 from contentmill.video.script import MAX_SCENES, MIN_SCENES
 
 PROMPT_VERSION = 1  # part of the script's address: bump it when a prompt changes what gets written
-WORDS_PER_SECOND = {"en": 2.5, "zh": 4.0}  # spoken pace (Chinese counted in characters)
+WORDS_PER_SECOND = {"en": 2.5, "zh": 4.0}  # spoken pace of speech APIs (Chinese counted in characters)
+# Engines whose pace is known, measured from their audio with the pauses between sentences: espeak-ng at its
+# default rate says 3.2 of Gemma's words and 4.2 Chinese characters a second.
+ENGINE_PACE = {"local:espeak-ng": {"en": 3.2, "zh": 4.2}}
+WORDS_PER_SENTENCE = {"en": 10, "zh": 16}  # about what a base model's one sentence holds
 SECONDS_PER_SCENE = 5.0  # one or two sentences a slide
-SECONDS_PER_SENTENCE = {"en": 2.8, "zh": 4.0}  # what a base model's one sentence takes to say
 EXAMPLE_TOPICS = {"en": ("honey bees", "volcanoes", "the internet"), "zh": ("蜜蜂", "火山", "互联网")}
 
 
@@ -205,14 +208,9 @@ def angles_for(seconds: int, language: Language) -> list[Angle]:
     return [table["intro"], *(table[key] for key in _MIDDLE[: count - 2]), table["matters"]]
 
 
-def sentences_per_scene(seconds: int, scenes: int, language: Language) -> int:
-    """How many of a base model's short sentences fill each scene of a video of ``seconds``."""
-    return max(1, min(3, round(seconds / scenes / SECONDS_PER_SENTENCE[language])))
-
-
-def spoken_budget(seconds: int, language: Language) -> int:
-    """Words (characters for Chinese) that take about ``seconds`` to say."""
-    return round(seconds * WORDS_PER_SECOND[language])
+def spoken_budget(seconds: int, language: Language, speech_model: str | None = None) -> int:
+    """Words (characters for Chinese) that take about ``seconds`` to say with ``speech_model``."""
+    return round(seconds * ENGINE_PACE.get(speech_model or "", WORDS_PER_SECOND)[language])
 
 
 def script_title(topic: str, language: Language) -> str:
@@ -225,10 +223,10 @@ CAPTION_LIMIT = {"en": "six words", "zh": "twelve characters"}
 _JSON_SHAPE = '{"title": "...", "scenes": [{"narration": "...", "on_screen_text": "..."}]}'
 
 
-def json_script_request(topic: str, language: Language, seconds: int, style: str, source: str | None = None
-                        ) -> TextRequest:
+def json_script_request(topic: str, language: Language, seconds: int, style: str, source: str | None = None,
+                        speech_model: str | None = None) -> TextRequest:
     """Ask a chat model for the whole script as one JSON object (from ``source`` alone, when given)."""
-    budget = spoken_budget(seconds, language)
+    budget = spoken_budget(seconds, language, speech_model)
     unit = "characters" if language == "zh" else "words"
     system = (
         "You write scripts for short narrated videos. Answer with one JSON object and nothing else, shaped "

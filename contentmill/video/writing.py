@@ -24,7 +24,7 @@ from contentmill.gateway import Gateway, Generation
 from contentmill.providers.base import EmbeddingRequest, Message, TextRequest
 from contentmill.storage import ObjectStore
 from contentmill.video import prompts
-from contentmill.video.grounding import EMBEDDING_MODEL, extract_script, grounding_problem
+from contentmill.video.grounding import EMBEDDING_MODEL, extract_script, grounding_problem, spoken_size
 from contentmill.video.own import parse_own_script
 from contentmill.video.progress import StepEvent, announce
 from contentmill.video.records import StepReport, digest
@@ -49,6 +49,8 @@ SCRIPT_VERSION = 2
 OFF_TOPIC = 0.12
 ELSEWHERE = 0.35
 REPEATED = 0.85
+FILL, OVERFILL = 0.95, 1.07  # a base model's script: from this share of the spoken budget to this one
+FILL_ROUNDS = 3
 JSON_ATTEMPTS = 2
 SCENE_ATTEMPTS = 4
 RETRY_TEMPERATURE = 0.8
@@ -86,6 +88,7 @@ def script_digest(request: VideoRequest) -> str:
         "style": request.style,
         "text_model": request.text,
         "prompts": prompts.PROMPT_VERSION,
+        "words": prompts.spoken_budget(request.seconds, request.language, request.speech_model),  # the pace
     }
     for name in ("source", "own_script"):  # only when given: the address of a script from the topic is unchanged
         text = getattr(request, name)
@@ -107,7 +110,7 @@ def _tags(request: VideoRequest) -> dict[str, str]:
 async def _as_json(request: VideoRequest, gateway: Gateway, written: list[Generation]) -> Written:
     """The whole script in one JSON answer, with one corrected retry; UnusableText if both fail."""
     ask = prompts.json_script_request(request.topic, request.language, request.seconds, request.style,
-                                      source=request.source)
+                                      source=request.source, speech_model=request.speech_model)
     problem = ""
     for attempt in range(JSON_ATTEMPTS):
         generation = await gateway.generate(ask, model=request.text, tags=_tags(request))
@@ -155,8 +158,10 @@ class _SceneWriter:
             messages=chat.messages, max_tokens=chat.max_tokens, temperature=temperature, seed=seed
         )
 
-    async def sentence(self, angle: prompts.Angle, first_seed: int, greedy: bool) -> str | None:
-        """A checked sentence for ``angle``; None when every attempt gave junk. Retries sample anew."""
+    async def sentence(self, angle: prompts.Angle, first_seed: int, greedy: bool, room: float | None = None
+                       ) -> str | None:
+        """A checked sentence for ``angle`` (at most ``room`` long); None when every attempt gave junk or
+        too long a sentence. Retries sample anew."""
         for attempt in range(SCENE_ATTEMPTS):
             temperature = 0.0 if greedy and attempt == 0 else RETRY_TEMPERATURE
             ask = self.ask(angle, first_seed + attempt, temperature)
@@ -179,6 +184,10 @@ class _SceneWriter:
                     self.request.text,
                     exc,
                 )
+                continue
+            if room is not None and spoken_size(sentence, self.request.language) > room:
+                log.info("scene %r attempt %d from %s is longer than the time left", angle.prompt, attempt + 1,
+                         self.request.text)
                 continue
             if self.base and self.request.language == "en":
                 off = await self.meaning_problem(sentence)
@@ -205,33 +214,48 @@ class _SceneWriter:
             return f"it says what an earlier sentence says (similarity {echo:.2f})"
         return None
 
-    async def scene(self, angle: prompts.Angle, sentences: int) -> ScriptScene | None:
-        parts = []
-        for number in range(sentences):
-            sentence = await self.sentence(angle, number * SCENE_ATTEMPTS, greedy=number == 0)
-            if sentence is not None:
-                parts.append(sentence)
-        if not parts:
-            return None
+    def scene(self, parts: list[str]) -> ScriptScene:
         joiner = "" if self.request.language == "zh" else " "
         narration = joiner.join(parts)
         return ScriptScene(narration=narration, on_screen_text=caption_from(narration, self.request.language))
+
+    async def fill(self, angles: list[prompts.Angle], parts: list[list[str]], budget: int) -> None:
+        """More sentences, shortest scene first, until the script is long enough for the time asked
+        (FILL of its words) and never longer than OVERFILL of them: a base model's sentences vary in length."""
+        language = self.request.language
+
+        def size() -> int:
+            return sum(spoken_size(sentence, language) for scene in parts for sentence in scene)
+
+        for number in range(1, FILL_ROUNDS + 1):
+            for index in sorted(range(len(parts)), key=lambda i: sum(spoken_size(s, language) for s in parts[i])):
+                if size() >= FILL * budget:
+                    return
+                sentence = await self.sentence(angles[index], number * SCENE_ATTEMPTS, greedy=False,
+                                               room=OVERFILL * budget - size())
+                if sentence is not None:
+                    parts[index].append(sentence)
 
 
 async def _scene_by_scene(
     request: VideoRequest, gateway: Gateway, *, base: bool, written: list[Generation]
 ) -> Written:
-    """The structure from code, each scene's text from the model (a base model: one sentence a call)."""
+    """The structure from code, each scene's text from the model (a base model: one sentence a call, then more
+    sentences until the script is as long as the time asked)."""
     angles = prompts.angles_for(request.seconds, request.language)
-    per_scene = prompts.sentences_per_scene(request.seconds, len(angles), request.language) if base else 1
-    budget = prompts.spoken_budget(request.seconds, request.language)
-    words = max(12, budget // (len(angles) * per_scene) + 5)
+    budget = prompts.spoken_budget(request.seconds, request.language, request.speech_model)
+    words = max(12, budget // len(angles) + 5)
     writer = _SceneWriter(request, gateway, base, words, written)
-    scenes: list[ScriptScene] = []
+    kept: list[prompts.Angle] = []
+    parts: list[list[str]] = []
     for angle in angles:
-        scene = await writer.scene(angle, per_scene)
-        if scene is not None:
-            scenes.append(scene)
+        sentence = await writer.sentence(angle, 0, greedy=True)
+        if sentence is not None:
+            kept.append(angle)
+            parts.append([sentence])
+    if base and len(parts) >= MIN_SCENES:
+        await writer.fill(kept, parts, budget)
+    scenes = [writer.scene(scene) for scene in parts]
     if len(scenes) < MIN_SCENES:
         raise MalformedResponse(
             f"wrote only {len(scenes)} usable scenes of {len(angles)} in {len(written)} calls; rephrase the "
@@ -249,7 +273,8 @@ async def _from_source(request: VideoRequest, gateway: Gateway, written: list[Ge
     assert request.source is not None
     script = await extract_script(
         request.topic, request.source, request.language, gateway=gateway, tags=_tags(request),
-        budget=prompts.spoken_budget(request.seconds, request.language), scenes=prompts.scene_count(request.seconds),
+        budget=prompts.spoken_budget(request.seconds, request.language, request.speech_model),
+        scenes=prompts.scene_count(request.seconds),
     )
     return Written(script, "source", list(written))
 

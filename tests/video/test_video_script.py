@@ -15,7 +15,7 @@ from contentmill.settings import load_settings
 from contentmill.video import prompts
 from contentmill.video.request import VideoRequest
 from contentmill.video.script import UnusableText, caption_from, check_sentence, parse_script
-from contentmill.video.writing import script_digest, write_script
+from contentmill.video.writing import FILL, OVERFILL, script_digest, write_script
 
 ZH_SCENES = [
     {"narration": "熊猫每天要花十几个小时吃竹子。", "on_screen_text": "吃个不停"},
@@ -194,12 +194,14 @@ async def test_a_base_model_is_prompted_scene_by_scene_and_junk_is_sampled_again
     assert all(call.prompt is not None and not call.messages for call in model.calls)
     assert [call.temperature for call in model.calls if call.seed == 0] == [0.0, 0.0, 0.0]
     assert all(call.temperature > 0 for call in model.calls if call.seed != 0)
-    per_scene = prompts.sentences_per_scene(15, 3, "en")
-    assert per_scene == 2
+    # a sentence for each scene first, then more, shortest scene first, until the words fill the time asked
     assert [scene.narration for scene in written.script.scenes] == [
-        " ".join(FACTS[i : i + 2]) for i in range(0, 6, 2)
+        f"{FACTS[0]} {FACTS[3]}", f"{FACTS[1]} {FACTS[4]}", FACTS[2]
     ]
-    assert len(model.calls) == 9  # three junk answers, six sentences
+    words = sum(len(scene.narration.split()) for scene in written.script.scenes)
+    budget = prompts.spoken_budget(15, "en", "fake:speech")
+    assert FILL * budget <= words <= OVERFILL * budget
+    assert len(model.calls) == 8  # three junk answers, five sentences
 
 
 async def test_a_base_model_that_writes_only_junk_fails_the_step(tmp_path: Path) -> None:
