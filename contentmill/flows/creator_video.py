@@ -4,9 +4,11 @@ Its parameters are the fields of :class:`~contentmill.video.request.VideoRequest
 annotated types, so the Prefect UI shows a typed form and ``prefect deployment run ... -p topic=...`` works.
 Each step is one task; results are stored at content addresses, so a rerun with the same parameters makes
 no model call and renders nothing, and a rerun after a failure resumes after the last good step.
-"""
 
-from __future__ import annotations
+The annotations are real objects, not strings (no ``from __future__ import annotations``): a served deployment
+(``creator_video.serve()``) pickles this module by value into each flow run's process, where a string such as
+"Topic" no longer names anything and Prefect cannot check the parameters.
+"""
 
 from prefect import flow, get_run_logger
 from prefect import tags as prefect_tags

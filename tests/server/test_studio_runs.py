@@ -5,11 +5,18 @@ videos, a scene edit that speaks only that scene again, and the models a key may
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from server_helpers import calls, make_key
+from server_helpers import UPSTREAM_KEY, calls, ledger, make_key, server_env
+
+from contentmill.ledger.schema import studio_runs
+from contentmill.server.web.studio_runs import STALE_S
+from contentmill.testing.harness import Served, Upstream
 
 JSON = {"accept": "application/json"}
 FORM = {"topic": "octopuses", "language": "en", "seconds": "10", "voice": "alloy", "orientation": "landscape",
@@ -101,3 +108,42 @@ def test_a_run_publishes_a_video_with_each_steps_cost_and_a_scene_edit_speaks_on
     new_script = client.get(again["media"]["script"], headers=_auth(key)).json()
     assert new_script["scenes"][0]["narration"] == "Octopuses have three hearts and blue blood."
     assert new_script["scenes"][1:] == script["scenes"][1:]
+
+
+@pytest.mark.slow
+def test_a_run_cut_short_by_a_crash_reads_interrupted_and_starts_again_paying_only_for_what_was_not_stored(
+        serve: Callable[..., Served], upstream: Callable[..., Upstream], tmp_path: Path) -> None:
+    slow_speech = upstream("--model-profile", "tts-1=2500:1", api_key=[UPSTREAM_KEY], rpm=100_000, tpm=100_000_000)
+    env = server_env(slow_speech.base_url, tmp_path / "data")
+    first = serve(env)
+    key = make_key(env, team="shop").secret
+    with httpx.Client(base_url=first.root_url, timeout=30) as client:
+        run_id = client.post("/studio/runs", headers=_auth(key), json=FORM).json()["id"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            steps = {s["step"]: s for s in client.get(f"/studio/runs/{run_id}", headers=_auth(key)).json()["steps"]}
+            if steps["script"]["state"] == "done":
+                break
+            time.sleep(0.2)
+    assert steps["script"]["state"] == "done" and steps["narration"]["state"] == "running"
+    first.process.kill()  # a crash: nothing marks the run
+    first.process.wait()
+    scripts = slow_speech.stats()["by_model"]["gpt-4o-mini"]["requests"]
+    store = ledger(env)
+    try:
+        with store.transaction("age the run") as conn:  # as if the heartbeat stopped a minute ago
+            conn.execute(studio_runs.update().values(updated_at=datetime.now(UTC) - timedelta(seconds=STALE_S + 1)))
+    finally:
+        store.close()
+
+    second = serve(env)
+    with httpx.Client(base_url=second.root_url, timeout=30) as client:
+        cut = client.get(f"/studio/runs/{run_id}", headers=_auth(key)).json()
+        assert cut["state"] == "interrupted"
+        again = client.post(f"/studio/runs/{run_id}/again", headers=_auth(key), json={})
+        assert again.status_code == 201, again.text
+        done = _finished(client, key, again.json()["id"])
+    assert done["state"] == "done", done["error"]
+    script = next(s for s in done["steps"] if s["step"] == "script")
+    assert script["cached"] and script["cost_usd"] == 0
+    assert slow_speech.stats()["by_model"]["gpt-4o-mini"]["requests"] == scripts  # the script was not paid again

@@ -5,7 +5,9 @@ from the catalog that the key may use, a voice sample to hear); ``POST /studio/r
 (studio_runner.py in this process, or the Prefect deployment when one is configured) and answers its id;
 ``GET /studio/runs/<id>`` is its progress, step by step with each step's cost, and once done its files under
 ``/media/`` (media.py). ``POST /studio/runs/<id>/edit`` gives a scene new narration and renders again: only that
-scene is spoken again. Runs are rows of the ledger database (studio_runs.py), so any worker answers for them.
+scene is spoken again; ``POST /studio/runs/<id>/again`` starts an interrupted or failed run again, paying only
+for the steps it had not stored. Runs are rows of the ledger database (studio_runs.py), so any worker answers for
+them; a deployment's runs are brought up to date from Prefect and the ledger when read (studio_prefect.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from contentmill.errors import InvalidRequest
+from contentmill.ids import new_id
 from contentmill.providers.base import SpeechRequest
 from contentmill.providers.resolve import configured
 from contentmill.server.errors import ApiError
@@ -23,6 +26,7 @@ from contentmill.server.keys import VirtualKey
 from contentmill.server.protocol import BadBody, parse_json
 from contentmill.server.web.media import Media
 from contentmill.server.web.site import ANYONE_SIGNED_IN, Role, Viewer, Web, query
+from contentmill.server.web.studio_prefect import RUN_TAG, DeploymentRuns, start_deployment
 from contentmill.server.web.studio_runner import StudioRunner
 from contentmill.server.web.studio_runs import StudioRun, StudioRuns
 from contentmill.storage import ObjectStore, open_store
@@ -54,35 +58,35 @@ class Choices:
                 "languages": LANGUAGES}
 
 
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    runs: StudioRuns
+    store: ObjectStore
+    media: Media
+    runner: StudioRunner
+    deployed: DeploymentRuns
+
+
 class Studio:
     """The studio's state on one server: its runs, the store its videos are in, the runner; made on first use
     (the gateway exists only once the server has started)."""
 
     def __init__(self, server: Server) -> None:
         self.server = server
-        self._ready: tuple[StudioRuns, ObjectStore, Media, StudioRunner] | None = None
+        self.deployment = server.settings.studio_deployment
+        self._ready: _Parts | None = None
 
-    def _parts(self) -> tuple[StudioRuns, ObjectStore, Media, StudioRunner]:
+    @property
+    def parts(self) -> _Parts:
         if self._ready is None:
             gateway = self.server.gateway
             assert gateway is not None, "the server has not started"
             runs = StudioRuns(gateway.store)
             store = open_store(self.server.settings)
             media = Media(store, lambda folder, team: _may_see(runs, store, folder, team))
-            self._ready = (runs, store, media, StudioRunner(self.server.settings, gateway, store, runs))
+            runner = StudioRunner(self.server.settings, gateway, store, runs)
+            self._ready = _Parts(runs, store, media, runner, DeploymentRuns(runs, store))
         return self._ready
-
-    @property
-    def runs(self) -> StudioRuns:
-        return self._parts()[0]
-
-    @property
-    def media(self) -> Media:
-        return self._parts()[2]
-
-    @property
-    def runner(self) -> StudioRunner:
-        return self._parts()[3]
 
     # -- what a key may choose -------------------------------------------------------------------------------
 
@@ -135,32 +139,47 @@ class Studio:
                 "media": media}
 
     async def start(self, key: VirtualKey, request: VideoRequest) -> StudioRun:
-        """Record the run and set it going; it goes on whether or not the page that asked stays."""
+        """Record the run and set it going (a deployment's flow run, or a task of this process); it goes on
+        whether or not the page that asked stays. Every call it makes carries the run's id as a tag."""
+        run_id = new_id()
+        request = request.model_copy(update={"tags": {**request.tags, RUN_TAG: run_id}})
         asked = request.model_dump(mode="json")
-        run = await asyncio.to_thread(self.runs.create, key.team, key.id, asked)
-        self.runner.start(run, request)
+        flow_run_id = await start_deployment(self.deployment, request, run_id) if self.deployment else None
+        run = await asyncio.to_thread(self.parts.runs.create, key.team, key.id, asked, run_id, flow_run_id)
+        if flow_run_id is None:
+            self.parts.runner.start(run, request)
         return run
 
     async def run_of(self, run_id: str, key: VirtualKey) -> StudioRun:
-        run = await asyncio.to_thread(self.runs.get, run_id, key.team)
+        run = await asyncio.to_thread(self.parts.runs.get, run_id, key.team)
         if run is None:
             raise ApiError(404, f"no studio run {run_id!r} of your team", "invalid_request_error", "not_found")
-        return run
+        return await self.parts.deployed.fresh(run)
 
-    async def edit(self, run: StudioRun, body: dict[str, Any], key: VirtualKey) -> StudioRun:
-        """A new run of the same video with the scenes' new narration; the rest of the video is reused."""
-        if run.shown_state != "done":
-            raise BadBody("a scene can be edited once the video is done", "scene")
-        edits = body.get("scene_edits")
-        if not isinstance(edits, dict) or not edits:
-            raise BadBody("send {\"scene_edits\": {\"2\": \"new narration of scene 2\"}}", "scene_edits")
+    async def recent(self, key: VirtualKey) -> list[StudioRun]:
+        runs = await asyncio.to_thread(self.parts.runs.recent, key.team)
+        return [await self.parts.deployed.fresh(run) for run in runs]
+
+    async def again(self, run: StudioRun, key: VirtualKey, edits: dict[str, Any] | None = None) -> StudioRun:
+        """The same video asked again, with new narration for some scenes: what is stored is reused, so only what
+        changed (or what an interrupted run had not finished) is paid for."""
         asked = {**run.request, "tags": {**key.tags(), "job": JOB_TAG}}
-        asked["scene_edits"] = {**(asked.get("scene_edits") or {}), **edits}
+        if edits:
+            asked["scene_edits"] = {**(asked.get("scene_edits") or {}), **edits}
         try:
             request = VideoRequest.checked(**asked)
         except InvalidRequest as exc:
             raise BadBody(str(exc), "scene_edits") from None
         return await self.start(key, request)
+
+    async def edit(self, run: StudioRun, body: dict[str, Any], key: VirtualKey) -> StudioRun:
+        """A new run of the same video with the scenes' new narration; the rest of the video is reused."""
+        if run.shown_state != "done":
+            raise BadBody("a scene can be edited once the video is done", "scene_edits")
+        edits = body.get("scene_edits")
+        if not isinstance(edits, dict) or not edits:
+            raise BadBody("send {\"scene_edits\": {\"2\": \"new narration of scene 2\"}}", "scene_edits")
+        return await self.again(run, key, edits)
 
 
 def _may_see(runs: StudioRuns, store: ObjectStore, folder: str, team: str | None) -> bool:
@@ -187,7 +206,7 @@ def install(web: Web) -> None:
     async def page(request: Request, viewer: Viewer | None) -> Answer:
         key = _key(viewer)
         choices = studio.choices(key)
-        recent = await asyncio.to_thread(studio.runs.recent, key.team)
+        recent = await studio.recent(key)
         settings = web.server.settings
         return web.render(request, viewer, "studio.html", choices=choices,
                           runs=[studio.view(run) for run in recent], default_voice=_first_voice(choices),
@@ -218,7 +237,7 @@ def install(web: Web) -> None:
         key = _key(viewer)
         rest = request.scope["path"].removeprefix("/studio/runs").strip("/")
         if not rest:
-            recent = await asyncio.to_thread(studio.runs.recent, key.team)
+            recent = await studio.recent(key)
             return json_answer(200, {"object": "list", "data": [studio.view(run) for run in recent]})
         if "/" in rest:
             raise ApiError(404, f"{request.scope['path']} is not a page", "invalid_request_error", "not_found")
@@ -232,15 +251,16 @@ def install(web: Web) -> None:
             run = await studio.start(key, studio.request_of(body, key, studio.choices(key)))
         else:
             run_id, _, action = rest.partition("/")
-            if action != "edit":
+            if action not in ("edit", "again"):
                 raise ApiError(404, f"{request.scope['path']} is not a page", "invalid_request_error", "not_found")
-            run = await studio.edit(await studio.run_of(run_id, key), body, key)
+            earlier = await studio.run_of(run_id, key)
+            run = await (studio.edit(earlier, body, key) if action == "edit" else studio.again(earlier, key))
         return json_answer(201, studio.view(run))
 
     async def media(request: Request, viewer: Viewer | None) -> Answer:
         assert viewer is not None
         team = None if viewer.key is None else viewer.key.team
-        answer = await studio.media.serve(request, team)
+        answer = await studio.parts.media.serve(request, team)
         return answer  # type: ignore[return-value]  # None: the file was streamed
 
     web.add("GET", "/studio", page, roles=CREATORS, nav="Studio")

@@ -14,23 +14,16 @@ from typing import Any
 
 from contentmill.errors import ContentmillError
 from contentmill.gateway import Gateway
-from contentmill.server.web.studio_runs import HEARTBEAT_S, StudioRun, StudioRuns
+from contentmill.server.web.studio_runs import HEARTBEAT_S, StudioRun, StudioRuns, published_files
 from contentmill.settings import Settings
 from contentmill.storage import ObjectStore
-from contentmill.video.pipeline import VideoResult, make_video
+from contentmill.video.pipeline import make_video
 from contentmill.video.progress import StepEvent, listening
 from contentmill.video.request import VideoRequest
 
 log = logging.getLogger("contentmill.server.web")
 MAX_RUNNING = 2
 INTERRUPTED = "the server stopped during this run; start it again: the steps it finished are stored, not paid again"
-
-
-def published_files(result: VideoResult) -> dict[str, Any]:
-    """The keys of a finished video's files in the store (publish.py lays the folder out)."""
-    folder = result.folder
-    return {"video": f"{folder}video.mp4", "subtitles": f"{folder}subtitles.srt", "script": f"{folder}script.json",
-            "audio": [f"{folder}audio/scene-{n:02d}.wav" for n in range(1, len(result.audio) + 1)]}
 
 
 def apply_event(steps: list[dict[str, Any]], event: StepEvent) -> None:
@@ -117,7 +110,7 @@ class StudioRunner:
             await asyncio.to_thread(
                 self.runs.update, run.id, state="done", steps=steps, cost_usd=result.cost_usd,
                 saved_usd=result.saved_usd, title=result.title, folder=result.folder,
-                files=published_files(result), duration_s=result.duration_s)
+                files=published_files(result.folder, len(result.audio)), duration_s=result.duration_s)
         except asyncio.CancelledError:
             self._ended(run.id, drained(events, steps), "interrupted", INTERRUPTED)
             raise

@@ -30,7 +30,7 @@ class StudioRun:
     team: str
     topic: str
     request: dict[str, Any]
-    state: str = "running"
+    state: str = "queued"
     steps: list[dict[str, Any]] = field(default_factory=lambda: [{"step": s, "state": "waiting"} for s in STEPS])
     cost_usd: float = 0.0
     saved_usd: float = 0.0
@@ -46,9 +46,9 @@ class StudioRun:
 
     @property
     def shown_state(self) -> str:
-        """``interrupted`` for a running row whose process stopped touching it."""
+        """``interrupted`` for a queued or running row whose process stopped touching it."""
         stale = datetime.now(UTC) - self.updated_at > timedelta(seconds=STALE_S)
-        return "interrupted" if self.state == "running" and stale else self.state
+        return "interrupted" if self.state in ("queued", "running") and stale else self.state
 
 
 _COLUMNS = tuple(c.name for c in studio_runs.columns)
@@ -60,8 +60,10 @@ class StudioRuns:
     def __init__(self, ledger: LedgerStore) -> None:
         self.ledger = ledger
 
-    def create(self, team: str, key_id: str | None, request: dict[str, Any]) -> StudioRun:
-        run = StudioRun(new_id()[:32], team, str(request.get("topic", "")), request, key_id=key_id)
+    def create(self, team: str, key_id: str | None, request: dict[str, Any], run_id: str | None = None,
+               flow_run_id: str | None = None) -> StudioRun:
+        run = StudioRun(run_id or new_id(), team, str(request.get("topic", "")), request, key_id=key_id,
+                        flow_run_id=flow_run_id)
         with self.ledger.transaction("record a studio run") as conn:
             conn.execute(studio_runs.insert().values({name: getattr(run, name) for name in _COLUMNS}))
         return run
@@ -94,3 +96,9 @@ class StudioRuns:
 
 def _run(row: sa.RowMapping) -> StudioRun:
     return StudioRun(**{name: row[name] for name in _COLUMNS})
+
+
+def published_files(folder: str, clips: int) -> dict[str, Any]:
+    """The keys of a published video's files in the store (video/publish.py lays the folder out)."""
+    return {"video": f"{folder}video.mp4", "subtitles": f"{folder}subtitles.srt", "script": f"{folder}script.json",
+            "audio": [f"{folder}audio/scene-{n:02d}.wav" for n in range(1, clips + 1)]}

@@ -69,7 +69,7 @@
     if (run.error) parts.push(el("p", { class: "error", role: "alert", "data-testid": "run-error" }, run.error));
     if (run.state === "interrupted" || run.state === "failed") {
       const again = el("button", { type: "button", class: "quiet", "data-testid": "run-again" }, "Start it again");
-      again.addEventListener("click", () => start(run.request));
+      again.addEventListener("click", () => post(`/studio/runs/${encodeURIComponent(run.id)}/again`, {}));
       parts.push(again);
     }
     box.replaceChildren(...parts);
@@ -149,11 +149,12 @@
     return match ? match[1] : null;
   }
 
-  async function start(fields) {
+  // Starts a run (a new one, one started again, or a scene edit) and follows it.
+  async function post(url, body) {
     showError("");
     $("start").disabled = true;
     try {
-      const run = await call("POST", "/studio/runs", fields);
+      const run = await call("POST", url, body);
       window.location.hash = `run=${run.id}`;
     } catch (error) {
       showError(error.message);
@@ -169,19 +170,13 @@
       showError("Type a topic: what the video is about.");
       return;
     }
-    start(fields);
+    post("/studio/runs", fields);
   });
 
-  $("edit-form").addEventListener("submit", async (event) => {
+  $("edit-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const id = $("run").dataset.run;
-    try {
-      const run = await call("POST", `/studio/runs/${encodeURIComponent(id)}/edit`,
-        { scene_edits: { [$("scene").value]: $("narration").value } });
-      window.location.hash = `run=${run.id}`;
-    } catch (error) {
-      showError(error.message);
-    }
+    post(`/studio/runs/${encodeURIComponent(id)}/edit`, { scene_edits: { [$("scene").value]: $("narration").value } });
   });
 
   $("speech_model").addEventListener("change", fillVoices);
