@@ -38,9 +38,9 @@ def chromium() -> Iterator[Any]:
 
 
 def screenshot_path(name: str, tmp: Path) -> Path:
-    """Where a test's screenshot goes: docs/img when CONTENTMILL_DOCS_SCREENSHOTS=1 (to refresh the docs' images),
+    """Where a test's screenshot goes: docs/img when DOCS_SCREENSHOTS=1 (to refresh the docs' images),
     else the test's own temporary directory."""
-    if os.environ.get("CONTENTMILL_DOCS_SCREENSHOTS") == "1":
+    if os.environ.get("DOCS_SCREENSHOTS") == "1":
         DOCS_IMG.mkdir(parents=True, exist_ok=True)
         return DOCS_IMG / name
     return tmp / name
