@@ -53,7 +53,7 @@ from contentmill.gateway.admission_redis import RedisAdmission
 from contentmill.gateway.admission_sqlite import SQLiteAdmission
 from contentmill.gateway.health import Health
 from contentmill.gateway.journal import ReservationJournal
-from contentmill.gateway.policy import NO_LIMITS, CallFacts, CallLimits, Metered, Policy
+from contentmill.gateway.policy import NO_LIMITS, CallFacts, CallLimits, Metered, Policy, with_caller
 from contentmill.gateway.retry import RetryPolicy, call_with_retries
 from contentmill.gateway.stream import StreamEnd, TextStream
 from contentmill.ledger import (
@@ -407,7 +407,7 @@ class Gateway:
         key = text_key(request, model=name, tenant=tags.get("team") or DEFAULT_TENANT,
                        template_version=template_version, shareable=shareable) if self._caching(cache) else None
         call = _Call(info, estimate, info.cost(estimate), tags,
-                     key.digest if key else _request_hash(name, request, template_version), limits,
+                     key.digest if key else _request_hash(name, request, template_version), with_caller(limits),
                      ceiling=usage_ceiling(estimate, info.context_window))
         return call, key, provider
 
@@ -863,7 +863,7 @@ def _priced_call(info: ModelInfo, estimate: Usage, tags: dict[str, str], key: Ca
                  request: SpeechRequest | EmbeddingRequest | ImageRequest, limits: CallLimits) -> _Call:
     """A call whose estimate is its whole usage (speech, embeddings, images): reserved at the estimate's cost."""
     return _Call(info, estimate, info.cost(estimate), tags, key.digest if key else _request_hash(info.name, request),
-                 limits)
+                 with_caller(limits))
 
 
 def _request_hash(model: str, request: TextRequest | SpeechRequest | EmbeddingRequest | ImageRequest,

@@ -13,7 +13,9 @@ Periods are calendar-aligned in the budget's time zone: a day, an ISO week from 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -91,6 +93,29 @@ class CallLimits:
 
 
 NO_LIMITS = CallLimits()
+_CALLER: ContextVar[CallLimits] = ContextVar("contentmill_caller_limits", default=NO_LIMITS)
+
+
+@contextmanager
+def caller_limits(limits: CallLimits) -> Iterator[None]:
+    """Hold every call made inside the block (by this task, and the tasks and threads it starts) to ``limits``
+    as well: the server running a creator video for a key applies the key's budget and rates to each of its
+    calls, which the video's steps make without knowing of keys."""
+    token = _CALLER.set(limits)
+    try:
+        yield
+    finally:
+        _CALLER.reset(token)
+
+
+def with_caller(limits: CallLimits) -> CallLimits:
+    """A call's own limits together with those of the block it is made in (:func:`caller_limits`)."""
+    ambient = _CALLER.get()
+    if ambient is NO_LIMITS or ambient is limits:
+        return limits
+    if limits is NO_LIMITS:
+        return ambient
+    return CallLimits(limits.budgets + ambient.budgets, limits.rate_limits + ambient.rate_limits)
 
 
 @dataclass(frozen=True, slots=True)

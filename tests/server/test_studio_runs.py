@@ -70,6 +70,16 @@ def test_a_voice_sample_is_spoken_by_the_chosen_model(client: httpx.Client, env:
     assert client.get("/studio/voice", params={"model": "openai:gpt-4o-mini"}, headers=_auth(key)).status_code == 403
 
 
+def test_the_keys_own_budget_holds_every_call_of_its_studio_runs(client: httpx.Client, env: dict[str, str]) -> None:
+    key = make_key(env, team="shop", budget_usd=0.00001).secret  # less than a script's reservation
+    started = client.post("/studio/runs", headers=_auth(key), json=FORM)
+    assert started.status_code == 201
+    run = _finished(client, key, started.json()["id"])
+    assert run["state"] == "failed" and "budget" in run["error"].lower(), run["error"]
+    assert next(s for s in run["steps"] if s["step"] == "script")["state"] == "failed"
+    assert run["cost_usd"] == 0
+
+
 @pytest.mark.slow
 def test_a_run_publishes_a_video_with_each_steps_cost_and_a_scene_edit_speaks_one_scene(
         client: httpx.Client, env: dict[str, str]) -> None:

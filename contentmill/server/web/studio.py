@@ -147,7 +147,7 @@ class Studio:
         flow_run_id = await start_deployment(self.deployment, request, run_id) if self.deployment else None
         run = await asyncio.to_thread(self.parts.runs.create, key.team, key.id, asked, run_id, flow_run_id)
         if flow_run_id is None:
-            self.parts.runner.start(run, request)
+            self.parts.runner.start(run, request, self.server.limits(key))
         return run
 
     async def run_of(self, run_id: str, key: VirtualKey) -> StudioRun:

@@ -14,6 +14,7 @@ from typing import Any
 
 from contentmill.errors import ContentmillError
 from contentmill.gateway import Gateway
+from contentmill.gateway.policy import NO_LIMITS, CallLimits, caller_limits
 from contentmill.server.web.studio_runs import HEARTBEAT_S, StudioRun, StudioRuns, published_files
 from contentmill.settings import Settings
 from contentmill.storage import ObjectStore
@@ -64,8 +65,9 @@ class StudioRunner:
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_RUNNING)
 
-    def start(self, run: StudioRun, request: VideoRequest) -> None:
-        task = asyncio.get_running_loop().create_task(self._run(run, request), name=f"studio-run-{run.id}")
+    def start(self, run: StudioRun, request: VideoRequest, limits: CallLimits = NO_LIMITS) -> None:
+        """Make the video in a task of this loop; ``limits`` (the key's budget and rates) hold every call."""
+        task = asyncio.get_running_loop().create_task(self._run(run, request, limits), name=f"studio-run-{run.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -75,7 +77,7 @@ class StudioRunner:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _run(self, run: StudioRun, request: VideoRequest) -> None:
+    async def _run(self, run: StudioRun, request: VideoRequest, limits: CallLimits) -> None:
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[StepEvent | None] = asyncio.Queue()
         steps = run.steps
@@ -98,7 +100,7 @@ class StudioRunner:
                 def heard(event: StepEvent) -> None:  # called from worker threads too
                     loop.call_soon_threadsafe(events.put_nowait, event)
 
-                with listening(heard):
+                with listening(heard), caller_limits(limits):
                     result = await make_video(request, settings=self.settings, gateway=self.gateway,
                                               store=self.store)
             events.put_nowait(None)
