@@ -59,6 +59,9 @@ def test_the_sign_in_form_sets_a_strict_httponly_cookie_without_the_key(
     assert 'data-testid="signin-error"' in refused.text
     assert "set-cookie" not in refused.headers
 
+    for elsewhere in ("//evil.example/", "https://evil.example/", "/\t/evil.example", "/\\evil.example"):
+        away = browser.post("/signin", data={"key": read.secret, "next": elsewhere})
+        assert away.status_code == 303 and away.headers["location"] == "/", elsewhere
     signed = browser.post("/signin", data={"key": read.secret, "next": "/"})
     assert signed.status_code == 303 and signed.headers["location"] == "/"
     cookie = signed.headers["set-cookie"]

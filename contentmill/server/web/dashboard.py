@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from contentmill.errors import ContentmillError
-from contentmill.ledger import Budget, Forecast, LedgerStore
+from contentmill.ledger import LedgerStore
 from contentmill.routing.store import find_decision
 from contentmill.server.errors import ApiError
 from contentmill.server.http import Answer, Request
@@ -60,17 +60,18 @@ class Dashboard:
         except ContentmillError:
             return None
 
-    def _rest(self, window: Window, now: datetime) -> tuple[dict[str, Any], list[tuple[Budget, Forecast]]]:
-        """Everything but the spend, read while the spend's query runs in another thread."""
+    def _rest(self, window: Window, now: datetime) -> dict[str, Any]:
+        """Keys, alerts, routing and reuse: read while the spend and the budgets are read in other threads."""
         store = self.store
-        parts = {"alerts": overview.alerts(store, window), "large": overview.large_generations(store, window),
-                 "reuse": self._reuse(window), "routing": overview.routing(store, window),
-                 "keys": overview.key_views(store, self.web.keys.list(), now)}
-        return parts, overview.forecasts(store, now)
+        return {"alerts": overview.alerts(store, window), "large": overview.large_generations(store, window),
+                "reuse": self._reuse(window), "routing": overview.routing(store, window),
+                "keys": overview.key_views(store, self.web.keys.list(), now)}
 
     async def read(self, window: Window, now: datetime) -> Overview:
-        (spend, cache), (parts, found) = await asyncio.gather(
-            asyncio.to_thread(overview.spend, self.store, window), asyncio.to_thread(self._rest, window, now))
+        """The page's three independent reads run side by side (database readers do not block each other)."""
+        (spend, cache), found, parts = await asyncio.gather(
+            asyncio.to_thread(overview.spend, self.store, window),
+            asyncio.to_thread(overview.forecasts, self.store, now), asyncio.to_thread(self._rest, window, now))
         gateway = self.web.server.gateway
         budgets = await overview.budget_views(found, None if gateway is None else gateway.admission)
         return Overview(window, now, spend, budgets=budgets, cache=cache, **parts)

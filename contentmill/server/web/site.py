@@ -113,7 +113,8 @@ def redirect(location: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> Answ
 
 def local_path(target: str | None, default: str = "/") -> str:
     """``target`` if it is a path on this server (never another site's URL), else ``default``."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    if (not target or not target.startswith("/") or target.startswith("//") or "\\" in target
+            or any(ord(c) < 33 or ord(c) == 127 for c in target)):  # browsers drop tabs: "/\t/x" is "//x"
         return default
     return target
 
