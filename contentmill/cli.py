@@ -4,11 +4,9 @@ errors exit non-zero with one line on stderr."""
 from __future__ import annotations
 
 import asyncio
-import signal
-import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -195,30 +193,11 @@ def doctor(json_out: JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
-def _stopped(signum: int) -> NoReturn:
-    print(f"contentmill: stopped by {signal.Signals(signum).name}; what was finished is kept", file=sys.stderr)
-    raise SystemExit(128 + signum)
-
-
-def _exit_on_termination() -> None:
-    """SIGTERM and SIGHUP end the command as an error does, so what it started stops with it: the temporary
-    Prefect API (stopped at exit), the local engines. The default action would end the process on the spot."""
-
-    def stop(signum: int, _frame: object) -> None:
-        _stopped(signum)
-
-    for number in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(number, stop)
-
-
 def main() -> None:
-    from prefect.exceptions import TerminationSignal  # what a flow run raises on SIGTERM in its stead
+    """Every command (the executable, ``contentmill.entry``, runs ``video`` and ``demo`` without the others)."""
+    from contentmill.entry import run as run_app
 
-    _exit_on_termination()
-    try:
-        app()
-    except TerminationSignal as stopped:
-        _stopped(stopped.signal)
+    run_app(app)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ The annotations are real objects, not strings (no ``from __future__ import annot
 "Topic" no longer names anything and Prefect cannot check the parameters.
 """
 
+import asyncio
+
 from prefect import flow, get_run_logger
 from prefect import tags as prefect_tags
 from prefect.artifacts import (
@@ -55,6 +57,7 @@ from contentmill.video.request import (
     VideoRequest,
     Voice,
 )
+from contentmill.video.rerun import remember
 from contentmill.video.summary import cost_rows, failure_markdown, result_links, summary_markdown
 
 ARTIFACT_KEY = "creator-video"
@@ -136,6 +139,7 @@ async def _run(request: VideoRequest) -> VideoResult:
     progress = await acreate_progress_artifact(0.0, description=f"creator video: {request.topic}")
     done: list[str] = []
     step = "similar"
+    asked = request
     try:
         with prefect_tags(*(f"{key}:{value}" for key, value in request.tags.items())):
             request, similar_to = await similar_task(request)
@@ -180,6 +184,7 @@ async def _run(request: VideoRequest) -> VideoResult:
         raise
     result = summarize(request, script, narration, subtitles, render, published, str(flow_run.id), lineage,
                        similar_to, visuals)
+    await asyncio.to_thread(remember, load_settings(), asked, result)
     await _artifacts(result)
     return result
 

@@ -148,7 +148,7 @@ def test_a_terminated_command_stops_the_temporary_prefect_api_it_started(
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_API")}
     env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "OPENAI_BASE_URL": slow.base_url, "OPENAI_API_KEY": "sk-x",
             "CONTENTMILL_TEXT_MODEL": "openai:gpt-4o-mini", "CONTENTMILL_SPEECH_MODEL": "openai:tts-1"}
-    command = [sys.executable, "-m", "contentmill.cli", "video", "how kites fly", "--seconds", "15"]
+    command = [sys.executable, "-m", "contentmill.entry", "video", "how kites fly", "--seconds", "15"]  # the executable
     with subprocess.Popen(command, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True) as cli:
         try:

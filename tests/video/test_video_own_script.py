@@ -147,3 +147,13 @@ def test_script_only_writes_a_file_to_edit_and_script_makes_the_video_of_the_edi
     assert result["steps"]["script"]["calls"] == 0 and _text_rows() == text_rows  # no text model call
     assert openai_upstream.stats()["by_model"]["tts-1"]["requests"] == 2
     assert json.loads(Path(result["script"]).read_text(encoding="utf-8"))["scenes"][1]["narration"] == SCENES[1]
+
+    # the same command again answers from the store before any Prefect API is started (none is reachable here)
+    offline = {**env, "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    again = subprocess.run([*video, "--script", str(written)], cwd=tmp_path, env=offline, capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    rerun = json.loads(again.stdout)
+    assert rerun["flow_run_id"] is None and rerun["video"] == result["video"] and rerun["cost_usd"] == 0
+    assert all(step["cached"] for step in rerun["steps"].values())
+    assert openai_upstream.stats()["by_model"]["tts-1"]["requests"] == 2
