@@ -157,3 +157,17 @@ def test_a_run_cut_short_by_a_crash_reads_interrupted_and_starts_again_paying_on
     script = next(s for s in done["steps"] if s["step"] == "script")
     assert script["cached"] and script["cost_usd"] == 0
     assert slow_speech.stats()["by_model"]["gpt-4o-mini"]["requests"] == scripts  # the script was not paid again
+
+
+def test_an_unreachable_prefect_deployment_is_a_503_that_says_what_to_check(
+        serve: Callable[..., Served], upstream_server: Upstream, tmp_path: Path) -> None:
+    env = {**server_env(upstream_server.base_url, tmp_path / "data", studio_deployment="creator-video/creator-video"),
+           "PREFECT_API_URL": "http://127.0.0.1:9/api"}  # nothing listens on the discard port
+    server = serve(env)
+    key = make_key(env, team="shop").secret
+    with httpx.Client(base_url=server.root_url, timeout=60) as client:
+        refused = client.post("/studio/runs", headers=_auth(key), json=FORM)
+    assert refused.status_code == 503, refused.text
+    message = refused.json()["error"]["message"]
+    assert "creator-video/creator-video" in message and "PREFECT_API_URL" in message and "\n" not in message
+    assert calls(env, at_least=0, settle_s=0) == []  # nothing was called, nothing paid

@@ -16,7 +16,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from contentmill.errors import InvalidRequest
+from contentmill.errors import ConfigError, InvalidRequest
 from contentmill.ids import new_id
 from contentmill.providers.base import SpeechRequest
 from contentmill.providers.resolve import configured
@@ -128,7 +128,7 @@ class Studio:
 
     def view(self, run: StudioRun) -> dict[str, Any]:
         """A run as the page shows it; its files as this server's media paths."""
-        request = {k: v for k, v in run.request.items() if k != "tags"}
+        request = {k: v for k, v in run.request.items() if k in FORM_FIELDS or k == "scene_edits"}
         files = run.files or {}
         media = {name: media_path(key) for name, key in files.items() if isinstance(key, str)}
         if files.get("audio"):
@@ -144,7 +144,10 @@ class Studio:
         run_id = new_id()
         request = request.model_copy(update={"tags": {**request.tags, RUN_TAG: run_id}})
         asked = request.model_dump(mode="json")
-        flow_run_id = await start_deployment(self.deployment, request, run_id) if self.deployment else None
+        try:
+            flow_run_id = await start_deployment(self.deployment, request, run_id) if self.deployment else None
+        except ConfigError as exc:  # the server's set-up, not the creator's input: nothing was started or paid
+            raise ApiError(503, str(exc), "server_error", "deployment_unavailable") from None
         run = await asyncio.to_thread(self.parts.runs.create, key.team, key.id, asked, run_id, flow_run_id)
         if flow_run_id is None:
             self.parts.runner.start(run, request, self.server.limits(key))

@@ -12,11 +12,13 @@ nothing: the worker goes on, and the next read catches up.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from typing import Any
 from uuid import UUID
 
+import httpx
 import sqlalchemy as sa
 
 from contentmill.errors import ConfigError
@@ -26,6 +28,7 @@ from contentmill.server.web.studio_runs import StudioRun, StudioRuns, published_
 from contentmill.storage import ObjectStore
 from contentmill.video.request import VideoRequest
 
+log = logging.getLogger("contentmill.server.web")
 SYNC_S = 2.0
 RUN_TAG = "studio_run"  # the tag naming the studio run on every call it makes
 ARTIFACT_KEY = "creator-video"  # the flow's link artifact (flows/creator_video.py)
@@ -67,7 +70,7 @@ async def start_deployment(deployment: str, request: VideoRequest, run_id: str) 
         raise ConfigError(f"there is no Prefect deployment {deployment!r}: deploy it (prefect deploy --name "
                           "creator-video), or unset CONTENTMILL_STUDIO_DEPLOYMENT to make videos in the server"
                           ) from None
-    except (OSError, RuntimeError) as exc:
+    except (OSError, RuntimeError, httpx.HTTPError) as exc:
         raise ConfigError(f"cannot start the Prefect deployment {deployment!r} ({type(exc).__name__}: {exc}); "
                           "check PREFECT_API_URL, or unset CONTENTMILL_STUDIO_DEPLOYMENT") from None
     return str(flow_run.id)
@@ -89,7 +92,11 @@ class DeploymentRuns:
         if now - self._synced.get(run.id, 0.0) < SYNC_S:
             return run
         self._synced[run.id] = now
-        values = await self._values(run)
+        try:
+            values = await self._values(run)
+        except Exception as exc:  # the Prefect API away: the page shows what was last known, and asks again
+            log.warning("studio run %s: cannot read flow run %s from Prefect: %s", run.id, run.flow_run_id, exc)
+            return run
         await asyncio.to_thread(self.runs.update, run.id, **values)
         updated = await asyncio.to_thread(self.runs.get, run.id, None)
         return updated or run

@@ -46,9 +46,11 @@ class StudioRun:
 
     @property
     def shown_state(self) -> str:
-        """``interrupted`` for a queued or running row whose process stopped touching it."""
+        """``interrupted`` for a queued or running row whose process stopped touching it (a deployment's run is
+        the worker's: its state is what the Prefect API last said)."""
         stale = datetime.now(UTC) - self.updated_at > timedelta(seconds=STALE_S)
-        return "interrupted" if self.state in ("queued", "running") and stale else self.state
+        local = self.flow_run_id is None
+        return "interrupted" if local and self.state in ("queued", "running") and stale else self.state
 
 
 _COLUMNS = tuple(c.name for c in studio_runs.columns)
