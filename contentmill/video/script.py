@@ -22,6 +22,7 @@ MIN_SCENES, MAX_SCENES = 3, 8  # what a model is asked for
 MAX_OWN_SCENES = 20  # a creator's own script or a script from a source may be shorter or longer
 CAPTION_WORDS, CAPTION_CHARS_ZH = 6, 12
 SIMILAR = 0.6  # content-word (or character-pair) overlap above which two sentences say the same thing
+SAME_CLAUSE = 0.8  # ... and above which two clauses do
 
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
@@ -170,6 +171,21 @@ def similarity(first: str, second: str, language: Language) -> float:
     return len(a & b) / len(a | b) if a and b else float(first.strip().lower() == second.strip().lower())
 
 
+def _clauses(text: str, language: Language) -> list[str]:
+    """The clauses of ``text`` long enough to be worth comparing (three content words, or four CJK characters)."""
+    return [part.strip() for part in _CLAUSE.split(text) if len(_features(part, language)) >= 3]
+
+
+def repeated_clause(sentence: str, earlier: list[str], language: Language) -> str | None:
+    """A clause of ``sentence`` said (nearly word for word) twice in it, or once already in an earlier sentence."""
+    said = [clause for other in earlier for clause in _clauses(other, language)]
+    for clause in _clauses(sentence, language):
+        if any(similarity(clause, other, language) >= SAME_CLAUSE for other in said):
+            return clause
+        said.append(clause)
+    return None
+
+
 # -- one scene's sentence (the base-model path) ---------------------------------------------------------
 
 
@@ -206,6 +222,9 @@ def check_sentence(
     for other in earlier:
         if similarity(sentence, other, language) >= SIMILAR:
             raise UnusableText("it says what an earlier scene already says")
+    repeated = repeated_clause(sentence, earlier, language)
+    if repeated:
+        raise UnusableText(f"it says {repeated!r} twice")
     for example in examples:
         if similarity(sentence, example, language) >= SIMILAR:
             raise UnusableText("it copies an example")

@@ -99,6 +99,9 @@ def test_unusable_scripts_are_refused_with_the_reason(answer: str, language: str
         ("Bees visit about two million flowers to make a pound of honey.", "copies an example"),
         ("章鱼有三颗心脏，血液是蓝色的。", "not written in English"),
         ("Octopuses can change the colour of their", "cut off"),
+        ("Octopuses live in the ocean, and octopuses live in the ocean.", "twice"),
+        ("When big stars collapse at the end of their lives, a black hole is a space where nothing can escape.",
+         "twice"),  # a clause of an earlier scene
     ],
 )
 def test_junk_sentences_are_refused(answer: str, reason: str) -> None:
@@ -106,6 +109,15 @@ def test_junk_sentences_are_refused(answer: str, reason: str) -> None:
     earlier = ["A black hole is a space where nothing can escape."]
     with pytest.raises(UnusableText, match=reason):
         check_sentence(answer, "en", earlier=earlier, examples=examples, cut=True)
+
+
+def test_a_chinese_clause_said_twice_is_refused() -> None:
+    with pytest.raises(UnusableText, match="'手冲咖啡起源于德国' twice"):
+        check_sentence("手冲咖啡起源于德国，手冲咖啡起源于德国。", "zh", earlier=[], examples=[])
+    earlier = ["手冲咖啡需要新鲜的豆子，水温要在九十度左右。"]
+    with pytest.raises(UnusableText, match="twice"):
+        check_sentence("水温要在九十度左右，然后慢慢注水。", "zh", earlier=earlier, examples=[])
+    assert check_sentence("先把滤纸用热水冲湿，再倒入咖啡粉。", "zh", earlier=earlier, examples=[])
 
 
 def test_a_good_sentence_is_cleaned_capitalised_and_terminated() -> None:
