@@ -1,17 +1,25 @@
 """The studio's media route over plain HTTP against ``contentmill serve``: range requests as a ``<video>`` element
 makes them (206, Content-Range, ETag, If-Range, 304, 416), downloads, and who may see a video (its team's keys
-and the admin; any other key gets the 404 of a file that does not exist)."""
+and the admin; any other key gets the 404 of a file that does not exist); with S3, a redirect to a presigned URL."""
 
 from __future__ import annotations
 
 import json
 import os
+import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
+import boto3
 import httpx
 import pytest
-from server_helpers import ADMIN_KEY, make_key
+from server_helpers import ADMIN_KEY, make_key, server_env
 
+from contentmill.testing.harness import Served, Upstream
+
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
 FOLDER = "videos/octopuses-0123456789ab/"
 VIDEO = FOLDER + "video.mp4"
 
@@ -114,3 +122,40 @@ def test_a_signed_in_browser_gets_the_video_through_its_session_cookie(
     assert signed.status_code == 303
     part = client.get(f"/media/{VIDEO}", headers={"range": "bytes=0-99"})
     assert part.status_code == 206 and part.content == published[:100]
+
+
+def test_an_s3_store_answers_a_redirect_to_a_presigned_url_that_lives_minutes(
+        serve: Callable[..., Served], upstream_server: Upstream, tmp_path: Path, s3_endpoint: str) -> None:
+    s3 = boto3.session.Session().client("s3", endpoint_url=s3_endpoint, **CREDENTIALS)
+    bucket = f"cm-studio-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    data = os.urandom(50_000)
+    s3.put_object(Bucket=bucket, Key=f"contentmill/store/{VIDEO}", Body=data, ContentType="video/mp4")
+    s3.put_object(Bucket=bucket, Key=f"contentmill/store/{FOLDER}manifest.json",
+                  Body=json.dumps({"request": {"tags": {"team": "shop"}}}).encode())
+    env = {**server_env(upstream_server.base_url, tmp_path / "data", s3_bucket=bucket, s3_endpoint_url=s3_endpoint),
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    try:
+        server = serve(env)
+        key = make_key(env, team="shop").secret
+        with httpx.Client(base_url=server.root_url, timeout=10, follow_redirects=False) as client:
+            moved = client.get(f"/media/{VIDEO}", headers=_auth(key))
+            assert moved.status_code == 302 and moved.headers["cache-control"] == "no-store"
+            location = moved.headers["location"]
+            assert location.startswith(s3_endpoint)
+            signed = dict(parse_qsl(urlsplit(location).query))
+            lives = (float(signed["X-Amz-Expires"]) if "X-Amz-Expires" in signed  # SigV4, else SigV2's deadline
+                     else int(signed["Expires"]) - time.time())
+            assert 250 < lives <= 300  # minutes, not the 7 days of the links the flow hands out
+            part = httpx.get(location, headers={"range": "bytes=10-19"})
+            assert part.status_code == 206 and part.content == data[10:20]
+            download = client.get(f"/media/{VIDEO}?download=1", headers=_auth(key)).headers["location"]
+            assert "response-content-disposition=attachment" in download
+            other = client.get(f"/media/{VIDEO}", headers=_auth(make_key(env, team="rivals").secret,
+                                                                 accept="application/json"))
+            assert other.status_code == 404
+    finally:
+        for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=item["Key"])
+        s3.delete_bucket(Bucket=bucket)
+        s3.close()
