@@ -20,10 +20,12 @@ import pytest
 from server_helpers import ADMIN_KEY, ledger, make_key, server_env
 from web_browser import PHONE, WIDE, chromium, screenshot_path, sign_in
 
+from contentmill.knowledge_graph.store import GraphStore
 from contentmill.ledger import Alert, Budget, CallRecord, LedgerStore, forecast_budget
 from contentmill.metering import Usage
 from contentmill.routing.store import write_decisions
 from contentmill.server.keys import KeyStore
+from contentmill.settings import Settings
 from contentmill.testing.harness import Served, start_gateway_server
 
 TEAMS = ("shop", "ads", "video", "search")
@@ -50,10 +52,11 @@ class Seeded:
 
 
 def _call(ts: datetime, team: str, cost: float, rng: random.Random, **fields: Any) -> CallRecord:
-    options: dict[str, Any] = {"outcome": "ok", "cache_status": "miss", **fields}
+    options: dict[str, Any] = {"outcome": "ok", "cache_status": "miss",
+                               "tags": {"team": team, "project": f"{team}-main"}, **fields}
     return CallRecord(model=rng.choice(MODELS), api_type="text", estimate=Usage(input_tokens=200, output_tokens=80),
-                      usage=Usage(input_tokens=200, output_tokens=rng.randint(40, 400)), cost_usd=cost,
-                      tags={"team": team, "project": f"{team}-main"}, ts=ts, **options)
+                      usage=Usage(input_tokens=200, output_tokens=rng.randint(40, 400)), cost_usd=cost, ts=ts,
+                      **options)
 
 
 def _seed(store: LedgerStore, now: datetime) -> tuple[datetime, datetime, list[CallRecord]]:
@@ -108,6 +111,26 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     finally:
         store.close()
     read = make_key(env, team="ops", role="read", name="ops-viewer")
+    creator = make_key(env, team="studio", name="creator-key", budget_usd=10.0, period="day")
+    store = ledger(env)
+    try:  # 3 USD spent with the creator's key this day: 30% of its budget
+        rng = random.Random(7)
+        store.write_calls([_call(datetime.now(UTC) - timedelta(seconds=30 + i), "studio", 1.0, rng,
+                                 tags={"team": "studio", "vkey": creator.key.id}) for i in range(3)])
+    finally:
+        store.close()
+    graph = GraphStore.from_settings(Settings(data_dir=Path(env["CONTENTMILL_DATA_DIR"])))
+    try:
+        graph.migrate()
+        for number, reused in enumerate((True, True, False)):
+            graph.add_decision({
+                "id": f"kgd{number}", "ts": until - timedelta(hours=5), "request_key": f"rk{number}",
+                "kind": "product_description", "language": "en", "entity": None, "template": "describe@1",
+                "text": "a blue mug", "reused": reused, "score": 0.97 if reused else 0.4, "threshold": 0.9,
+                "matched_request": None, "matched_output": None, "saved_usd": 0.125 if reused else 0.0,
+                "reason": "same constraints" if reused else "no close output"})
+    finally:
+        graph.close()
     server = start_gateway_server(env)
     try:
         yield Seeded(server, env, since, until, records, read.secret)
@@ -146,6 +169,8 @@ def test_the_dashboard_total_equals_the_report_and_the_ledger(seeded: Seeded, br
     assert "12,400 tokens" in large and "$0.432100" in large
     cache = page.get_by_test_id("cache-card").inner_text()
     assert "72 hits" in cache and "$1.4400 saved" in cache  # one hit an hour, 0.02 USD saved each
+    assert "2 of 3" in page.get_by_test_id("reuse-row").inner_text()  # the graph's reuse: 2 of 3 decisions
+    assert "$0.250000" in page.get_by_test_id("reuse-row").inner_text()
     page.screenshot(path=screenshot_path("dashboard.png", tmp_path), full_page=True)
 
     page.select_option("#by", "model")  # the picker: the same window stacked by model keeps its total
@@ -183,6 +208,8 @@ def test_a_read_only_key_sees_the_keys_but_cannot_create_them(seeded: Seeded, br
     page = browser.new_page(viewport=WIDE)
     sign_in(page, seeded.server.root_url, seeded.read_key)
     assert "ops-viewer" in page.get_by_test_id("keys-list").inner_text()
+    creator = page.get_by_test_id("keys-list").locator("tr", has_text="creator-key").inner_text()
+    assert "$3.0000" in creator and "$10.0000" in creator and "30.0% used" in creator  # its spend this day
     assert page.get_by_test_id("key-create-form").count() == 0
     assert page.locator("form[action$='/revoke']").count() == 0
     store = ledger(seeded.env)
