@@ -57,6 +57,11 @@ def test_a_key_chooses_only_among_its_models_and_a_read_key_cannot_start(
     assert "local:gemma-3-270m" in page.text and "openai:gpt-4o-mini" not in page.text
     refused = client.post("/studio/runs", headers=_auth(narrow), json=FORM)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "model_not_allowed"
+    remote = make_key(env, team="shop", models=["openai:gpt-4o-mini"]).secret  # no speech model, not the defaults
+    assert client.get("/studio", headers={"authorization": f"Bearer {remote}"}).status_code == 200
+    empty = client.post("/studio/runs", headers=_auth(remote), json={**FORM, "text_model": "", "speech_model": ""})
+    assert empty.status_code == 403  # an empty choice is the server's default, which this key may not use either
+    assert "'local:gemma-3-270m' as the text model" in empty.json()["error"]["message"]
     read = make_key(env, team="shop", role="read").secret
     assert client.post("/studio/runs", headers=_auth(read), json=FORM).status_code == 403
     assert client.get("/studio", headers={"authorization": f"Bearer {read}"}).status_code == 403

@@ -106,16 +106,24 @@ class Studio:
         return Choices(offered("text", settings.text_model), speech, voices)
 
     def request_of(self, fields: dict[str, Any], key: VirtualKey, choices: Choices) -> VideoRequest:
-        """The video a form asks for, checked: a one-line 400 says what to fix."""
+        """The video a form asks for, checked: a one-line 400 says what to fix, a model the key may not use (the
+        server's default included, when the form leaves one empty) a 403."""
         unknown = sorted(set(fields) - set(FORM_FIELDS))
         if unknown:
             raise BadBody(f"unknown field {unknown[0]!r}; the form has {', '.join(FORM_FIELDS)}", unknown[0])
-        for name, offered in (("text_model", choices.text_models), ("speech_model", choices.speech_models)):
-            if fields.get(name) not in (None, "", *offered):
-                raise ApiError(403, f"this key may not use {fields[name]!r} as the {name.replace('_', ' ')}; "
+        values = {k: v for k, v in fields.items() if v not in (None, "")}
+        settings = self.server.settings
+        for name, offered, default in (("text_model", choices.text_models, settings.text_model),
+                                       ("speech_model", choices.speech_models, settings.speech_model)):
+            values[name] = values.get(name) or default
+            if values[name] not in offered:
+                raise ApiError(403, f"this key may not use {values[name]!r} as the {name.replace('_', ' ')}; "
                                     f"choose one of {', '.join(offered) or 'none'}", "permission_error",
                                "model_not_allowed", name)
-        values = {k: v for k, v in fields.items() if v not in (None, "")}
+        if settings.image_model and not self.server.allowed(key, settings.image_model):
+            raise ApiError(403, f"this key may not use the server's image model {settings.image_model!r} "
+                                "(CONTENTMILL_IMAGE_MODEL): ask an operator to allow it", "permission_error",
+                           "model_not_allowed", "image_model")
         for name in ("seconds", "resolution"):
             if isinstance(values.get(name), str) and values[name].isdigit():
                 values[name] = int(values[name])
@@ -130,9 +138,9 @@ class Studio:
         """A run as the page shows it; its files as this server's media paths."""
         request = {k: v for k, v in run.request.items() if k in FORM_FIELDS or k == "scene_edits"}
         files = run.files or {}
-        media = {name: media_path(key) for name, key in files.items() if isinstance(key, str)}
+        media: dict[str, Any] = {name: media_path(key) for name, key in files.items() if isinstance(key, str)}
         if files.get("audio"):
-            media["audio"] = [media_path(key) for key in files["audio"]]  # type: ignore[assignment]
+            media["audio"] = [media_path(key) for key in files["audio"]]
         return {"id": run.id, "state": run.shown_state, "topic": run.topic, "title": run.title,
                 "created_at": run.created_at.isoformat(), "steps": run.steps, "cost_usd": run.cost_usd,
                 "saved_usd": run.saved_usd, "duration_s": run.duration_s, "error": run.error, "request": request,
@@ -212,7 +220,7 @@ def install(web: Web) -> None:
         recent = await studio.recent(key)
         settings = web.server.settings
         return web.render(request, viewer, "studio.html", choices=choices,
-                          runs=[studio.view(run) for run in recent], default_voice=_first_voice(choices),
+                          runs=[studio.view(run) for run in recent], first_voices=_first_voices(choices),
                           defaults={"text_model": settings.text_model, "speech_model": settings.speech_model})
 
     async def voice(request: Request, viewer: Viewer | None) -> Answer:
@@ -273,6 +281,6 @@ def install(web: Web) -> None:
     web.add("GET", "/media", media, roles=ANYONE_SIGNED_IN, prefix=True)
 
 
-def _first_voice(choices: Choices) -> str:
-    voices = choices.voices.get(choices.speech_models[0], ()) if choices.speech_models else ()
-    return voices[0] if voices else "default"
+def _first_voices(choices: Choices) -> tuple[str, ...]:
+    """The voices of the speech model the form shows first (the page's script refills them on a change)."""
+    return choices.voices.get(choices.speech_models[0], ()) if choices.speech_models else ()
