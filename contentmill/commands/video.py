@@ -364,12 +364,14 @@ def _copy_out(settings: Settings, result: VideoResult, out: Path) -> VideoResult
             store.save_as(f"{result.folder}audio/scene-{n:02d}.wav", out / "audio" / f"scene-{n:02d}.wav")
             for n in range(1, len(result.audio) + 1)
         ]
+        thumbnail = store.save_as(f"{result.folder}thumbnail.jpg", out / "thumbnail.jpg") if result.thumbnail else None
     except (ContentmillError, OSError) as exc:
         fail(f"could not copy the video's files into {out}: {exc}")
     finally:
         store.close()
     return result.model_copy(
-        update={"video": str(video), "srt": str(srt), "script": str(script), "audio": tuple(map(str, audio))}
+        update={"video": str(video), "srt": str(srt), "script": str(script), "audio": tuple(map(str, audio)),
+                "thumbnail": str(thumbnail) if thumbnail else None}
     )
 
 
@@ -397,5 +399,7 @@ def _summary(console: Console, result: VideoResult) -> None:
     saved = f" (reusing stored results saved ${result.saved_usd:,.6f})" if result.saved_usd else ""
     console.print(f"[bold]total cost ${result.cost_usd:,.6f}[/bold]{saved}")
     console.print(f"video     {result.video}\nsubtitles {result.srt}\nscript    {result.script}")
+    if result.thumbnail:
+        console.print(f"thumbnail {result.thumbnail}")
     if result.flow_run_id:
         console.print(f"[dim]flow run  {result.flow_run_id}[/dim]")

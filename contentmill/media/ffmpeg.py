@@ -66,6 +66,14 @@ def run_ffmpeg(
     return done
 
 
+def frame_jpeg(video: Path, out: Path, at_s: float, *, width: int = 720, timeout_s: float = 60.0) -> Path:
+    """The frame of ``video`` at ``at_s`` seconds as a JPEG at most ``width`` pixels wide: a thumbnail."""
+    args = ["-v", "error", "-y", "-ss", f"{max(0.0, at_s):.3f}", "-i", str(video), "-frames:v", "1",
+            "-vf", f"scale='min({width},iw)':-2", "-q:v", "3", str(out)]
+    run_ffmpeg(args, purpose=f"taking a thumbnail of {video.name}", timeout_s=timeout_s)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Stream:
     """One stream as ffmpeg describes it; fields that do not apply to its kind are None."""

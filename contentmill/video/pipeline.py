@@ -52,6 +52,7 @@ class VideoResult(BaseModel):
     entity: str | None = None  # the video in the knowledge graph (None when it could not be recorded)
     similar_to: dict[str, Any] | None = None  # asked topic, the earlier topic served instead, similarity, video id
     draft: bool = False  # the script was written by the small local model from the topic alone: check its facts
+    thumbnail: str | None = None  # a JPEG of the first scene (None for a folder published before thumbnails)
 
     def as_json(self) -> dict[str, Any]:
         data = self.model_dump(mode="json", exclude={"steps"})
@@ -85,6 +86,7 @@ def summarize(
         language=request.language,
         video=published.video,
         srt=published.srt,
+        thumbnail=published.thumbnail,
         script=published.script,
         audio=published.audio,
         folder=published.folder,

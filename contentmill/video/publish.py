@@ -1,6 +1,7 @@
 """The publish step: the finished video with its script, subtitles and narration, in one folder of the store.
 
-``videos/<topic>-<id>/`` holds video.mp4, subtitles.srt, script.json, audio/scene-NN.wav and manifest.json,
+``videos/<topic>-<id>/`` holds video.mp4, thumbnail.jpg (a frame of the first scene, its title over its picture),
+subtitles.srt, script.json, audio/scene-NN.wav and manifest.json,
 copied from the steps' stored results (hard links on a local disk, server-side copies on S3). The folder's id
 is the render's address, so publishing the same video twice finds it in place; the manifest, written last,
 marks the folder complete.
@@ -10,12 +11,15 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 import time
 import unicodedata
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from contentmill.media.ffmpeg import frame_jpeg
 from contentmill.media.text import has_cjk
 from contentmill.storage import ObjectStore
 from contentmill.video.narration import NarrationResult
@@ -40,6 +44,7 @@ class Published(BaseModel):
     audio: tuple[str, ...]
     manifest: str
     report: StepReport
+    thumbnail: str | None = None  # None in a folder published before thumbnails were made
 
 
 def slug(topic: str) -> str:
@@ -72,6 +77,7 @@ def _manifest(
             "subtitles": "subtitles.srt",
             "script": "script.json",
             "audio": [f"audio/scene-{n:02d}.wav" for n in range(1, len(narration.clips) + 1)],
+            "thumbnail": "thumbnail.jpg",
         },
         "duration_s": render.duration_s,
         "narration_s": narration.duration_s,
@@ -80,6 +86,14 @@ def _manifest(
         "made_with": {report.step: report.model for report in reports if report.model},
         "cost_usd": round(sum(report.made_cost_usd for report in reports), 10),
     }
+
+
+def _thumbnail(store: ObjectStore, video_key: str, key: str, at_s: float) -> None:
+    """A JPEG of the video's frame at ``at_s``, stored under ``key``."""
+    with tempfile.TemporaryDirectory(prefix="contentmill-thumbnail-") as scratch:
+        folder = Path(scratch)
+        video = store.fetch(video_key, folder)
+        store.put_file(key, frame_jpeg(video, folder / "thumbnail.jpg", at_s), "image/jpeg")
 
 
 def publish_step(
@@ -104,6 +118,7 @@ def publish_step(
         for clip, target in zip(narration.clips, audio, strict=True):
             store.copy(clip.key, target)
         store.copy(render.key, f"{folder}video.mp4")
+        _thumbnail(store, render.key, f"{folder}thumbnail.jpg", narration.clips[0].duration_s / 2)
         reports = [script.report, narration.report, subtitles.report, render.report]
         store.put_json(manifest_key, _manifest(request, script, narration, render, reports))
     report = StepReport(step="publish", cached=cached, seconds=round(time.perf_counter() - started, 4))
@@ -116,6 +131,7 @@ def publish_step(
         audio=tuple(store.url(key) for key in audio),
         manifest=store.url(manifest_key),
         report=report,
+        thumbnail=store.url(f"{folder}thumbnail.jpg") if store.exists(f"{folder}thumbnail.jpg") else None,
     )
     announce(StepEvent("publish", "done", folder, report))
     return published

@@ -75,6 +75,7 @@ def recall(store: ObjectStore, settings: Settings, request: VideoRequest) -> Vid
         "video": store.url(f"{folder}video.mp4"),  # presigned URLs are made anew, as they expire
         "srt": store.url(f"{folder}subtitles.srt"),
         "script": store.url(f"{folder}script.json"),
+        "thumbnail": store.url(f"{folder}thumbnail.jpg") if earlier.thumbnail else None,
         "audio": tuple(store.url(f"{folder}audio/scene-{n:02d}.wav") for n in range(1, len(earlier.audio) + 1)),
         "store": store.location,
         "flow_run_id": None,

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from contentmill.catalog import load_catalog
 from contentmill.errors import InvalidRequest
@@ -147,6 +148,10 @@ def test_script_only_writes_a_file_to_edit_and_script_makes_the_video_of_the_edi
     assert result["steps"]["script"]["calls"] == 0 and _text_rows() == text_rows  # no text model call
     assert openai_upstream.stats()["by_model"]["tts-1"]["requests"] == 2
     assert json.loads(Path(result["script"]).read_text(encoding="utf-8"))["scenes"][1]["narration"] == SCENES[1]
+    with Image.open(result["thumbnail"]) as thumbnail:  # the first scene's frame, its title over its picture
+        assert thumbnail.format == "JPEG" and thumbnail.size == (480, 854)
+        darkest, lightest = thumbnail.convert("L").getextrema()
+        assert lightest - darkest > 100  # a picture, not a blank frame
 
     # the same command again answers from the store before any Prefect API is started (none is reachable here)
     offline = {**env, "PREFECT_API_URL": "http://127.0.0.1:9/api"}
@@ -155,5 +160,6 @@ def test_script_only_writes_a_file_to_edit_and_script_makes_the_video_of_the_edi
     assert again.returncode == 0, again.stderr
     rerun = json.loads(again.stdout)
     assert rerun["flow_run_id"] is None and rerun["video"] == result["video"] and rerun["cost_usd"] == 0
+    assert rerun["thumbnail"] == result["thumbnail"]
     assert all(step["cached"] for step in rerun["steps"].values())
     assert openai_upstream.stats()["by_model"]["tts-1"]["requests"] == 2
