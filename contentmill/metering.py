@@ -109,7 +109,8 @@ def usage_figures(block: Any) -> str:
         text = json.dumps(block, separators=(",", ":"), default=repr)
     except ValueError:  # a circular structure: only hand-built data, never decoded JSON
         text = repr(block)
-    text = "".join(c if c.isprintable() else "?" for c in text)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else "?" for c in text)
     return text if len(text) <= MAX_FIGURES_CHARS else text[: MAX_FIGURES_CHARS - 3] + "..."
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -23,6 +24,7 @@ from pydantic import SecretStr
 from contentmill.catalog import builtin_catalog
 from contentmill.errors import BudgetExceeded, ProviderUnavailable, RateLimited, UnpricedModel
 from contentmill.gateway import Gateway
+from contentmill.gateway.admission_redis import RedisAdmission
 from contentmill.ledger import Budget, LedgerStore, settings_url
 from contentmill.providers.base import SpeechRequest, TextRequest
 from contentmill.settings import Settings, load_settings
@@ -105,6 +107,39 @@ async def test_a_hard_budget_refuses_before_it_is_passed(upstream: Callable[...,
         with pytest.raises(BudgetExceeded):
             await gateway.generate(TextRequest.chat("one more", max_tokens=60), model="openai:gpt-4o-mini",
                                    tags={"team": "shop"})
+
+
+async def test_answers_given_before_settling_never_pass_a_budget_and_are_settled_by_close(
+        upstream: Callable[..., Any], tmp_path: Path, redis_prefix: str) -> None:
+    """The server's gateway answers before it settles: the reservation holds what was reserved meanwhile, so 40
+    concurrent callers still stay inside the budget, and closing leaves no reservation open."""
+    server = upstream()
+    settings = settings_for(server.base_url, tmp_path)
+    limit = 0.0003
+    with ledger(settings) as store:
+        store.set_budget(Budget(scope_key="team", scope_value="shop", period="day", limit_usd=limit))
+    admission = RedisAdmission.from_url(REDIS_URL, prefix=redis_prefix + "adm:")
+
+    async def one(gateway: Gateway, i: int) -> float | None:
+        try:
+            gen = await gateway.generate(TextRequest.chat(f"tagline {i}", max_tokens=40), model="openai:gpt-4o-mini",
+                                         tags={"team": "shop"})
+        except BudgetExceeded:
+            return None
+        return gen.cost_usd
+
+    try:
+        async with Gateway(settings, admission=admission, settle_in_background=True) as gateway:
+            costs = await asyncio.gather(*(one(gateway, i) for i in range(40)))
+        paid = [c for c in costs if c is not None]
+        assert paid and len(paid) < len(costs)
+        assert await admission.orphans(time.time() + 10**7) == []  # every reservation was settled at close
+    finally:
+        await admission.aclose()
+    with ledger(settings) as store:
+        charged = store.spent("team", "shop", datetime.now(UTC) - timedelta(days=1))
+        assert len([r for r in store.calls() if r.outcome == "ok"]) == len(paid) == server.stats()["requests"]
+    assert 0 < charged <= limit and charged == pytest.approx(sum(paid))
 
 
 async def test_an_unpriced_model_is_refused_recorded_and_alerted(upstream: Callable[..., Any],

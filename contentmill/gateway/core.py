@@ -239,7 +239,11 @@ class Gateway:
         policy: Policy | None = None,
         alerts: AlertEngine | None = None,
         health: Health | None = None,
+        settle_in_background: bool = False,
     ) -> None:
+        """``settle_in_background``: a call's answer goes back to its caller before its reservation is settled
+        (the server sends it on at once); the reservation holds what was reserved until then, and ``aclose``
+        waits for every settlement. By default a call returns settled."""
         self.settings = settings or get_settings()
         s = self.settings
         self.catalog = catalog or load_catalog(s.catalog_file)
@@ -276,6 +280,8 @@ class Gateway:
         self._unsettled: list[tuple[Reservation, list[float]]] = []  # settlements the store could not take yet
         self._settling = asyncio.Lock()
         self._sweeping = asyncio.Lock()
+        self._settle_in_background = settle_in_background
+        self._settlements: set[asyncio.Task[None]] = set()
 
     # -- models ---------------------------------------------------------------------------------------------
 
@@ -641,9 +647,21 @@ class Gateway:
         started = time.perf_counter()
         result, attempts = await self._invoke(call, invoke, started)
         billed = bill(call.info, call.estimate, call.ceiling, result.usage, _reported(result))
-        await self._settle(call, billed.usage, billed.cost_usd)
+        if self._settle_in_background:
+            task = asyncio.get_running_loop().create_task(self._settle(call, billed.usage, billed.cost_usd))
+            self._settlements.add(task)
+            task.add_done_callback(self._settled)
+        else:
+            await self._settle(call, billed.usage, billed.cost_usd)
         self.health.succeeded(call.info.name)
         return result, billed, attempts, started
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        """A settlement made in the background has ended; one that failed is said (its reservation stays held
+        until swept, charged as reserved, so no budget is passed)."""
+        self._settlements.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("settling a paid call failed: %r", task.exception())
 
     async def _open(self, call: _Call, wait_s: float | None) -> None:
         """Claim every limit that applies and reserve them at once; a refusal is recorded and raised."""
@@ -816,6 +834,8 @@ class Gateway:
         return records
 
     async def aclose(self) -> None:
+        if self._settlements:
+            await asyncio.wait(set(self._settlements))
         await self._settle_waiting()
         if self._unsettled:
             log.error("%d paid call(s) could not be settled with the limits' store before closing: their "

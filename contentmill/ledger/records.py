@@ -119,8 +119,14 @@ def check_tags(tags: Mapping[str, str]) -> dict[str, str]:
 
 @lru_cache(maxsize=4096)
 def _checked_pairs(items: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
-    """The same few tag sets recur on every call of a job: check each set once."""
-    return tuple(_check_tags(items).items())
+    """The same few tag sets recur on every call of a job: check each set once, and within a new set each pair
+    seen before once (a set that differs by a request id checks only that pair)."""
+    return tuple(pair for item in items for pair in _checked_pair(item))
+
+
+@lru_cache(maxsize=4096)
+def _checked_pair(item: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(_check_tags((item,)).items())
 
 
 def _check_tags(pairs: Iterable[tuple[Any, Any]]) -> dict[str, str]:

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -56,6 +58,12 @@ from contentmill.server.web import Web
 from contentmill.settings import Settings, get_settings
 
 log = logging.getLogger("contentmill.server")
+
+# A server process hands the GIL between threads (the ledger's writer, the router's, to_thread work) every
+# SWITCH_INTERVAL_S instead of Python's 5 ms: a batch written to the ledger then delays the requests in flight by
+# at most that (docs/benchmarks.md, "Server").
+SWITCH_INTERVAL_S = 0.0005
+
 REQUEST_TAG = "request"
 SERVED = ("text", "speech", "embedding", "image")  # the modalities the server has routes for
 RESERVED_TAGS = frozenset({"team", "project", "user", KEY_TAG, ROUTE_TAG, REQUEST_TAG})
@@ -70,8 +78,11 @@ def _error_answer(error: ApiError, request_id: str) -> Answer:
 class Server:
     """The application state of one server process; ``app`` is the ASGI callable."""
 
-    def __init__(self, settings: Settings | None = None, gateway: Gateway | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, gateway: Gateway | None = None,
+                 own_process: bool = False) -> None:
+        """``own_process``: the process serves only this app (``contentmill serve``), which may tune it."""
         self.settings = settings or get_settings()
+        self.own_process = own_process
         self._given_gateway = gateway
         self.gateway: Gateway | None = gateway
         self.keys: KeyStore | None = None
@@ -102,7 +113,7 @@ class Server:
 
     async def startup(self) -> None:
         if self.gateway is None:
-            self.gateway = Gateway(self.settings)
+            self.gateway = Gateway(self.settings, settle_in_background=True)  # answers go out before settling
         self.gateway.store.migrate()
         self.keys = KeyStore(self.gateway.store)
         self.router = Router.for_gateway(self.gateway, load_routing_config(self.settings.routing_file))
@@ -172,6 +183,8 @@ class Server:
                 except ContentmillError as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                if self.own_process:
+                    tune_process()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.shutdown()
@@ -525,9 +538,18 @@ def _not_allowed(model: str) -> ApiError:
                     "permission_error", "model_not_allowed", "model")
 
 
+def tune_process() -> None:
+    """Once the app is built: the GIL handed between threads at SWITCH_INTERVAL_S, and everything made so far
+    (modules, catalog, settings) frozen out of the garbage collector's sweeps, so a full collection no longer walks
+    the whole import graph in the middle of a request."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None) -> Callable[[Scope_, Receive, Send], Awaitable[None]]:
     """The ASGI application (a factory, for uvicorn's ``--factory``)."""
-    server = Server(settings)
+    server = Server(settings, own_process=True)
 
     async def app(scope: Scope_, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

@@ -4,11 +4,13 @@ The socket is bound here, before any worker starts, so ``--port 0`` works and ev
 ``ready http://HOST:PORT/v1`` is printed once ``/healthz`` answers through that socket. Several workers share
 limits and budgets through the data directory's admission file, or Redis when configured (which they also share
 the cache through; without it each worker has its own memory tier over the shared local directory).
-Workers run uvicorn on uvloop and httptools where installed (docs/benchmarks.md says why).
+Workers run uvicorn on uvloop and httptools where installed (docs/benchmarks.md says why), each response sent
+in one piece (server/wire.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import shutil
@@ -62,11 +64,20 @@ def _announce_when_ready(url: str, announce: Callable[[str], None], stop: thread
             stop.wait(0.05)
 
 
+def _http_protocol() -> type[asyncio.Protocol] | str:
+    """httptools with each response sent in one piece (server/wire.py), or h11 where httptools is missing."""
+    if importlib.util.find_spec("httptools") is None:
+        return "h11"
+    from contentmill.server.wire import CoalescingHttpToolsProtocol
+
+    return CoalescingHttpToolsProtocol
+
+
 def config(sock: socket.socket, workers: int) -> uvicorn.Config:
     return uvicorn.Config(
         APP, factory=True, workers=workers, log_level="warning", access_log=False, server_header=False,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        http=_http_protocol(),
         lifespan="on", timeout_graceful_shutdown=10, backlog=2048,
     )
 
