@@ -130,6 +130,10 @@ def _speech_row(request: VideoRequest, catalog: Catalog, script: Script | None,
 
 def _visuals_row(request: VideoRequest, catalog: Catalog, script: Script | None,
                  store: ObjectStore | None) -> EstimateRow:
+    if request.footage:  # searched on Pexels for every scene, before any image model
+        calls = len(script.scenes) if script is not None else prompts.scene_count(request.seconds)
+        return EstimateRow(step="visuals", model="pexels", calls=calls, usage=f"{calls} searches", cost_usd=0,
+                           up_to_usd=0, note="stock footage: free with a Pexels API key")
     if not request.image_model:
         return EstimateRow(step="visuals", model="offline:icons", calls=0, usage="-", cost_usd=0, up_to_usd=0,
                            note="an illustration per scene, made on this machine")

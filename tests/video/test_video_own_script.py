@@ -89,6 +89,8 @@ def test_the_estimate_prices_the_prompt_and_the_script_from_the_catalog(data_dir
     pictured = estimate_video(asked.model_copy(update={"image_model": "openai:gpt-image-1"}), catalog).rows[2]
     assert pictured.calls == prompts.scene_count(30)
     assert pictured.cost_usd == pytest.approx(catalog.cost("openai:gpt-image-1", Usage(images=pictured.calls)))
+    footage = estimate_video(asked.model_copy(update={"footage": True, "own_script": OWN}), catalog).rows[2]
+    assert (footage.model, footage.calls, footage.cost_usd) == ("pexels", 3, 0)  # a search per scene, free
 
     own = estimate_video(asked.model_copy(update={"own_script": OWN}), catalog)
     assert own.rows[0].cost_usd == 0 and own.rows[0].calls == 0
