@@ -1,7 +1,7 @@
 """The studio in a real Chromium against ``contentmill serve`` with the embedded engines (Gemma 3 270M writes, espeak-ng
-speaks, $0): a creator signs in, types a topic, starts, reloads the page mid-run and finds the run going on, and
-watches the finished video play in the page; the page fits a phone's width. The screenshot is docs/img/studio.png
-(CONTENTMILL_DOCS_SCREENSHOTS=1 refreshes it)."""
+speaks, $0): a creator signs in, hears a voice's sample, types a topic, starts, reloads the page mid-run and finds
+the run going on, and watches the finished video play in the page; the page fits a phone's width. The screenshot
+is docs/img/studio.png (DOCS_SCREENSHOTS=1 refreshes it)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,9 @@ def test_a_studio_run_from_topic_to_a_playing_video(
         sign_in(page, server.root_url, key.secret, "/studio")
         expect(page.get_by_test_id("text-model-select")).to_have_value("local:gemma-3-270m")
         expect(page.get_by_test_id("speech-model-select")).to_have_value("local:espeak-ng")
+        page.get_by_test_id("voice-select").select_option("en-us+f3")
+        page.get_by_test_id("voice-sample").click()  # the sample is spoken by the chosen voice and loads in the page
+        page.wait_for_function("() => document.getElementById('voice-audio').duration > 1", timeout=30_000)
         page.get_by_test_id("topic-input").fill("octopuses")
         page.get_by_test_id("seconds-input").fill("10")
         page.get_by_test_id("orientation-select").select_option("landscape")
