@@ -15,7 +15,7 @@ import shlex
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Literal, cast
 
 import typer
 from rich.console import Console
@@ -40,6 +40,11 @@ PREFECT_DEFAULTS: dict[str, Any] = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": False,
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": 90,
 }
+Preset = Literal["douyin", "tiktok", "shorts", "bilibili"]
+_PHONE = {"orientation": "vertical", "resolution": 1080, "fps": 30}
+# Douyin, TikTok and YouTube Shorts play 9:16 at 1080x1920; Bilibili's player is 16:9 at 1920x1080.
+PRESETS: dict[str, dict[str, Any]] = {"douyin": _PHONE, "tiktok": _PHONE, "shorts": _PHONE,
+                                      "bilibili": {"orientation": "landscape", "resolution": 1080, "fps": 30}}
 _QUIET_LEVELS = ("WARNING", "ERROR", "CRITICAL")
 _PREFECT_LOGGERS = ("prefect", "uvicorn", "fastapi")
 
@@ -58,6 +63,11 @@ def video(
         Orientation, typer.Option(help="vertical (9:16) or landscape (16:9).")
     ] = "vertical",
     resolution: Annotated[Resolution, typer.Option(help="Short side in pixels: 480, 720 or 1080.")] = 1080,
+    preset: Annotated[
+        Preset | None,
+        typer.Option(help="A platform's format, in place of --orientation and --resolution: douyin, tiktok, "
+                     "shorts (1080x1920) or bilibili (1920x1080), 30 fps."),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Also copy video, subtitles, script and audio here.")
     ] = None,
@@ -117,6 +127,7 @@ def video(
         "footage": footage,
         "own_script": _read_text(script_file, "--script"),
         "source": _read_text(source_file, "--source"),
+        **(PRESETS[preset] if preset else {}),
     }
     if script_file is not None and (source_file is not None or script_only):
         fail("--script narrates your script as written: it goes with neither --source nor --script-only")

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from contentmill.commands.video import PRESETS
 from contentmill.errors import InvalidRequest
 from contentmill.video.publish import slug
 from contentmill.video.request import VideoRequest
@@ -51,3 +52,10 @@ def test_folders_of_chinese_topics_are_named_in_pinyin() -> None:
     assert slug("手冲咖啡") == "shou-chong-ka-fei"
     assert slug("大熊猫 Pandas!") == "da-xiong-mao-pandas"
     assert slug("How bees dance") == "how-bees-dance" and slug("🐙") == "video"
+
+
+@pytest.mark.parametrize(("preset", "size"), [("douyin", (1080, 1920)), ("tiktok", (1080, 1920)),
+                                              ("shorts", (1080, 1920)), ("bilibili", (1920, 1080))])
+def test_a_platform_preset_gives_the_platforms_frame(preset: str, size: tuple[int, int]) -> None:
+    request = VideoRequest.checked(topic="octopuses", **PRESETS[preset])
+    assert request.size == size and request.fps == 30
