@@ -75,7 +75,8 @@ def test_a_voice_sample_is_spoken_by_the_chosen_model(client: httpx.Client, env:
     assert client.get("/studio/voice", params={"model": "openai:gpt-4o-mini"}, headers=_auth(key)).status_code == 403
 
 
-def test_the_keys_own_budget_holds_every_call_of_its_studio_runs(client: httpx.Client, env: dict[str, str]) -> None:
+def test_the_keys_own_budget_holds_every_call_of_its_studio_runs_and_a_teammate_keeps_to_its_models(
+        client: httpx.Client, env: dict[str, str]) -> None:
     key = make_key(env, team="shop", budget_usd=0.00001).secret  # less than a script's reservation
     started = client.post("/studio/runs", headers=_auth(key), json=FORM)
     assert started.status_code == 201
@@ -83,6 +84,9 @@ def test_the_keys_own_budget_holds_every_call_of_its_studio_runs(client: httpx.C
     assert run["state"] == "failed" and "budget" in run["error"].lower(), run["error"]
     assert next(s for s in run["steps"] if s["step"] == "script")["state"] == "failed"
     assert run["cost_usd"] == 0
+    teammate = make_key(env, team="shop", models=["local:gemma-3-270m", "local:espeak-ng"]).secret
+    again = client.post(f"/studio/runs/{run['id']}/again", headers=_auth(teammate), json={})
+    assert again.status_code == 403 and "'openai:gpt-4o-mini'" in again.json()["error"]["message"]
 
 
 @pytest.mark.slow

@@ -111,19 +111,7 @@ class Studio:
         unknown = sorted(set(fields) - set(FORM_FIELDS))
         if unknown:
             raise BadBody(f"unknown field {unknown[0]!r}; the form has {', '.join(FORM_FIELDS)}", unknown[0])
-        values = {k: v for k, v in fields.items() if v not in (None, "")}
-        settings = self.server.settings
-        for name, offered, default in (("text_model", choices.text_models, settings.text_model),
-                                       ("speech_model", choices.speech_models, settings.speech_model)):
-            values[name] = values.get(name) or default
-            if values[name] not in offered:
-                raise ApiError(403, f"this key may not use {values[name]!r} as the {name.replace('_', ' ')}; "
-                                    f"choose one of {', '.join(offered) or 'none'}", "permission_error",
-                               "model_not_allowed", name)
-        if settings.image_model and not self.server.allowed(key, settings.image_model):
-            raise ApiError(403, f"this key may not use the server's image model {settings.image_model!r} "
-                                "(CONTENTMILL_IMAGE_MODEL): ask an operator to allow it", "permission_error",
-                           "model_not_allowed", "image_model")
+        values = self.allowed_models({k: v for k, v in fields.items() if v not in (None, "")}, key, choices)
         for name in ("seconds", "resolution"):
             if isinstance(values.get(name), str) and values[name].isdigit():
                 values[name] = int(values[name])
@@ -131,6 +119,24 @@ class Studio:
             return VideoRequest.checked(**values, tags={**key.tags(), "job": JOB_TAG})
         except InvalidRequest as exc:
             raise BadBody(str(exc)) from None
+
+    def allowed_models(self, values: dict[str, Any], key: VirtualKey, choices: Choices) -> dict[str, Any]:
+        """``values`` with the text and speech models filled in (an empty one is the server's default), or a 403
+        for a model the key may not use, the server's image model (CONTENTMILL_IMAGE_MODEL) included."""
+        settings = self.server.settings
+        values = dict(values)
+        for name, offered, default in (("text_model", choices.text_models, settings.text_model),
+                                       ("speech_model", choices.speech_models, settings.speech_model)):
+            values[name] = values.get(name) or default
+            if values[name] not in offered:
+                raise ApiError(403, f"this key may not use {values[name]!r} as the {name.replace('_', ' ')}; "
+                                    f"choose one of {', '.join(offered) or 'none'}", "permission_error",
+                               "model_not_allowed", name)
+        image = values.get("image_model") or settings.image_model
+        if image and not self.server.allowed(key, image):
+            raise ApiError(403, f"this key may not use the image model {image!r} (CONTENTMILL_IMAGE_MODEL): ask an "
+                                "operator to allow it", "permission_error", "model_not_allowed", "image_model")
+        return values
 
     # -- pages and answers -----------------------------------------------------------------------------------
 
@@ -173,8 +179,11 @@ class Studio:
 
     async def again(self, run: StudioRun, key: VirtualKey, edits: dict[str, Any] | None = None) -> StudioRun:
         """The same video asked again, with new narration for some scenes: what is stored is reused, so only what
-        changed (or what an interrupted run had not finished) is paid for."""
-        asked = {**run.request, "tags": {**key.tags(), "job": JOB_TAG}}
+        changed (or what an interrupted run had not finished) is paid for. The key asking must be allowed the
+        run's models (a teammate's key may be allowed fewer), and the run must have ended."""
+        if run.shown_state in ("queued", "running", "paused"):
+            raise BadBody("this run is still going: wait for it to end, or follow it", "run")
+        asked = self.allowed_models({**run.request, "tags": {**key.tags(), "job": JOB_TAG}}, key, self.choices(key))
         if edits:
             asked["scene_edits"] = {**(asked.get("scene_edits") or {}), **edits}
         try:
@@ -218,10 +227,8 @@ def install(web: Web) -> None:
         key = _key(viewer)
         choices = studio.choices(key)
         recent = await studio.recent(key)
-        settings = web.server.settings
         return web.render(request, viewer, "studio.html", choices=choices,
-                          runs=[studio.view(run) for run in recent], first_voices=_first_voices(choices),
-                          defaults={"text_model": settings.text_model, "speech_model": settings.speech_model})
+                          runs=[studio.view(run) for run in recent], first_voices=_first_voices(choices))
 
     async def voice(request: Request, viewer: Viewer | None) -> Answer:
         key = _key(viewer)
