@@ -14,6 +14,7 @@ import asyncio
 import email.utils
 import mimetypes
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,9 @@ OWNER_CACHE_S = 60.0  # how long a team's right to see a folder is remembered
 TYPES = {".mp4": "video/mp4", ".srt": "application/x-subrip", ".json": "application/json", ".wav": "audio/wav"}
 
 
+_RANGE = re.compile(r"bytes=(?P<first>[0-9]*)-(?P<last>[0-9]*)", re.IGNORECASE)
+
+
 class Unsatisfiable(Exception):
     """A range that starts past the end of the file."""
 
@@ -38,26 +42,19 @@ class Unsatisfiable(Exception):
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """The first and last byte (inclusive) of ``Range: bytes=...``; None serves the whole file: no header, a header
     that does not parse or several ranges (RFC 9110 lets a server ignore those). Raises Unsatisfiable."""
-    if not header:
+    found = _RANGE.fullmatch(header.strip()) if header else None
+    if found is None or not (found["first"] or found["last"]):
         return None
-    unit, _, spec = header.strip().partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()) \
-            or (last and not last.isdigit()):
-        return None
-    if not first:  # bytes=-N: the last N bytes
-        if int(last) == 0:
+    if not found["first"]:  # bytes=-N: the last N bytes
+        if int(found["last"]) == 0 or size == 0:
             raise Unsatisfiable
-        return max(0, size - int(last)), size - 1
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if last and int(last) < start:
+        return max(0, size - int(found["last"])), size - 1
+    start = int(found["first"])
+    if found["last"] and int(found["last"]) < start:
         return None
     if start >= size:
         raise Unsatisfiable
-    return start, end
+    return start, min(int(found["last"]), size - 1) if found["last"] else size - 1
 
 
 def media_type(key: str) -> str:
