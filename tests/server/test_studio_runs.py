@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from server_helpers import UPSTREAM_KEY, calls, ledger, make_key, server_env
 
 from contentmill.ledger.schema import studio_runs
@@ -180,3 +181,27 @@ def test_an_unreachable_prefect_deployment_is_a_503_that_says_what_to_check(
     message = refused.json()["error"]["message"]
     assert "creator-video/creator-video" in message and "PREFECT_API_URL" in message and "\n" not in message
     assert calls(env, at_least=0, settle_s=0) == []  # nothing was called, nothing paid
+
+
+@pytest.mark.slow
+def test_a_server_stopped_mid_run_marks_the_run_interrupted_at_once(
+        serve: Callable[..., Served], upstream: Callable[..., Upstream], tmp_path: Path) -> None:
+    slow_speech = upstream("--model-profile", "tts-1=2500:1", api_key=[UPSTREAM_KEY], rpm=100_000, tpm=100_000_000)
+    env = server_env(slow_speech.base_url, tmp_path / "data")
+    server = serve(env)
+    key = make_key(env, team="shop").secret
+    with httpx.Client(base_url=server.root_url, timeout=30) as client:
+        run_id = client.post("/studio/runs", headers=_auth(key), json=FORM).json()["id"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            run = client.get(f"/studio/runs/{run_id}", headers=_auth(key)).json()
+            if run["state"] == "running":
+                break
+            time.sleep(0.2)
+    server.stop()  # SIGTERM: a graceful stop
+    store = ledger(env)
+    try:
+        (row,) = store.rows(sa.select(studio_runs).where(studio_runs.c.id == run_id), "read the run")
+    finally:
+        store.close()
+    assert row["state"] == "interrupted" and "start it again" in row["error"]

@@ -71,12 +71,6 @@ class StudioRunner:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def close(self) -> None:
-        """Stop the runs of this process (the server is stopping): each is marked interrupted."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
     async def _run(self, run: StudioRun, request: VideoRequest, limits: CallLimits) -> None:
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[StepEvent | None] = asyncio.Queue()
@@ -113,7 +107,7 @@ class StudioRunner:
                 self.runs.update, run.id, state="done", steps=steps, cost_usd=result.cost_usd,
                 saved_usd=result.saved_usd, title=result.title, folder=result.folder,
                 files=published_files(result.folder, len(result.audio)), duration_s=result.duration_s)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the server stopping: its event loop cancels what still runs
             self._ended(run.id, drained(events, steps), "interrupted", INTERRUPTED)
             raise
         except ContentmillError as exc:
