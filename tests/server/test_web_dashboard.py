@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from server_helpers import ADMIN_KEY, ledger, make_key, server_env
+from server_helpers import ADMIN_KEY, UPSTREAM_KEY, ledger, make_key, server_env
 from web_browser import PHONE, WIDE, chromium, screenshot_path, sign_in
 
 from contentmill.knowledge_graph.store import GraphStore
@@ -268,3 +271,33 @@ def test_a_bad_window_is_a_one_line_400_that_says_what_to_fix(seeded: Seeded) ->
             answer = client.get(f"/?{query}")
             assert answer.status_code == 400, query
             assert words in answer.text and "Traceback" not in answer.text
+
+
+def test_a_budget_shows_what_a_call_in_flight_holds(serve: Any, upstream: Any, tmp_path: Path) -> None:
+    slow = upstream(api_key=[UPSTREAM_KEY], latency_ms=3000)
+    env = server_env(slow.base_url, tmp_path / "data")
+    store = ledger(env)
+    try:
+        store.set_budget(Budget("team", "shop", "day", 5.0))
+    finally:
+        store.close()
+    key = make_key(env, team="shop")
+    server = serve(env)
+
+    def reserved(client: httpx.Client) -> float:
+        found = re.search(r'data-testid="budget-reserved">\$([0-9.,]+)<', client.get("/").text)
+        assert found is not None
+        return float(found.group(1).replace(",", ""))
+
+    body = {"model": "gpt-4o-mini", "max_tokens": 400, "messages": [{"role": "user", "content": "A mug tagline"}]}
+    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+    with httpx.Client(base_url=server.root_url, timeout=30, headers=admin) as client, ThreadPoolExecutor(1) as pool:
+        assert reserved(client) == 0.0
+        call = pool.submit(httpx.post, server.base_url + "/chat/completions", json=body, timeout=30,
+                           headers={"authorization": f"Bearer {key.secret}"})
+        held, deadline = 0.0, time.monotonic() + 10
+        while held == 0.0 and time.monotonic() < deadline and not call.done():
+            held = reserved(client)
+        assert held > 0.0  # the call's reservation, while the upstream takes its 3 s
+        assert call.result().status_code == 200
+        assert reserved(client) == 0.0

@@ -188,18 +188,19 @@ def forecasts(store: LedgerStore, now: datetime) -> list[tuple[Budget, Forecast]
 
 
 async def budget_views(found: Sequence[tuple[Budget, Forecast]], admission: Admission | None) -> list[BudgetView]:
-    """Each budget with what the admission holds for calls in flight in its scope right now."""
-    views = []
+    """Each budget with what the admission holds for calls in flight in its scope right now (one read of the
+    admission for all of them; a wildcard budget such as ``team=*`` has no one scope to ask about)."""
     now = time.time()
-    for budget, forecast in found:
-        reserved = None
-        if admission is not None and (budget.scope_value != "*" or budget.scope_key == "all"):
-            try:
-                claim = Policy.budget_claim(budget, f"{budget.scope_key}={budget.scope_value}", 0.0, now)
-                reserved = (await admission.levels([claim]))[0][1]
-            except ContentmillError:
-                reserved = None
-        views.append(BudgetView(budget, forecast, reserved))
+    asked = [i for i, (budget, _) in enumerate(found) if budget.scope_value != "*" or budget.scope_key == "all"]
+    reserved: dict[int, float] = {}
+    if admission is not None and asked:
+        claims = [Policy.budget_claim(found[i][0], f"{found[i][0].scope_key}={found[i][0].scope_value}", 0.0, now)
+                  for i in asked]
+        try:
+            reserved = {i: level[1] for i, level in zip(asked, await admission.levels(claims), strict=True)}
+        except ContentmillError:
+            reserved = {}
+    views = [BudgetView(budget, forecast, reserved.get(i)) for i, (budget, forecast) in enumerate(found)]
     views.sort(key=lambda v: -v.used_share)
     return views
 
