@@ -23,6 +23,7 @@ from contentmill.errors import EngineError
 from contentmill.media.ffmpeg import MediaInfo, probe, run_ffmpeg
 from contentmill.media.fonts import Font, find_font
 from contentmill.media.layout import VERTICAL, Layout
+from contentmill.media.loudness import loudness_chain
 from contentmill.media.subtitles import Cue, build_cues, to_srt
 
 DEFAULT_FPS = 30
@@ -226,7 +227,9 @@ def _arguments(
     audio_labels = "".join(f"[{len(shown) + index}:a]" for index in range(len(scenes)))
     graph.append(f"{video_labels}concat=n={len(shown)}:v=1:a=0[joined]")
     graph.append(f"[joined]{subtitle_filter or 'null'}[video]")
-    graph.append(f"{audio_labels}concat=n={len(scenes)}:v=0:a=1,aresample={_AUDIO_RATE}[audio]")
+    loud = loudness_chain([scene.audio for scene in scenes])  # -14 LUFS, peaks under -1.5 dBFS (loudness.py)
+    graph.append(f"{audio_labels}concat=n={len(scenes)}:v=0:a=1,{loud + ',' if loud else ''}"
+                 f"aresample={_AUDIO_RATE}[audio]")
     encode = [
         "-map", "[video]", "-map", "[audio]",
         "-c:v", "libx264", "-preset", "veryfast", "-tune", "stillimage", "-crf", "20",

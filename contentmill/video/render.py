@@ -26,7 +26,7 @@ from contentmill.video.timing import SubtitlesResult
 from contentmill.video.visuals import VisualsResult
 from contentmill.video.writing import ScriptResult
 
-RENDER_VERSION = 1
+RENDER_VERSION = 2  # 2: narration at -14 LUFS
 
 
 class RenderResult(BaseModel):
