@@ -1,12 +1,13 @@
 """The dashboard's page load over a ledger of 100k calls, against the same spend aggregation run as a bare SQL query.
 
 A ledger (SQLite in a temporary data dir, or ``--database-url`` for PostgreSQL, whose tables are emptied first) is
-filled with ROWS calls over 30 days by 8 teams, 24 projects, 6 models and 4 cache outcomes, 5 budgets, 40 alerts
-and 2,000 routing decisions; ``contentmill serve`` then answers ``GET /`` with the admin key. Rounds alternate: each
-page (three windows and groupings) is fetched over HTTP, and its spend aggregation (the report's GROUP BY of tag x
-bucket, the page's largest query) is run bare through the database driver (sqlite3 / psycopg, no SQLAlchemy). Figures
-(one JSON line each): p50/p90 of the page and of the bare query, their ratio, the page's bytes, and the same query
-through ``contentmill.ledger.report`` (the page's code path without HTTP and rendering).
+filled with ROWS calls over 30 days, written in time order as the gateway writes them, by 8 teams, 24 projects,
+6 models and 4 cache outcomes, with 5 budgets, 40 alerts and 2,000 routing decisions; ``contentmill serve`` then
+answers ``GET /`` with the admin key. Rounds alternate: each page (three windows and groupings) is fetched over HTTP,
+and its spend aggregation (the report's GROUP BY of tag x cache status x bucket, the page's largest query) is run
+bare through the database driver (sqlite3 / psycopg, no SQLAlchemy). Figures (one JSON line each): p50/p90 of the
+page and of the bare query, their ratio, the page's bytes, and the same query through ``contentmill.ledger.report``
+(the page's code path without HTTP and rendering).
 Usage: ``python bench/dashboard.py [--rows 100000] [--rounds 15] [--database-url URL]``.
 """
 
@@ -52,9 +53,11 @@ def emit(**fields: object) -> None:
 
 
 def seed(store: LedgerStore, rows: int, now: datetime) -> None:
+    """Calls written in time order, as the gateway appends them."""
     rng = random.Random(13)
+    moments = sorted(now - timedelta(seconds=rng.randint(1, 30 * 86400)) for _ in range(rows))
     batch: list[CallRecord] = []
-    for i in range(rows):
+    for i, ts in enumerate(moments):
         team = rng.choice(TEAMS)
         cached = rng.choice(CACHE)
         outcome = "cached" if cached.startswith("hit") else rng.choice(["ok"] * 30 + ["error", "refused"])
@@ -65,7 +68,7 @@ def seed(store: LedgerStore, rows: int, now: datetime) -> None:
             usage=Usage(input_tokens=rng.randint(50, 3000), output_tokens=rng.randint(20, 800)),
             cost_usd=0.0 if outcome in ("cached", "refused") else round(rng.uniform(0.0001, 0.02), 7),
             saved_usd=round(rng.uniform(0.0001, 0.02), 7) if outcome == "cached" else 0.0, outcome=outcome,
-            cache_status=cached, tags=tags, ts=now - timedelta(seconds=rng.randint(1, 30 * 86400))))
+            cache_status=cached, tags=tags, ts=ts))
         if len(batch) == 5000 or i == rows - 1:
             store.write_calls(batch)
             batch = []
