@@ -6,6 +6,7 @@ and revokes keys here (``POST /keys``, ``POST /keys/<id>/revoke``). docs/web.md 
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ class Dashboard:
     def __init__(self, web: Web) -> None:
         self.web = web
         self._graph: Any = None  # the knowledge graph's store, opened on first use (None: there is none)
+        self._graph_lock = threading.Lock()
         web.templates.filters.update(usd=usd, amount=amount, pct=lambda v: "-" if v is None else f"{100 * v:.1f}%")
         web.templates.globals["colour"] = colour
 
@@ -53,8 +55,9 @@ class Dashboard:
         if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
             return None
         try:
-            if self._graph is None:
-                self._graph = GraphStore(url)
+            with self._graph_lock:  # two pages loading at once open it once
+                if self._graph is None:
+                    self._graph = GraphStore(url)
             savings: dict[str, Any] = self._graph.reuse_savings(window.since, window.until)
             return savings
         except ContentmillError:

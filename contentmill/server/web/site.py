@@ -364,7 +364,7 @@ def _same_origin(request: Request) -> None:
     origin = request.header(b"origin")
     if origin is None:  # not sent by older browsers nor by scripts
         return
-    host = request.header(b"host") or ""
-    if origin.partition("://")[2] != host:
+    host = request.header(b"x-forwarded-host") or request.header(b"host") or ""  # a proxy may rewrite Host
+    if origin.partition("://")[2] != host.partition(",")[0].strip():
         raise ApiError(403, "this form was sent from another site; open the page on this server and send it again",
                        "permission_error", "cross_site_form")
