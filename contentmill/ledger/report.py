@@ -15,12 +15,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.expression import FunctionElement
-from sqlalchemy.sql.visitors import InternalTraversal
 
 from contentmill.errors import LedgerError
 from contentmill.ledger.records import TAG_KEY, as_utc
-from contentmill.ledger.schema import BUCKETS, bucket_start, calls
+from contentmill.ledger.schema import BUCKETS, InlinedWord, bucket_start, calls
 from contentmill.ledger.store import LedgerStore
 
 COLUMN_DIMENSIONS = ("api_type", "model", "provider", "outcome", "cache_status", "error_type")
@@ -81,31 +79,28 @@ class Report:
         }
 
 
-class tag_value(FunctionElement[str]):  # noqa: N801 - a SQL function, named like one
+class tag_value(InlinedWord):  # noqa: N801 - a SQL function, named like one
     """A call's value of one tag, read from the call's own ``tags`` document (NULL when it has none): the same
     values ``call_tags`` holds, without a join per call, so grouping by a tag costs about what grouping by a
     column does."""
 
     type = sa.String()
     inherit_cache = True
-    # The tag name changes the SQL (it is inlined, so SELECT and GROUP BY render the same expression).
-    _traverse_internals = FunctionElement._traverse_internals + [("key", InternalTraversal.dp_string)]
 
     def __init__(self, column: sa.ColumnElement[Any], key: str) -> None:
         if not TAG_KEY.match(key):
             raise LedgerError(f"{key!r} is not a tag name")
-        self.key = key
-        super().__init__(column)
+        super().__init__(column, key)
 
 
 @compiles(tag_value, "postgresql")
 def _tag_value_pg(element: tag_value, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"({compiler.process(element.clauses, **kw)} ->> '{element.key}')"
+    return f"({compiler.process(element.clauses, **kw)} ->> '{element.word}')"
 
 
 @compiles(tag_value, "sqlite")
 def _tag_value_sqlite(element: tag_value, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"json_extract({compiler.process(element.clauses, **kw)}, '$.\"{element.key}\"')"
+    return f"json_extract({compiler.process(element.clauses, **kw)}, '$.\"{element.word}\"')"
 
 
 def check_dimension(name: str) -> str:

@@ -226,28 +226,38 @@ schema_version = sa.Table(
 BUCKETS = ("hour", "day")
 
 
-class bucket_start(FunctionElement[datetime]):  # noqa: N801 - a SQL function, named like one
+class InlinedWord(FunctionElement[Any]):
+    """A SQL function of a column and one word written into its SQL rather than bound, so SELECT and GROUP BY render
+    the same expression; subclasses check the word (a closed set or a strict pattern) and it is part of the
+    statement cache key."""
+
+    inherit_cache = True
+    _traverse_internals = FunctionElement._traverse_internals + [("word", InternalTraversal.dp_string)]
+
+    def __init__(self, column: ColumnElement[Any], word: str) -> None:
+        self.word = word
+        super().__init__(column)
+
+
+class bucket_start(InlinedWord):  # noqa: N801 - a SQL function, named like one
     """The UTC hour or day an instant falls in, computed by the database so grouping happens there."""
 
     type = UTCDateTime()
     inherit_cache = True
-    # The unit changes the SQL, so it is part of the statement cache key.
-    _traverse_internals = FunctionElement._traverse_internals + [("unit", InternalTraversal.dp_string)]
 
     def __init__(self, column: ColumnElement[Any], unit: str) -> None:
         if unit not in BUCKETS:
             raise ValueError(f"bucket must be one of {', '.join(BUCKETS)} (got {unit!r})")
-        self.unit = unit
-        super().__init__(column)
+        super().__init__(column, unit)
 
 
 @compiles(bucket_start, "postgresql")
 def _bucket_pg(element: bucket_start, compiler: SQLCompiler, **kw: Any) -> str:
     # The unit is inlined (it is one of BUCKETS) so SELECT and GROUP BY render the same expression.
-    return f"date_trunc('{element.unit}', {compiler.process(element.clauses, **kw)}, 'UTC')"
+    return f"date_trunc('{element.word}', {compiler.process(element.clauses, **kw)}, 'UTC')"
 
 
 @compiles(bucket_start, "sqlite")
 def _bucket_sqlite(element: bucket_start, compiler: SQLCompiler, **kw: Any) -> str:
-    pattern = "%Y-%m-%d %H:00:00" if element.unit == "hour" else "%Y-%m-%d 00:00:00"
+    pattern = "%Y-%m-%d %H:00:00" if element.word == "hour" else "%Y-%m-%d 00:00:00"
     return f"strftime('{pattern}', {compiler.process(element.clauses, **kw)})"
