@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from contentmill.errors import MalformedResponse
 from contentmill.gateway import Gateway, Generation
+from contentmill.media.text import is_cjk
 from contentmill.providers.base import EmbeddingRequest, Message, TextRequest
 from contentmill.storage import ObjectStore
 from contentmill.video import prompts
@@ -135,6 +136,17 @@ async def _as_json(request: VideoRequest, gateway: Gateway, written: list[Genera
     raise UnusableText(problem)
 
 
+def elsewhere_zh(sentence: str, topic: str) -> str | None:
+    """A Chinese sentence about an example's topic (蜜蜂, 火山, 互联网) with not one character of the topic: the
+    base model followed its examples. (MiniLM reads English only, so this is the Chinese off-topic check.)"""
+    if any(char in sentence for char in topic if is_cjk(char)):
+        return None
+    for example in prompts.EXAMPLE_TOPICS["zh"]:
+        if example in sentence:
+            return f"it is about {example} instead of {topic}"
+    return None
+
+
 @dataclass(slots=True)
 class _SceneWriter:
     """Writes scenes one sentence at a time, each checked against junk and everything said before it."""
@@ -189,8 +201,9 @@ class _SceneWriter:
                 log.info("scene %r attempt %d from %s is longer than the time left", angle.prompt, attempt + 1,
                          self.request.text)
                 continue
-            if self.base and self.request.language == "en":
-                off = await self.meaning_problem(sentence)
+            if self.base:
+                off = (await self.meaning_problem(sentence) if self.request.language == "en"
+                       else elsewhere_zh(sentence, self.request.topic))
                 if off:
                     log.info("scene %r attempt %d from %s asked again: %s", angle.prompt, attempt + 1,
                              self.request.text, off)

@@ -266,3 +266,20 @@ async def test_a_base_model_sentence_off_the_topic_or_repeated_is_asked_again_an
     assert [scene.on_screen_text for scene in written.script.scenes] == [
         "Octopuses have three hearts", "A giant Pacific octopus", "Their brains wrap around the throat"
     ]
+
+
+async def test_a_chinese_base_model_sentence_about_an_examples_topic_is_asked_again(tmp_path: Path) -> None:
+    answers = iter(["互联网起源于二十世纪六十年代末的一个科研网络。", "手冲咖啡要用九十度左右的热水慢慢注入。",
+                    "咖啡豆最好在冲泡前现磨，香气更足。", "滤纸先用热水冲湿，可以去掉纸味。"])
+
+    def answer(request: TextRequest) -> str:
+        return next(answers)
+
+    model = FakeTextModel("local:gemma-3-270m", responses=answer)
+    request = VideoRequest(topic="手冲咖啡", language="zh", seconds=10, text_model=model.name,
+                           speech_model="fake:speech")
+    async with _gateway(model, tmp_path) as gateway:
+        written = await write_script(request, gateway)
+    narrations = [scene.narration for scene in written.script.scenes]
+    assert not any("互联网" in narration for narration in narrations) and len(model.calls) == 4
+    assert narrations[0] == "手冲咖啡要用九十度左右的热水慢慢注入。"
