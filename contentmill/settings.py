@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     text_model: str = "local:gemma-3-270m"
     speech_model: str = "local:espeak-ng"
     image_model: str | None = None  # each creator-video scene's picture; unset: an offline illustration
+    pexels_api_key: SecretStr | None = None  # stock footage by search for creator videos (--footage)
+    pexels_base_url: str = "https://api.pexels.com"  # or any Pexels-compatible API (the fake upstream's /pexels)
     catalog_file: Path | None = None
     routing_file: Path | None = None  # tiers, matrix weights, degradation policy (TOML or YAML; see routing.config)
     # Your prompt template folders, searched after the packaged ones (os.pathsep-separated or a JSON list).

@@ -13,11 +13,15 @@ from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
 
+import yaml
 from PIL import Image, ImageDraw, ImageFont
 
 from contentmill.errors import EngineError
 
 RGB = tuple[int, int, int]
+# Icons of letters, digits, signs and interface glyphs say nothing about a scene: never an illustration.
+UNPICTORIAL = frozenset({"alphabet", "numbers", "punctuation-symbols", "text-formatting", "spinners", "toggle",
+                         "arrows", "editing"})
 ATTRIBUTION = "Icons: Font Awesome Free (fontawesome.com), CC BY 4.0"
 
 
@@ -27,6 +31,7 @@ class Icon:
     label: str
     codepoint: int
     terms: tuple[str, ...]
+    pictorial: bool = True  # False for letters, digits, currency signs and interface glyphs
 
     @property
     def description(self) -> str:
@@ -54,13 +59,26 @@ def icon_set() -> tuple[Icon, ...]:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise EngineError(f"cannot read the icon set's metadata {path} ({exc}): reinstall fontawesomefree") from None
+    glyphs = _unpictorial()
     icons = []
     for name, entry in raw.items():
         if "solid" not in entry.get("free", ()):
             continue
         terms = tuple(str(t) for t in (entry.get("search") or {}).get("terms") or ())
-        icons.append(Icon(name, str(entry.get("label") or name), int(entry["unicode"], 16), terms))
+        pictorial = name not in glyphs and not name.endswith("-sign") and len(str(entry.get("label") or "")) > 1
+        icons.append(Icon(name, str(entry.get("label") or name), int(entry["unicode"], 16), terms, pictorial))
     return tuple(icons)
+
+
+def _unpictorial() -> frozenset[str]:
+    """The icons of the UNPICTORIAL categories (``metadata/categories.yml``)."""
+    path = _root() / "metadata" / "categories.yml"
+    try:
+        categories = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise EngineError(f"cannot read the icon set's categories {path} ({exc}): reinstall fontawesomefree") from None
+    return frozenset(name for category, entry in categories.items() if category in UNPICTORIAL
+                     for name in (entry or {}).get("icons") or ())
 
 
 @lru_cache(maxsize=8)

@@ -7,6 +7,10 @@ the font sit in a scratch directory that ffmpeg runs in, so no user path needs f
 
 Slides are decoded once and repeated in memory (``loop``); slide boundaries fall on the frame nearest to
 the cumulative audio time, so the picture never drifts from the voice by more than half a frame.
+
+With ``motion`` each slide drifts slowly up or down (scaled once by ``PAN_ZOOM``, then a moving crop: no
+per-frame rescale) and each scene dissolves into the next (``xfade``, ``CROSSFADE_S``): a scene is held on for
+the dissolve's length, so the next still starts at its narration's first frame and the total length is unchanged.
 """
 
 from __future__ import annotations
@@ -32,21 +36,32 @@ _AUDIO_MISMATCH_S = 0.02  # a scene's stated duration against its WAV
 _AUDIO_RATE = 48_000
 _SMALLEST_SUBTITLE = 0.6  # subtitles shrink to fit the widest line down to this share of their size
 _UNSAFE_IN_STYLE = str.maketrans("", "", ",'\\:;[]=")
+PAN_ZOOM = 1.05  # a moving slide is this much larger than the frame; the crop travels over the difference
+CROSSFADE_S = 0.3
+STILL_X264 = ("-preset", "veryfast", "-tune", "stillimage")
+# Moving slides make every frame count, and veryfast's motion search then costs twice a still render: the fastest
+# preset with CABAC and deblocking back on keeps the render at or under a still one's time (bench/render.py), at
+# about four times the bytes (1.3 Mbit/s at 1080x1920).
+MOTION_X264 = ("-preset", "ultrafast", "-x264-params", "cabac=1:deblock=0,0")
 
 
 @dataclass(frozen=True, slots=True)
 class Scene:
-    """A slide, its narration audio (WAV), what the narration says, and the audio's measured length."""
+    """A slide, its narration audio (WAV), what the narration says, and the audio's measured length. With
+    ``footage`` (a video file) the slide is an RGBA overlay laid over the footage, looped to the scene's length."""
 
     slide: Path
     audio: Path
     narration: str
     duration_s: float
+    footage: Path | None = None
 
     @classmethod
-    def from_files(cls, slide: str | Path, audio: str | Path, narration: str = "") -> Scene:
+    def from_files(cls, slide: str | Path, audio: str | Path, narration: str = "",
+                   footage: str | Path | None = None) -> Scene:
         """A scene whose duration is measured from its WAV, the one source of timing for video and SRT."""
-        return cls(Path(slide), Path(audio), narration, audio_duration(audio))
+        return cls(Path(slide), Path(audio), narration, audio_duration(audio),
+                   Path(footage) if footage is not None else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +94,12 @@ def render_video(
     font: Font | None = None,
     subtitles: bool = True,
     timeout_s: float | None = None,
+    motion: bool = False,
 ) -> RenderedVideo:
     """Render ``scenes`` back to back into an H.264/AAC MP4 at ``out_path`` (written whole or not at all).
 
     ``font`` draws the subtitles (default: one that covers the narration, see :func:`find_font`).
-    ``timeout_s`` defaults to a minute plus 20 s per second of video.
+    ``timeout_s`` defaults to a minute plus 20 s per second of video. ``motion``: slow pans and dissolves.
     """
     layout = _check_arguments(scenes, size, fps)
     total = _check_scenes(scenes)
@@ -99,7 +115,7 @@ def render_video(
         with tempfile.TemporaryDirectory(prefix="contentmill-render-") as scratch:
             work = Path(scratch)
             style = _prepare_subtitles(work, cues, chosen, layout) if chosen else None
-            args = _arguments(scenes, _frame_counts(scenes, fps), layout, fps, style, partial)
+            args = _arguments(scenes, _frame_counts(scenes, fps), layout, fps, style, partial, motion)
             run_ffmpeg(args, purpose=f"rendering the video {target.name}", timeout_s=limit, cwd=work)
         info = _verified(partial, layout, total)
         os.replace(partial, target)
@@ -208,36 +224,79 @@ def _arguments(
     fps: int,
     subtitle_filter: str | None,
     output: Path,
+    motion: bool = False,
 ) -> list[str]:
     """ffmpeg's arguments: slide and audio inputs, the filtergraph, H.264/AAC encoding into ``output``."""
     shown = [(scene, count) for scene, count in zip(scenes, frames, strict=True) if count > 0]
+    clips: dict[int, int] = {}  # shown scene -> the input number of its footage
+    slide_input: dict[int, int] = {}
+    number = 0
+    for index, (scene, _) in enumerate(shown):
+        slide_input[index] = number
+        number += 1
+        if scene.footage is not None:
+            clips[index] = number
+            number += 1
     inputs: list[str] = []
     for scene, _ in shown:
         inputs += ["-f", "image2", "-pattern_type", "none", "-i", str(scene.slide.resolve())]
+        if scene.footage is not None:
+            inputs += ["-stream_loop", "-1", "-i", str(scene.footage.resolve())]
     for scene in scenes:
         inputs += ["-f", "wav", "-i", str(scene.audio.resolve())]
     width, height = layout.width, layout.height
-    graph = [
-        f"[{index}:v]scale={width}:{height}:force_original_aspect_ratio=decrease,"
-        f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuv420p,"
-        f"loop=loop={count - 1}:size=1:start=0,setpts=N/({fps}*TB)[v{index}]"
-        for index, (_, count) in enumerate(shown)
-    ]
-    video_labels = "".join(f"[v{index}]" for index in range(len(shown)))
-    audio_labels = "".join(f"[{len(shown) + index}:a]" for index in range(len(scenes)))
-    graph.append(f"{video_labels}concat=n={len(shown)}:v=1:a=0[joined]")
+    fade = round(CROSSFADE_S * fps) if motion and len(shown) > 1 else 0
+    timebase = f",settb=1/{fps}" if fade else ""  # xfade joins only streams of one time base
+    graph = []
+    for index, (_, count) in enumerate(shown):
+        held = count + (fade if index < len(shown) - 1 else 0)  # on through the dissolve into the next
+        slide = slide_input[index]
+        if index in clips:  # the footage covers the frame, looped and cut to the scene; the slide lies over it
+            graph.append(f"[{clips[index]}:v]scale={width}:{height}:force_original_aspect_ratio=increase,"
+                         f"crop={width}:{height},setsar=1,fps={fps},trim=end_frame={held},"
+                         f"setpts=N/({fps}*TB),format=yuv420p[f{index}]")
+            graph.append(f"[{slide}:v]scale={width}:{height},format=rgba,loop=loop={held - 1}:size=1:start=0,"
+                         f"setpts=N/({fps}*TB)[o{index}]")
+            graph.append(f"[f{index}][o{index}]overlay=0:0:format=auto,format=yuv420p{timebase}[v{index}]")
+            continue
+        still = (f"[{slide}:v]scale={width}:{height}:force_original_aspect_ratio=decrease,"
+                 f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuv420p")
+        if motion:
+            travel = f"n/{max(held - 1, 1)}" if index % 2 == 0 else f"(1-n/{max(held - 1, 1)})"
+            still += (f",scale={_even(width * PAN_ZOOM)}:{_even(height * PAN_ZOOM)},"
+                      f"loop=loop={held - 1}:size=1:start=0,setpts=N/({fps}*TB),"
+                      f"crop={width}:{height}:(iw-ow)/2:'(ih-oh)*{travel}'{timebase}[v{index}]")
+        else:
+            still += f",loop=loop={held - 1}:size=1:start=0,setpts=N/({fps}*TB)[v{index}]"
+        graph.append(still)
+    audio_labels = "".join(f"[{number + index}:a]" for index in range(len(scenes)))
+    if fade:
+        joined, start = "v0", 0
+        for index, (_, count) in enumerate(shown[:-1]):
+            start += count
+            graph.append(f"[{joined}][v{index + 1}]xfade=transition=fade:duration={fade / fps:.6f}:"
+                         f"offset={start / fps:.6f}[x{index + 1}]")
+            joined = f"x{index + 1}"
+        graph.append(f"[{joined}]null[joined]")
+    else:
+        video_labels = "".join(f"[v{index}]" for index in range(len(shown)))
+        graph.append(f"{video_labels}concat=n={len(shown)}:v=1:a=0[joined]")
     graph.append(f"[joined]{subtitle_filter or 'null'}[video]")
     loud = loudness_chain([scene.audio for scene in scenes])  # -14 LUFS, peaks under -1.5 dBFS (loudness.py)
     graph.append(f"{audio_labels}concat=n={len(scenes)}:v=0:a=1,{loud + ',' if loud else ''}"
                  f"aresample={_AUDIO_RATE}[audio]")
     encode = [
         "-map", "[video]", "-map", "[audio]",
-        "-c:v", "libx264", "-preset", "veryfast", "-tune", "stillimage", "-crf", "20",
+        "-c:v", "libx264", *(MOTION_X264 if motion or clips else STILL_X264), "-crf", "20",
         "-pix_fmt", "yuv420p", "-r", str(fps), "-g", str(2 * fps),
         "-c:a", "aac", "-b:a", "128k", "-ac", "2",
         "-movflags", "+faststart", "-f", "mp4",
     ]  # fmt: skip
     return ["-loglevel", "error", "-y", *inputs, "-filter_complex", ";".join(graph), *encode, str(output)]
+
+
+def _even(pixels: float) -> int:
+    return round(pixels / 2) * 2
 
 
 def _verified(path: Path, layout: Layout, narration_s: float) -> MediaInfo:

@@ -82,18 +82,24 @@ def render_slide(
     font: Font | None = None,
     palette: Palette = PALETTES[0],
     picture: Image.Image | None = None,
+    overlay: bool = False,
 ) -> Image.Image:
     """The slide as an RGB image of ``size``; ``font`` defaults to one that can draw both texts. With a
-    ``picture`` the text stands at the top of the text area over it, else centred on the gradient."""
+    ``picture`` the text stands at the top of the text area over it, else centred on the gradient. An
+    ``overlay`` is RGBA: the text and the scrim on transparency, to lay over moving footage."""
     layout = Layout.for_size(size)
     chosen = font or find_font(title + " " + text)
     chosen.require(title + text)
     title = normalize(chosen.drawable(title))
     paragraphs = [normalize(chosen.drawable(part)) for part in text.splitlines()]
     paragraphs = [part for part in paragraphs if part]
-    image = _background(layout, palette) if picture is None else cover(picture, layout)
+    if overlay:
+        image = Image.new("RGBA", (layout.width, layout.height), (0, 0, 0, 0))
+        image.putalpha(_scrim(layout))
+    else:
+        image = _background(layout, palette) if picture is None else cover(picture, layout)
     title_block, body_block = _fit(title, paragraphs, layout, chosen)
-    _draw(ImageDraw.Draw(image), layout, palette, title_block, body_block, centred=picture is None)
+    _draw(ImageDraw.Draw(image), layout, palette, title_block, body_block, centred=picture is None and not overlay)
     return image
 
 
@@ -106,10 +112,11 @@ def write_slide(
     font: Font | None = None,
     palette: Palette = PALETTES[0],
     picture: Image.Image | None = None,
+    overlay: bool = False,
 ) -> Path:
     """Render a slide and write it as PNG, atomically: a reader never sees half a file."""
     target = Path(path)
-    image = render_slide(title, text, size=size, font=font, palette=palette, picture=picture)
+    image = render_slide(title, text, size=size, font=font, palette=palette, picture=picture, overlay=overlay)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(handle)
@@ -133,9 +140,13 @@ def _background(layout: Layout, palette: Palette) -> Image.Image:
 def cover(picture: Image.Image, layout: Layout) -> Image.Image:
     """``picture`` scaled to cover the frame, centred, the overflow cut, under a scrim that keeps text legible."""
     frame = ImageOps.fit(picture.convert("RGB"), (layout.width, layout.height), Image.Resampling.BICUBIC)
-    mask = Image.frombytes("L", (1, len(SCRIM)), bytes(SCRIM)).resize((layout.width, layout.height),
-                                                                     Image.Resampling.BILINEAR)
-    return Image.composite(Image.new("RGB", frame.size, (0, 0, 0)), frame, mask)
+    return Image.composite(Image.new("RGB", frame.size, (0, 0, 0)), frame, _scrim(layout))
+
+
+def _scrim(layout: Layout) -> Image.Image:
+    """How much black lies over a picture, row by row, as a mask of the frame's size."""
+    return Image.frombytes("L", (1, len(SCRIM)), bytes(SCRIM)).resize((layout.width, layout.height),
+                                                                      Image.Resampling.BILINEAR)
 
 
 def _block(lines_of: list[str], font: Font, size: int, width: int, spacing: float) -> _Block:

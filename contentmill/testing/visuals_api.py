@@ -1,27 +1,38 @@
-"""The fake upstream's pictures: OpenAI's image generations, so videos with visuals cost nothing in tests.
+"""The fake upstream's pictures and footage, so videos with visuals cost nothing in tests.
 
 ``POST /v1/images/generations`` answers each prompt with PNGs drawn by ``providers.fake.fake_png`` (the same
 prompt, the same picture; other prompts, other colours and shapes), in base64 (``b64_json``) as gpt-image
 models always answer. As OpenAI does, a gpt-image model refuses ``response_format``; a DALL-E model asked for
 ``url`` is told this server answers ``b64_json`` only. Faults, latency and the key's request bucket apply as on
 the other endpoints.
+
+``GET /pexels/videos/search`` answers like Pexels' video search (the key bare in ``Authorization``), each hit
+linking to ``GET /pexels/files/ID.mp4``: a 3-second H.264 clip of one colour drawn from the query, with a box
+of its opposite colour, so tests can tell which search a frame came from. Point ``CONTENTMILL_PEXELS_BASE_URL``
+at ``http://HOST:PORT/pexels``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import tempfile
 import time
 from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
+from contentmill.media.ffmpeg import run_ffmpeg
 from contentmill.providers.base import IMAGE_SIZE
 from contentmill.providers.fake import fake_png
 from contentmill.testing.upstream import (
     _MALFORMED_JSON,
+    ApiError,
     Exchange,
     UpstreamServer,
     _bad_request,
@@ -34,6 +45,27 @@ from contentmill.testing.upstream import (
 IMAGE_MODELS = ("gpt-image-1", "dall-e-3", "dall-e-2")
 MAX_SIDE = 4096
 PROMPT_TOKENS_PER_CHAR = 0.25  # gpt-image-1 reports token usage too; a rough count is enough for a fake
+CLIP_S = 3
+CLIP_SIZES = {"portrait": (360, 640), "landscape": (640, 360), "square": (480, 480)}
+
+
+def footage_colour(query: str) -> tuple[int, int, int]:
+    """The colour of every clip a search for ``query`` links to."""
+    digest = hashlib.sha256(query.strip().lower().encode()).digest()
+    return digest[0], digest[1], digest[2]
+
+
+@lru_cache(maxsize=32)
+def _clip(query: str, width: int, height: int) -> bytes:
+    red, green, blue = footage_colour(query)
+    box = f"drawbox=x=iw/4:y=ih/4:w=iw/2:h=ih/8:color=0x{255 - red:02x}{255 - green:02x}{255 - blue:02x}:t=fill"
+    with tempfile.TemporaryDirectory(prefix="upstream-clip-") as scratch:
+        target = Path(scratch) / "clip.mp4"
+        run_ffmpeg(["-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    f"color=c=0x{red:02x}{green:02x}{blue:02x}:s={width}x{height}:d={CLIP_S}:r=25", "-vf", box,
+                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-movflags", "+faststart",
+                    str(target)], purpose="making a fake footage clip", timeout_s=60)
+        return target.read_bytes()
 
 
 @lru_cache(maxsize=64)
@@ -61,6 +93,52 @@ class VisualsApi:
 
     def routes(self, app: web.Application, wrap: Callable[[Callable[[Exchange], Any]], Any]) -> None:
         app.router.add_post("/v1/images/generations", wrap(self._images))
+        app.router.add_get("/pexels/videos/search", wrap(self._footage_search))
+        app.router.add_get("/pexels/files/{name}", wrap(self._footage_file))
+
+    def _pexels_key(self, exchange: Exchange) -> str:
+        key = exchange.request.headers.get("Authorization", "").strip()
+        if not key:
+            raise ApiError(401, "Authorization header with your Pexels API key is required.")
+        exchange.key = key
+        return key
+
+    async def _footage_search(self, exchange: Exchange) -> web.StreamResponse:
+        key = self._pexels_key(exchange)
+        query = exchange.request.query.get("query", "").strip()
+        if not query:
+            raise _bad_request("query is required.", "query")
+        orientation = exchange.request.query.get("orientation", "landscape")
+        width, height = CLIP_SIZES.get(orientation, CLIP_SIZES["landscape"])
+        count = min(int(exchange.request.query.get("per_page", "5") or 5), 5)
+        exchange.model = "pexels-search"
+        early = await self.server._injected_failure(exchange, self.server._latency_s(exchange), _MALFORMED_JSON)
+        if early is not None:
+            return early
+        self.server.stats.served(key, "pexels-search")
+        root = f"{exchange.request.scheme}://{exchange.request.host}/pexels/files"
+        videos = []
+        for index in range(count):
+            number = int.from_bytes(hashlib.sha256(f"{query}#{index}".encode()).digest()[:3], "big")
+            link = f"{root}/{number}.mp4?" + urlencode({"q": query, "w": width, "h": height})
+            videos.append({"id": number, "width": width, "height": height, "duration": CLIP_S,
+                           "url": f"https://www.pexels.com/video/{number}/", "image": "",
+                           "video_files": [{"id": number, "quality": "sd", "file_type": "video/mp4", "width": width,
+                                            "height": height, "fps": 25, "link": link}]})
+        return web.json_response({"page": 1, "per_page": count, "total_results": count, "videos": videos})
+
+    async def _footage_file(self, exchange: Exchange) -> web.StreamResponse:
+        query = exchange.request.query.get("q", "")
+        try:
+            width, height = int(exchange.request.query["w"]), int(exchange.request.query["h"])
+        except (KeyError, ValueError):
+            raise ApiError(404, "no such file") from None
+        if not query or not (16 <= width <= 1920 and 16 <= height <= 1920):
+            raise ApiError(404, "no such file")
+        exchange.model = "pexels-file"
+        clip = await asyncio.to_thread(_clip, query, width - width % 2, height - height % 2)
+        self.server.stats.served("pexels", "pexels-file")
+        return web.Response(body=clip, content_type="video/mp4")
 
     async def _images(self, exchange: Exchange) -> web.StreamResponse:
         server = self.server

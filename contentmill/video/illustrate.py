@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from contentmill.media import PALETTES, Font, Palette
 from contentmill.media.icons import Icon, draw_icon, icon_set, icon_set_version
-from contentmill.media.text import is_cjk
+from contentmill.media.text import is_cjk, word_starts
 from contentmill.providers.sentence import SentenceEmbedder, Vector
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
@@ -68,7 +68,7 @@ def pick_icons(texts: Sequence[str], data_dir: Path, taken_names: Sequence[str] 
     icons, vectors = icon_set(), icon_vectors(data_dir)
     scores = _embedder().encode(list(texts)) @ vectors.T
     chosen: list[Icon] = []
-    taken = {index for index, icon in enumerate(icons) if icon.name in taken_names}
+    taken = {index for index, icon in enumerate(icons) if icon.name in taken_names or not icon.pictorial}
     for row in scores:
         for index in np.argsort(-row):
             if int(index) not in taken:
@@ -79,9 +79,12 @@ def pick_icons(texts: Sequence[str], data_dir: Path, taken_names: Sequence[str] 
 
 
 def keyword(narration: str, caption: str) -> str:
-    """The scene's word to set large: the caption's longest uncommon word (CJK: the caption's first four)."""
+    """The scene's word to set large: the caption's longest uncommon word (Chinese: its longest word, by jieba)."""
     if any(is_cjk(char) for char in caption):
-        return "".join(char for char in caption if is_cjk(char))[:4]
+        bounds = sorted(word_starts(caption) | {len(caption)})
+        words = [caption[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        words = [w for w in words if len(w) > 1 and all(is_cjk(char) for char in w)]
+        return max(words, key=len)[:4] if words else ""
     words = [w for w in _WORD.findall(caption) or _WORD.findall(narration) if w.lower() not in _COMMON]
     return max(words, key=len).upper() if words else ""
 

@@ -2,7 +2,8 @@
 
 The video's address covers what the picture and sound depend on: the script's text, each narration clip,
 each scene's picture, the subtitles, frame size, frame rate and the font file (path, size and modification
-time), so a new voice or font renders again while an unchanged request reuses the stored video.
+time), so a new voice or font renders again while an unchanged request reuses the stored video. Slides drift
+slowly and dissolve into each other (``MOTION``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from contentmill.video.visuals import VisualsResult
 from contentmill.video.writing import ScriptResult
 
 RENDER_VERSION = 2  # 2: narration at -14 LUFS
+MOTION = True  # slow pans and dissolves between scenes (media/render.py)
 
 
 class RenderResult(BaseModel):
@@ -71,32 +73,35 @@ def render_digest(
         "size": list(request.size),
         "fps": request.fps,
         "font": font_identity(font),
+        "motion": MOTION,
     }
     return digest("render", RENDER_VERSION, inputs)
 
 
 def _slides(script: ScriptResult, size: tuple[int, int], font: Font, folder: Path,
-            pictures: Sequence[Path | None]) -> list[Path]:
+            pictures: Sequence[tuple[Path, str] | None]) -> list[Path]:
     """The first slide carries the title over its caption; the others show their caption; each over its
-    scene's picture when it has one."""
+    scene's picture when it has one, or as an overlay for its footage."""
     paths = []
     for number, (scene, picture) in enumerate(zip(script.script.scenes, pictures, strict=True)):
         title, text = (
             (script.script.title, scene.on_screen_text) if number == 0 else (scene.on_screen_text, "")
         )
         path = folder / f"slide-{number + 1:02d}.png"
+        footage = picture is not None and picture[1] == "footage"
         with contextlib.ExitStack() as stack:
-            image = stack.enter_context(Image.open(picture)) if picture is not None else None
+            image = stack.enter_context(Image.open(picture[0])) if picture is not None and not footage else None
             paths.append(write_slide(path, title, text, size=size, font=font,
-                                     palette=PALETTES[number % len(PALETTES)], picture=image))
+                                     palette=PALETTES[number % len(PALETTES)], picture=image, overlay=footage))
     return paths
 
 
-def _pictures(visuals: VisualsResult | None, scenes: int, store: ObjectStore, folder: Path) -> list[Path | None]:
-    """Each scene's picture fetched from the store, or None for every scene when there are none."""
+def _pictures(visuals: VisualsResult | None, scenes: int, store: ObjectStore, folder: Path
+              ) -> list[tuple[Path, str] | None]:
+    """Each scene's picture or footage fetched from the store with its kind, or None for every scene."""
     if visuals is None or not visuals.visuals:
         return [None] * scenes
-    return [store.fetch(visual.key, folder / "pictures") for visual in visuals.visuals]
+    return [(store.fetch(visual.key, folder / "pictures"), visual.kind) for visual in visuals.visuals]
 
 
 def _stored(store: ObjectStore, key: str, found: str) -> RenderResult | None:
@@ -125,10 +130,12 @@ def _render(
         pictures = _pictures(visuals, len(script.script.scenes), store, folder)
         slides = _slides(script, request.size, font, folder, pictures)
         scenes = [
-            Scene.from_files(slide, store.fetch(clip.key, folder / "audio"), clip.narration)
-            for slide, clip in zip(slides, narration.clips, strict=True)
+            Scene.from_files(slide, store.fetch(clip.key, folder / "audio"), clip.narration,
+                             picture[0] if picture is not None and picture[1] == "footage" else None)
+            for slide, clip, picture in zip(slides, narration.clips, pictures, strict=True)
         ]
-        rendered = render_video(scenes, folder / "video.mp4", size=request.size, fps=request.fps, font=font)
+        rendered = render_video(scenes, folder / "video.mp4", size=request.size, fps=request.fps, font=font,
+                                motion=MOTION)
         store.put_file(key, rendered.path, "video/mp4")
     report = StepReport(step="render", model="ffmpeg", seconds=round(time.perf_counter() - started, 4))
     width, height = request.size

@@ -2,8 +2,10 @@
 
 With an image model (``--image-model``, CONTENTMILL_IMAGE_MODEL) each scene's picture is made through the gateway
 from a prompt built of the scene's narration and the video's topic: admitted, priced per image, cached and
-written to the ledger like any call. Without one, offline and free, each scene gets an illustration around the
-icon that means most nearly what it says (``illustrate.py``).
+written to the ledger like any call. With ``footage`` each scene gets a stock clip found by its caption on
+Pexels (``providers/pexels.py``: free, so no gateway call and no ledger row; the step counts its searches).
+Without either, offline and free, each scene gets an illustration around the icon that means most nearly what it
+says (``illustrate.py``).
 
 Each scene's picture is stored at its own address (prompt, model, size, quality), so a rerun after a failure
 pays only for the pictures still missing, and ``--edit-scene`` makes anew only the pictures of the scenes it
@@ -20,11 +22,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from contentmill.errors import MalformedResponse
+from contentmill.errors import ConfigError, MalformedResponse
 from contentmill.gateway import Gateway, Generation
 from contentmill.media import Font, find_font
 from contentmill.media.icons import icon_set_version
 from contentmill.providers.base import ImageRequest
+from contentmill.providers.pexels import PexelsClient
+from contentmill.settings import Settings
 from contentmill.storage import ObjectStore
 from contentmill.video.illustrate import illustration, keyword, pick_icons, scene_palette
 from contentmill.video.progress import StepEvent, announce
@@ -56,8 +60,8 @@ class Visual(BaseModel):
 
     key: str
     digest: str
-    kind: Literal["image", "icon"]
-    source: str  # the model that made it, or the icon it shows (fontawesome:NAME)
+    kind: Literal["image", "icon", "footage"]
+    source: str  # the model that made it, the icon it shows (fontawesome:NAME), or the footage's page
     prompt: str
     cost_usd: float = 0.0
 
@@ -86,10 +90,10 @@ def visual_digest(request: VideoRequest, asked: ImageRequest) -> str:
     return digest("image", VISUALS_VERSION, inputs)
 
 
-def _load(store: ObjectStore, base: str) -> Visual | None:
-    """A picture stored earlier, if both its PNG and its record (written after the PNG) are there."""
+def _load(store: ObjectStore, base: str, suffix: str = "png") -> Visual | None:
+    """A picture (or clip) stored earlier, if both its file and its record (written after it) are there."""
     record = store.get_json(f"{base}.json")
-    if not isinstance(record, dict) or not store.exists(f"{base}.png"):
+    if not isinstance(record, dict) or not store.exists(f"{base}.{suffix}"):
         return None
     try:
         return Visual.model_validate(record)
@@ -177,9 +181,59 @@ def _illustrations(request: VideoRequest, script: ScriptResult, store: ObjectSto
     return [visual for visual in found if visual is not None]
 
 
-def visuals_digest(request: VideoRequest, script: ScriptResult, font_file: Path | None = None) -> str:
+def footage_digest(request: VideoRequest, scene: ScriptScene, base_url: str) -> str:
+    inputs = {"query": scene.on_screen_text, "topic": request.topic, "orientation": request.orientation,
+              "short_side": request.resolution, "api": base_url}
+    return digest("footage", VISUALS_VERSION, inputs)
+
+
+async def _footage(request: VideoRequest, script: ScriptResult, settings: Settings, store: ObjectStore
+                   ) -> tuple[list[Visual], int]:
+    """Each scene's clip (stored ones reused, the others searched by caption, then by topic) and the number of
+    searches made; no clip twice in a video while the searches offer another."""
+    key = settings.pexels_api_key
+    if key is None or not key.get_secret_value():
+        raise ConfigError("footage needs a Pexels API key: set CONTENTMILL_PEXELS_API_KEY (free at "
+                          "https://www.pexels.com/api/), or leave --footage off for offline illustrations")
+    orientation: Literal["portrait", "landscape"] = "portrait" if request.orientation == "vertical" else "landscape"
+    client = PexelsClient(key, settings.pexels_base_url, timeout=settings.request_timeout_s)
+    visuals: list[Visual] = []
+    searches = 0
+    try:
+        for scene in script.script.scenes:
+            found = footage_digest(request, scene, settings.pexels_base_url)
+            base = f"steps/footage/{found}"
+            stored = await asyncio.to_thread(_load, store, base, "mp4")
+            if stored is not None:
+                visuals.append(stored)
+                continue
+            used = {v.source for v in visuals}
+            clip = None
+            for query in dict.fromkeys((scene.on_screen_text, request.topic)):
+                searches += 1
+                hits = await client.search(query, orientation, request.resolution)
+                clip = next((hit for hit in hits if hit.page not in used), hits[0] if hits else None)
+                if clip is not None:
+                    break
+            if clip is None:
+                raise MalformedResponse(f"no footage found for {scene.on_screen_text!r} nor {request.topic!r}",
+                                        provider="pexels")
+            visual = Visual(key=f"{base}.mp4", digest=found, kind="footage", source=clip.page, prompt=query)
+            await asyncio.to_thread(store.put, visual.key, await client.download(clip), "video/mp4")
+            await asyncio.to_thread(store.put_json, f"{base}.json", visual.model_dump(mode="json"))
+            visuals.append(visual)
+    finally:
+        await client.aclose()
+    return visuals, searches
+
+
+def visuals_digest(request: VideoRequest, script: ScriptResult, font_file: Path | None = None,
+                   footage_api: str = "") -> str:
     """The pictures of all scenes: each scene's address."""
     scenes = script.script.scenes
+    if request.footage:
+        parts = [footage_digest(request, scene, footage_api) for scene in scenes]
+        return digest("visuals", VISUALS_VERSION, {"kind": "footage", "scenes": parts})
     if request.image_model is None:
         font = _font(request, script, font_file)
         parts = [illustration_digest(request, scene, n, font) for n, scene in enumerate(scenes)]
@@ -194,23 +248,29 @@ async def visuals_step(request: VideoRequest, script: ScriptResult, gateway: Gat
     started = time.perf_counter()
     model = request.image_model
     settings = gateway.settings
-    announce(StepEvent("visuals", "start", f"pictures by {model}" if model else "offline illustrations"))
-    found = await asyncio.to_thread(visuals_digest, request, script, settings.font_file)
+    source = "footage from Pexels" if request.footage else f"pictures by {model}" if model else "illustrations"
+    announce(StepEvent("visuals", "start", source))
+    found = await asyncio.to_thread(visuals_digest, request, script, settings.font_file, settings.pexels_base_url)
     key = f"steps/visuals/{found}.json"
     stored = await asyncio.to_thread(_stored, store, key, found)
     if stored is not None:
         result = stored.model_copy(update={"report": stored.report.reused(time.perf_counter() - started)})
     else:
         made: list[Generation] = []
-        if model:
+        searches = 0
+        if request.footage:
+            visuals, searches = await _footage(request, script, settings, store)
+        elif model:
             visuals = await _pictures(request, script, gateway, store, made)
         else:
             visuals = await asyncio.to_thread(_illustrations, request, script, store, settings.data_dir,
                                               settings.font_file)
         reused = sum(v.cost_usd for v in visuals) - sum(gen.cost_usd for gen in made)
-        report = StepReport.from_generations("visuals", model or OFFLINE, made, reused_cost_usd=reused,
-                                             reused=bool(model) and len(made) < len(visuals),
+        report = StepReport.from_generations("visuals", "pexels" if request.footage else model or OFFLINE, made,
+                                             reused_cost_usd=reused, reused=bool(model) and len(made) < len(visuals),
                                              seconds=time.perf_counter() - started)
+        if searches:
+            report = report.model_copy(update={"calls": searches})
         result = VisualsResult(key=key, digest=found, visuals=tuple(visuals), report=report)
         record = {"visuals": [v.model_dump(mode="json") for v in visuals], "report": report.model_dump(mode="json")}
         await asyncio.to_thread(store.put_json, key, record)

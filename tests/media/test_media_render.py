@@ -136,6 +136,22 @@ def test_many_short_scenes_do_not_drift(tmp_path: Path, video_frames: Callable[[
     assert video_frames(rendered.path) == 31  # 3.06 s of audio, to the nearest frame (not 9 x 3 = 27)
 
 
+def test_motion_pans_each_slide_and_dissolves_into_the_next_without_changing_the_length(
+    tmp_path: Path, video_frames: Callable[[Path], int], frame_at: FrameAt
+) -> None:
+    scenes = _tone_scenes(tmp_path, [1.5, 1.5])
+    moving = render_video(scenes, tmp_path / "moving.mp4", size=(320, 568), fps=FPS, motion=True)
+    still = render_video(scenes, tmp_path / "still.mp4", size=(320, 568), fps=FPS, subtitles=False)
+    assert video_frames(moving.path) == video_frames(still.path) == 30
+    box = (0, 0, 320, 300)  # the slide's title, above the subtitles
+    early, late = frame_at(moving.path, 0.1), frame_at(moving.path, 1.3)
+    assert _difference(early, late, box) > 2  # the same slide has moved
+    first, second = frame_at(still.path, 0.5), frame_at(still.path, 2.5)
+    mixed = frame_at(moving.path, 1.6)  # in the dissolve that starts with the second narration at 1.5 s
+    assert _difference(mixed, first, box) > 1 and _difference(mixed, second, box) > 1
+    assert _difference(frame_at(moving.path, 2.9), second, box) < _difference(mixed, second, box)
+
+
 def test_a_failed_render_leaves_the_previous_file_and_no_partial_one(tmp_path: Path) -> None:
     scenes = _tone_scenes(tmp_path, [0.5, 0.5])
     broken = tmp_path / "s1.png"

@@ -128,8 +128,8 @@ async def test_an_edited_scene_is_spoken_again_and_rendered_and_the_graph_links_
     assert _requests(openai_upstream, "tts-1") == speech + 1  # one scene spoken again, the others reused
     assert edited.steps["narration"].calls == 1
     assert {name: report.cached for name, report in edited.steps.items()} == {
-        "script": True, "narration": False, "subtitles": False, "render": False, "publish": False,
-    }
+        "script": True, "narration": False, "visuals": False, "subtitles": False, "render": False, "publish": False,
+    }  # visuals: the edited scene's illustration is drawn again, the others' are reused
     assert edited.video != first.video and edited.entity == first.entity
 
     with KnowledgeGraph.open(load_settings()) as graph:

@@ -1,6 +1,7 @@
 """A picture behind every scene: made by the fake upstream's image API through the gateway, one priced ledger
-row per scene, the frames showing those pictures, and an edited scene making only its own picture again; offline,
-an illustration per scene whose frames carry far more than a plain slide's text."""
+row per scene, the frames showing those pictures, and an edited scene making only its own picture again; stock
+footage found by each scene's caption on the fake Pexels search, its frames showing that footage; offline, an
+illustration per scene whose frames carry far more than a plain slide's text."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from contentmill.providers.fake import FakeTextModel
 from contentmill.settings import load_settings
 from contentmill.storage import LocalStore
 from contentmill.testing.harness import Upstream
+from contentmill.testing.visuals_api import footage_colour
 from contentmill.video import VideoRequest, make_video
 
 pytestmark = pytest.mark.slow
@@ -93,6 +95,30 @@ async def test_an_edited_scene_makes_only_its_own_picture_again(openai_upstream:
     assert paid == len(SCENES)
     assert openai_upstream.stats()["by_model"]["gpt-image-1"]["requests"] == paid + 1
     assert edited.steps["visuals"].calls == 1
+
+
+async def test_each_scene_shows_the_footage_its_caption_found(
+    openai_upstream: Upstream, data_dir: Path, frame_at: FrameAt, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONTENTMILL_PEXELS_API_KEY", "pexels-test-key")
+    monkeypatch.setenv("CONTENTMILL_PEXELS_BASE_URL", openai_upstream.root_url + "/pexels")
+    settings = load_settings()
+    store = LocalStore(data_dir / "store")
+    model = FakeTextModel("fake:text", responses=[SCRIPT])
+    async with Gateway(settings, models={"fake:text": model}) as gateway:
+        result = await make_video(_request(footage=True), settings=settings, gateway=gateway, store=store)
+    report = result.steps["visuals"]
+    assert (report.model, report.calls, report.cost_usd) == ("pexels", len(SCENES), 0)
+    assert openai_upstream.stats()["by_model"]["pexels-search"]["requests"] == len(SCENES)
+    starts = [0.0]
+    for audio in result.audio:
+        starts.append(starts[-1] + audio_duration(audio))
+    colours = [footage_colour(scene["on_screen_text"]) for scene in SCENES]
+    for number in range(len(SCENES)):
+        frame = frame_at(Path(result.video), (starts[number] + starts[number + 1]) / 2)
+        shown = ImageStat.Stat(_band(frame)).mean
+        distances = [sum(abs(a - b) for a, b in zip(shown, colour, strict=True)) for colour in colours]
+        assert distances[number] == min(distances) and distances[number] < 90, distances  # under the scrim
 
 
 def _edge_density(image: Image.Image) -> float:
