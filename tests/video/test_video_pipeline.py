@@ -60,7 +60,7 @@ async def test_a_chinese_topic_becomes_a_video_with_chinese_subtitles(data_dir: 
 
     script = json.loads(Path(result.script).read_text(encoding="utf-8"))
     assert script["title"] == "大熊猫的一天" and script["language"] == "zh"
-    assert result.folder.startswith("videos/video-")  # a topic without Latin letters
+    assert result.folder.startswith("videos/da-xiong-mao-")  # a Chinese topic's folder in pinyin
     assert result.steps["script"].model == "fake:text" and result.steps["script"].calls == 1
     assert result.steps["narration"].model == "local:espeak-ng" and result.steps["narration"].calls == 3
 
