@@ -56,7 +56,7 @@ class SimilarVideo:
 def video_facts(request: VideoRequest) -> RequestFacts:
     """What dedupe compares: the topic's text, and as hard constraints every setting the video depends on."""
     fields = request.model_dump(include={"seconds", "style", "voice", "text_model", "speech_model", "orientation",
-                                          "resolution", "fps"})
+                                          "resolution", "fps", "image_model", "footage"})
     return RequestFacts("video", request.topic, language=request.language,
                         template=f"creator_video@{prompts.PROMPT_VERSION}", fields=fields)
 

@@ -23,6 +23,7 @@ from contentmill.storage import LocalStore
 from contentmill.testing.harness import Upstream
 from contentmill.testing.visuals_api import footage_colour
 from contentmill.video import VideoRequest, make_video
+from contentmill.video.lineage import video_facts
 
 pytestmark = pytest.mark.slow
 SCENES = [
@@ -150,3 +151,9 @@ async def test_offline_scenes_get_an_illustration_each(openai_upstream: Upstream
 def _visuals_digest(store: LocalStore) -> str:
     (record,) = store.path("steps/visuals").glob("*.json")
     return record.stem
+
+
+def test_a_similar_topic_is_served_from_an_earlier_video_only_with_the_same_visuals() -> None:
+    offline, drawn = video_facts(_request()), video_facts(_request(image_model="openai:gpt-image-1"))
+    filmed = video_facts(_request(footage=True))
+    assert len({str(facts.fields) for facts in (offline, drawn, filmed)}) == 3  # hard constraints of the dedupe
