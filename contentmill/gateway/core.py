@@ -242,8 +242,8 @@ class Gateway:
         settle_in_background: bool = False,
     ) -> None:
         """``settle_in_background``: a call's answer goes back to its caller before its reservation is settled
-        (the server sends it on at once); the reservation holds what was reserved until then, and ``aclose``
-        waits for every settlement. By default a call returns settled."""
+        and its ledger row written (the server sends it on at once); the reservation holds what was reserved
+        until then, and ``aclose`` waits for every settlement. By default a call returns settled and recorded."""
         self.settings = settings or get_settings()
         s = self.settings
         self.catalog = catalog or load_catalog(s.catalog_file)
@@ -586,10 +586,14 @@ class Gateway:
         async def produce() -> Generation:
             result, billed, attempts, started = await self._admitted_call(call, invoke, wait_s)
             gen = _generation(call, result, billed, attempts, time.perf_counter() - started)
-            self._record(billed.mark(CallRecord.from_generation(
-                gen, api_type=call.info.modality, request_hash=call.request_hash, reserved_usd=call.reserved_usd,
-                reservation_id=call.reservation.id if call.reservation else None,
-                cache_status="off" if key is None else "miss")))
+
+            def row() -> CallRecord:
+                return billed.mark(CallRecord.from_generation(
+                    gen, api_type=call.info.modality, request_hash=call.request_hash, reserved_usd=call.reserved_usd,
+                    reservation_id=call.reservation.id if call.reservation else None,
+                    cache_status="off" if key is None else "miss"))
+
+            await self._close_call(call, billed, row)
             return gen
 
         return await produce() if key is None else await self._cached(call, key, produce, codec)
@@ -642,22 +646,33 @@ class Gateway:
 
     async def _admitted_call(self, call: _Call, invoke: Callable[[], Awaitable[Result]], wait_s: float | None
                              ) -> tuple[Result, Bill, int, float]:
-        """Admit, call with retries and settle what the answer is billed: the money path of one call."""
+        """Admit and call with retries; what the answer is billed (settled by ``_close_call``)."""
         await self._open(call, wait_s)
         started = time.perf_counter()
         result, attempts = await self._invoke(call, invoke, started)
         billed = bill(call.info, call.estimate, call.ceiling, result.usage, _reported(result))
-        if self._settle_in_background:
-            task = asyncio.get_running_loop().create_task(self._settle(call, billed.usage, billed.cost_usd))
-            self._settlements.add(task)
-            task.add_done_callback(self._settled)
-        else:
-            await self._settle(call, billed.usage, billed.cost_usd)
         self.health.succeeded(call.info.name)
         return result, billed, attempts, started
 
-    def _settled(self, task: asyncio.Task[None]) -> None:
-        """A settlement made in the background has ended; one that failed is said (its reservation stays held
+    async def _close_call(self, call: _Call, billed: Bill, row: Callable[[], CallRecord]) -> None:
+        """Settle an answered call at what it is billed, then write its ledger row. With ``settle_in_background``
+        both happen after the caller has the answer; the reservation holds what was reserved until then."""
+
+        async def close() -> None:
+            try:
+                await self._settle(call, billed.usage, billed.cost_usd)
+            finally:
+                self._record(row())  # paid for: the row is written whatever became of the settlement
+
+        if not self._settle_in_background:
+            await close()
+            return
+        task = asyncio.get_running_loop().create_task(close())
+        self._settlements.add(task)
+        task.add_done_callback(self._closed)
+
+    def _closed(self, task: asyncio.Task[None]) -> None:
+        """A call closed in the background; one whose settlement failed is said (its reservation stays held
         until swept, charged as reserved, so no budget is passed)."""
         self._settlements.discard(task)
         if not task.cancelled() and task.exception() is not None:

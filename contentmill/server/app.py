@@ -170,6 +170,8 @@ class Server:
             answer = _error_answer(error, request.id)
         if answer is not None:  # None: a stream that answered for itself
             await self._send(send, answer, request.id)
+            if answer.after is not None:
+                answer.after()
             label = self.web.label(path) or _route_label(path, handler is not None)
             self.metrics.requests.labels(label, str(answer.status)).inc()
         log.debug("%s %s in %.1f ms", method, path, (time.perf_counter() - started) * 1000)
@@ -368,10 +370,16 @@ class Server:
             self._decided(decision, stream.request_id)
             await self._stream(request, stream, decision, call.include_usage, started)
             return None
-        self._decided(decision, gen.request_id)
-        self.metrics.observe(gen, time.perf_counter() - started)
-        body = completion_body(gen, f"chatcmpl-{request.id}")
-        return json_answer(200, body, self._answer_headers(request, gen, decision, gen.model))
+        elapsed = time.perf_counter() - started
+
+        def after() -> None:
+            self._decided(decision, gen.request_id)
+            self.metrics.observe(gen, elapsed)
+
+        answer = json_answer(200, completion_body(gen, f"chatcmpl-{request.id}"),
+                             self._answer_headers(request, gen, decision, gen.model))
+        answer.after = after
+        return answer
 
     def _decided(self, decision: RouteDecision | None, link: str | None = None) -> None:
         if decision is not None and self.router is not None:

@@ -64,6 +64,7 @@ class Answer:
     body: bytes
     content_type: bytes = JSON_TYPE
     headers: tuple[tuple[bytes, bytes], ...] = ()
+    after: Callable[[], None] | None = None  # bookkeeping done once the answer has been sent
 
 
 def json_answer(status: int, data: Any, headers: tuple[tuple[bytes, bytes], ...] = ()) -> Answer:
