@@ -102,9 +102,18 @@ def _script_row(request: VideoRequest, catalog: Catalog, script: Script | None) 
     answer = math.ceil(budget * TOKENS_PER_WORD[request.language]
                        + TOKENS_PER_SCENE * prompts.scene_count(request.seconds))
     cost = catalog.cost(request.text, Usage(input_tokens=prompt, output_tokens=min(answer, ask.max_tokens)))
-    # a retry resends the prompt with the first answer; the worst case then writes scene by scene
+    # a retry resends the prompt with the first answer; without a source the worst case then writes scene by
+    # scene, every scene's every attempt answering at its limit (with a source, the notes' sentences are free)
     worst = Usage(input_tokens=JSON_ATTEMPTS * prompt + ask.max_tokens, output_tokens=JSON_ATTEMPTS * ask.max_tokens)
-    up_to = catalog.cost(request.text, worst) * (1 + (0 if request.source else SCENE_ATTEMPTS / JSON_ATTEMPTS))
+    up_to = catalog.cost(request.text, worst)
+    if request.source is None:
+        angles = prompts.angles_for(request.seconds, request.language)
+        words = max(12, budget // len(angles) + 5)
+        for angle in angles:
+            scene = prompts.chat_scene_request(request.topic, angle, request.language, request.style, words)
+            tokens = _tokens(info, [{"role": m.role, "content": m.content} for m in scene.messages])
+            up_to += SCENE_ATTEMPTS * catalog.cost(request.text, Usage(input_tokens=tokens,
+                                                                        output_tokens=scene.max_tokens))
     return EstimateRow(step="script", model=request.text, calls=1, usage=f"~{prompt} in + {answer} out tokens",
                        cost_usd=round(cost, 10), up_to_usd=round(up_to, 10),
                        note="its numbers and names checked against the source" if request.source else "")
