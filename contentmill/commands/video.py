@@ -112,6 +112,8 @@ def video(
     With --edit-scene, only the edited scenes are spoken again and the video rendered again.
     """
     settings = settings_or_fail()
+    if footage and not (settings.pexels_api_key and settings.pexels_api_key.get_secret_value()):
+        fail("--footage needs a Pexels API key: set CONTENTMILL_PEXELS_API_KEY (free at https://www.pexels.com/api/)")
     fields: dict[str, Any] = {
         "topic": topic,
         "language": lang,

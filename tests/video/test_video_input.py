@@ -24,6 +24,10 @@ CLI = Path(__file__).with_name("cli_app.py")
     (("octopuses", "--edit-scene", "0=Eight arms."), "scenes are numbered from 1 (got 0)"),
     (("octopuses", "--script", "no-such-script.txt"), "--script no-such-script.txt: no such file"),
     (("octopuses", "--source", "/"), "--source /: cannot be read (Is a directory)"),
+    (("octopuses", "--footage"), "--footage needs a Pexels API key: set CONTENTMILL_PEXELS_API_KEY (free at "
+                                 "https://www.pexels.com/api/)"),
+    (("octopuses", "--image-model", "gpt-image-1"),
+     "the image model is named as provider:model, e.g. openai:gpt-4o-mini (got 'gpt-image-1')"),
 ])
 def test_the_command_says_what_to_fix_in_one_line(args: tuple[str, ...], said: str, data_dir: Path) -> None:
     done = subprocess.run([sys.executable, str(CLI), "video", *args], capture_output=True, text=True, timeout=120,
