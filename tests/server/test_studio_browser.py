@@ -1,7 +1,7 @@
 """The studio in a real Chromium against ``contentmill serve`` with the embedded engines (Gemma 3 270M writes, espeak-ng
 speaks, $0): a creator signs in, hears a voice's sample, types a topic, starts, reloads the page mid-run and finds
-the run going on, and watches the finished video play in the page; the page fits a phone's width. The screenshot
-is docs/img/studio.png (DOCS_SCREENSHOTS=1 refreshes it)."""
+the run going on, and watches the finished video play in the page; the page fits a phone's width. The screenshots
+are docs/img/studio.png and studio-phone.png (DOCS_SCREENSHOTS=1 refreshes them)."""
 
 from __future__ import annotations
 
@@ -68,3 +68,4 @@ def test_a_studio_run_from_topic_to_a_playing_video(
         page.set_viewport_size(PHONE)
         overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"the studio is {overflow} px wider than a phone's screen"
+        page.screenshot(path=str(screenshot_path("studio-phone.png", tmp_path)), full_page=True)
