@@ -52,6 +52,7 @@ ELSEWHERE = 0.35
 REPEATED = 0.85
 FILL, OVERFILL = 0.95, 1.07  # a base model's script: from this share of the spoken budget to this one
 FILL_ROUNDS = 3
+LENGTH_TOLERANCE = 0.15  # a chat model's script this far from the spoken budget is sent back once
 JSON_ATTEMPTS = 2
 SCENE_ATTEMPTS = 4
 RETRY_TEMPERATURE = 0.8
@@ -122,6 +123,10 @@ async def _as_json(request: VideoRequest, gateway: Gateway, written: list[Genera
             ungrounded = grounding_problem(script, request.source) if request.source is not None else None
             if ungrounded:
                 raise UnusableText(ungrounded)
+            if attempt < JSON_ATTEMPTS - 1:  # the last answer is taken at the length it has
+                off = length_problem(script, request)
+                if off:
+                    raise UnusableText(off)
         except UnusableText as exc:
             problem = str(exc)
             log.info("script attempt %d from %s unusable: %s", attempt + 1, request.text, problem)
@@ -145,6 +150,17 @@ def elsewhere_zh(sentence: str, topic: str) -> str | None:
         if example in sentence:
             return f"it is about {example} instead of {topic}"
     return None
+
+
+def length_problem(script: Script, request: VideoRequest) -> str | None:
+    """Why a chat model's script would not last the time asked (outside LENGTH_TOLERANCE of it), or None."""
+    budget = prompts.spoken_budget(request.seconds, request.language, request.speech_model)
+    size = sum(spoken_size(scene.narration, request.language) for scene in script.scenes)
+    if abs(size - budget) <= LENGTH_TOLERANCE * budget:
+        return None
+    unit = "characters" if request.language == "zh" else "words"
+    return (f"the narration is {size} {unit} long; {request.seconds} seconds take about {budget} {unit}: "
+            f"make it {'shorter' if size > budget else 'longer'}")
 
 
 @dataclass(slots=True)

@@ -283,3 +283,17 @@ async def test_a_chinese_base_model_sentence_about_an_examples_topic_is_asked_ag
     narrations = [scene.narration for scene in written.script.scenes]
     assert not any("互联网" in narration for narration in narrations) and len(model.calls) == 4
     assert narrations[0] == "手冲咖啡要用九十度左右的热水慢慢注入。"
+
+
+async def test_a_chat_models_script_far_from_the_length_asked_is_sent_back_once(tmp_path: Path) -> None:
+    short = json.dumps({"title": "Octopuses", "scenes": EN_SCENES})  # 23 words, where 30 s take 75
+    longer = json.dumps({"title": "Octopuses", "scenes": [
+        {"narration": " ".join([scene["narration"]] * 3), "on_screen_text": scene["on_screen_text"]}
+        for scene in EN_SCENES
+    ]})  # 69 words: the second answer is taken as it is
+    model = FakeTextModel("fake:text", responses=[short, longer])
+    request = VideoRequest(topic="octopuses", seconds=30, text_model="fake:text", speech_model="fake:speech")
+    async with _gateway(model, tmp_path) as gateway:
+        written = await write_script(request, gateway)
+    assert "23 words long; 30 seconds take about 75 words: make it longer" in model.calls[1].messages[-1].content
+    assert written.strategy == "json" and written.script.scenes[0].narration.startswith(EN_SCENES[0]["narration"])
