@@ -45,12 +45,12 @@ from contentmill.providers.base import (
     TextRequest,
     TextResult,
 )
-from contentmill.providers.transport import EVENT_STREAM, AiohttpTransport
+from contentmill.providers.transport import EVENT_STREAM, AiohttpTransport, WholeAnswer
 
 USER_AGENT = "contentmill/0.1"
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait, from retry-after-ms (OpenAI) or Retry-After (seconds; HTTP dates are ignored)."""
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         raw = headers.get(name)
@@ -113,6 +113,7 @@ class OpenAICompatClient:
         secret = api_key.get_secret_value() if api_key is not None else ""
         fingerprint = hashlib.sha256(f"{self.base_url}\0{secret}".encode()).hexdigest()[:12]
         self.account = f"{provider}-{fingerprint}"
+        self._plain_headers = headers
         self._headers = httpx.Headers(headers)
         self._stream_headers = httpx.Headers({**headers, "accept": EVENT_STREAM})
         self._urls: dict[str, httpx.URL] = {}
@@ -130,7 +131,7 @@ class OpenAICompatClient:
         assert self._client is not None
         return await self._client.send(request, stream=stream)
 
-    def _error(self, response: httpx.Response, body: bytes, model: str) -> ProviderError:
+    def _error(self, response: WholeAnswer | httpx.Response, body: bytes, model: str) -> ProviderError:
         status = response.status_code
         cls = _STATUS_ERRORS.get(status, ProviderUnavailable if status >= 500 else BadRequest)
         return cls(
@@ -147,13 +148,19 @@ class OpenAICompatClient:
             return ProviderTimeout(f"no answer within {self._timeout:g} s", provider=self.provider, model=model)
         return ProviderUnavailable(f"cannot reach {self.base_url}: {exc!r}", provider=self.provider, model=model)
 
-    async def post(self, path: str, payload: dict[str, Any], model: str) -> httpx.Response:
+    async def post(self, path: str, payload: dict[str, Any], model: str) -> WholeAnswer:
         """POST JSON; returns a 2xx response with its body read, or raises a mapped ProviderError. The timeout
         bounds the whole exchange (connect, headers and body), so a body that trickles in ends at it too."""
+        response: WholeAnswer
         try:
             async with asyncio.timeout(self._timeout):
-                response = await self._send(self._request(path, payload, self._headers))
-                await response.aread()
+                if self._transport is not None:
+                    response = await self._transport.post(self.base_url + path, orjson.dumps(payload),
+                                                          self._plain_headers, self._timeouts)
+                else:
+                    sent = await self._send(self._request(path, payload, self._headers))
+                    await sent.aread()
+                    response = sent
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, model) from exc
         except TimeoutError:
@@ -183,7 +190,7 @@ class OpenAICompatClient:
             await self._transport.aclose()
 
 
-def _parse_json(response: httpx.Response, provider: str, model: str) -> dict[str, Any]:
+def _parse_json(response: WholeAnswer, provider: str, model: str) -> dict[str, Any]:
     try:
         data = orjson.loads(response.content)
     except ValueError:

@@ -5,19 +5,46 @@ connection handling is several times faster. This transport keeps httpx's Reques
 a plain answer is read whole (one buffer, no per-chunk wrapping), and a request that accepts
 ``text/event-stream`` gets a streamed body. Bodies are handed over as sent; httpx decodes them.
 aiohttp's errors become httpx's, so callers see one family.
+
+``post`` is the same exchange without httpx's objects on either side (a ``Reply``: status, headers, body): for
+a whole JSON answer they cost about a third of the call's CPU (docs/benchmarks.md, "Server").
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 import httpx
 
+
+class WholeAnswer(Protocol):
+    """What callers read of an answer whose body has been read: an ``httpx.Response`` or a ``Reply``."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def content(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A whole answer from ``AiohttpTransport.post``; ``headers`` look names up in any case."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
 EVENT_STREAM = "text/event-stream"
 
 
-def _httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
+def _httpx_error(exc: BaseException, request: httpx.Request | None) -> httpx.TransportError:
     """The httpx exception that says the same thing as an aiohttp (or asyncio) one."""
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return httpx.ConnectTimeout(str(exc) or "connect timed out", request=request)
@@ -83,6 +110,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _httpx_error(exc, request) from exc
         return httpx.Response(response.status, headers=response.raw_headers, content=body, request=request)
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str],
+                   timeouts: Mapping[str, float | None]) -> Reply:
+        """POST ``body`` and read the whole answer; errors are httpx's, as from ``handle_async_request``."""
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.get("connect"),
+                                        sock_read=timeouts.get("read"))
+        try:
+            async with self._get_session().post(url, data=body, headers=headers, allow_redirects=False,
+                                                timeout=timeout) as response:
+                return Reply(response.status, response.headers, await response.read())
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _httpx_error(exc, None) from exc
 
     async def aclose(self) -> None:
         if self._session is not None:
