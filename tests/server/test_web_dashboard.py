@@ -174,6 +174,7 @@ def test_the_dashboard_total_equals_the_report_and_the_ledger(seeded: Seeded, br
     assert "72 hits" in cache and "$1.4400 saved" in cache  # one hit an hour, 0.02 USD saved each
     assert "2 of 3" in page.get_by_test_id("reuse-row").inner_text()  # the graph's reuse: 2 of 3 decisions
     assert "$0.250000" in page.get_by_test_id("reuse-row").inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= WIDE["width"]
     page.screenshot(path=screenshot_path("dashboard.png", tmp_path), full_page=True)
 
     page.select_option("#by", "model")  # the picker: the same window stacked by model keeps its total
@@ -260,6 +261,14 @@ def test_a_routing_share_links_to_the_decision_that_explains_it(seeded: Seeded) 
         assert decision.status_code == 200
         assert "cheapest model of tier cheap" in decision.text and "0.760" in decision.text
         assert client.get("/decisions/nope").status_code == 404
+
+
+def test_spend_by_key_names_the_keys(seeded: Seeded) -> None:
+    with httpx.Client(base_url=seeded.server.root_url, timeout=10,
+                      headers={"authorization": f"Bearer {seeded.read_key}"}) as client:
+        page = client.get("/?period=24h&by=vkey")
+    assert page.status_code == 200
+    assert "creator-key (vk" in page.text and "$3.0000" in page.text
 
 
 def test_a_bad_window_is_a_one_line_400_that_says_what_to_fix(seeded: Seeded) -> None:

@@ -10,7 +10,6 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 from contentmill.errors import ContentmillError
 from contentmill.ledger import LedgerStore
@@ -77,7 +76,8 @@ class Dashboard:
             asyncio.to_thread(overview.forecasts, self.store, now), asyncio.to_thread(self._rest, window, now))
         gateway = self.web.server.gateway
         budgets = await overview.budget_views(found, None if gateway is None else gateway.admission)
-        return Overview(window, now, spend, budgets=budgets, cache=cache, **parts)
+        return Overview(window, now, overview.with_key_names(spend, parts["keys"]), budgets=budgets, cache=cache,
+                        **parts)
 
     async def page(self, request: Request, viewer: Viewer | None) -> Answer:
         now = datetime.now(UTC)
@@ -85,8 +85,7 @@ class Dashboard:
         page = await self.read(window, now)
         chart = stacked_bars(page.spend.starts, page.spend.series, page.spend.anomalies, window.bucket)
         return self.web.render(request, viewer, "dashboard.html", o=page, chart=chart, windows=list(WINDOWS),
-                               dimensions=DIMENSIONS, roles=ROLES, periods=PERIODS,
-                               here="/?" + urlencode(window.as_query()))
+                               dimensions=DIMENSIONS, roles=ROLES, periods=PERIODS)
 
     async def decision(self, request: Request, viewer: Viewer | None) -> Answer:
         ident = request.scope["path"].removeprefix("/decisions/")

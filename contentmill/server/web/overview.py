@@ -48,12 +48,6 @@ class Window:
     bucket: str
     period: str  # a preset of PERIODS, or "custom"
 
-    def as_query(self) -> dict[str, str]:
-        if self.period != "custom":
-            return {"period": self.period, "by": self.by, "bucket": self.bucket}
-        return {"period": "custom", "since": self.since.isoformat(), "until": self.until.isoformat(),
-                "by": self.by, "bucket": self.bucket}
-
 
 def _bad(message: str, param: str) -> ApiError:
     return ApiError(400, message, "invalid_request_error", "invalid_value", param)
@@ -293,6 +287,16 @@ def key_views(store: LedgerStore, keys: Sequence[VirtualKey], now: datetime) -> 
         rows = report(store, KEY_TAG, start, now).rows if start < now else []
         spent[period] = {row[KEY_TAG]: row["cost_usd"] for row in rows if row[KEY_TAG] is not None}
     return [KeyView(k, spent[k.period].get(k.id, 0.0), starts[k.period]) for k in keys]
+
+
+def with_key_names(spend: Spend, keys: Sequence[KeyView]) -> Spend:
+    """Spend stacked by key (``vkey``) with its groups named as the keys are named, not by their ids alone."""
+    if spend.window.by != KEY_TAG:
+        return spend
+    names = {k.key.id: k.key.id if k.key.name == k.key.id else f"{k.key.name} ({k.key.id})" for k in keys}
+    return replace(spend, series=[replace(s, name=names.get(s.name, s.name)) for s in spend.series],
+                   groups=[{**g, "name": names.get(g["name"], g["name"])} for g in spend.groups],
+                   anomalies=[replace(a, subject=names.get(str(a.subject), a.subject)) for a in spend.anomalies])
 
 
 @dataclass
