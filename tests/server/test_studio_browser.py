@@ -1,7 +1,8 @@
 """The studio in a real Chromium against ``contentmill serve`` with the embedded engines (Gemma 3 270M writes, espeak-ng
 speaks, $0): a creator signs in, hears a voice's sample, types a topic, starts, reloads the page mid-run and finds
-the run going on, and watches the finished video play in the page; the page fits a phone's width. The screenshots
-are docs/img/studio.png and studio-phone.png (DOCS_SCREENSHOTS=1 refreshes them)."""
+the run going on, watches the finished video play in the page, changes a scene's narration and watches the new
+video; the page fits a phone's width. The screenshots are docs/img/studio.png and studio-phone.png
+(DOCS_SCREENSHOTS=1 refreshes them)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,16 @@ def test_a_studio_run_from_topic_to_a_playing_video(
         for name in ("dl-video", "dl-subtitles", "dl-script"):
             assert "download=1" in (page.locator(f"#{name}").get_attribute("href") or "")
         page.screenshot(path=str(screenshot_path("studio.png", tmp_path)), full_page=True)
+
+        first_run = progress.get_attribute("data-run")
+        page.get_by_test_id("scene-edit").locator("summary").click()
+        page.get_by_test_id("scene-select").select_option("1")
+        page.get_by_test_id("scene-narration").fill("Octopuses have three hearts and blue blood.")
+        page.get_by_test_id("rerender-button").click()  # only scene 1 is spoken again; the video is rendered again
+        expect(progress).not_to_have_attribute("data-run", first_run or "", timeout=20_000)
+        expect(progress).to_have_attribute("data-state", "done", timeout=120_000)
+        page.wait_for_function(PLAYABLE, timeout=30_000)
+        expect(page.locator("#past tr[data-run]")).to_have_count(2)
 
         page.set_viewport_size(PHONE)
         overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
