@@ -8,11 +8,11 @@ Limits, budgets and reservations then hold across every process and worker that 
 from __future__ import annotations
 
 import functools
-import json
 import math
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -193,7 +193,8 @@ class RedisAdmission(Admission):
     @_unavailable_as_error
     async def reconcile(self, reservation: Reservation, actual: Sequence[float]) -> bool:
         keys = [self._key(c) for c in reservation.claims] + [self._zset, self._res_key(reservation.id)]
-        return int(await self._reconcile(keys=keys, args=[reservation.id, json.dumps(list(actual))])) == 1
+        settled = orjson.dumps(list(actual)).decode()
+        return int(await self._reconcile(keys=keys, args=[reservation.id, settled])) == 1
 
     @_unavailable_as_error
     async def extend(self, reservation: Reservation, ttl_s: float) -> bool:

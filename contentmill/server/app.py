@@ -172,7 +172,8 @@ class Server:
             await self._send(send, answer, request.id)
             if answer.after is not None:
                 answer.after()
-            label = self.web.label(path) or _route_label(path, handler is not None)
+            label = (None if (method, path) in self._routes else self.web.label(path)) or _route_label(
+                path, handler is not None)
             self.metrics.requests.labels(label, str(answer.status)).inc()
         log.debug("%s %s in %.1f ms", method, path, (time.perf_counter() - started) * 1000)
 
