@@ -78,15 +78,25 @@ def pick_icons(texts: Sequence[str], data_dir: Path, taken_names: Sequence[str] 
     return chosen
 
 
-def keyword(narration: str, caption: str) -> str:
-    """The scene's word to set large: the caption's longest uncommon word (Chinese: its longest word, by jieba)."""
+def keyword(narration: str, caption: str, topic: str = "") -> str:
+    """The scene's word to set large: the caption's longest uncommon word that the topic does not already say (the
+    narration's when the caption has none; Chinese: the caption's longest word, by jieba)."""
     if any(is_cjk(char) for char in caption):
         bounds = sorted(word_starts(caption) | {len(caption)})
         words = [caption[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         words = [w for w in words if len(w) > 1 and all(is_cjk(char) for char in w)]
         return max(words, key=len)[:4] if words else ""
-    words = [w for w in _WORD.findall(caption) or _WORD.findall(narration) if w.lower() not in _COMMON]
-    return max(words, key=len).upper() if words else ""
+    said = [w.lower() for w in _WORD.findall(topic)]
+
+    def told(word: str) -> bool:  # the topic says it already, maybe in the plural ("octopus", "octopuses")
+        return any(os.path.commonprefix([word, t]) in (word, t) or len(os.path.commonprefix([word, t])) >= max(
+            4, min(len(word), len(t)) - 2) for t in said)
+
+    for text in (caption, narration):
+        words = [w for w in _WORD.findall(text) if w.lower() not in _COMMON and not told(w.lower())]
+        if words:
+            return max(words, key=len).upper()
+    return ""
 
 
 def illustration(icon: Icon, word: str, size: tuple[int, int], palette: Palette, font: Font) -> Image.Image:

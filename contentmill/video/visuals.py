@@ -38,6 +38,7 @@ from contentmill.video.script import ScriptScene
 from contentmill.video.writing import ScriptResult
 
 VISUALS_VERSION = 1
+ILLUSTRATION_VERSION = 2  # how an illustration is drawn (illustrate.py); a new one draws stored scenes again
 OFFLINE = "offline:icons"  # what a step report names for the offline illustrations (Font Awesome + MiniLM)
 REMOTE_CONCURRENCY = 4
 PROMPT_CHARS = 900  # the scene's words in a prompt, cut at this length (vendors take 1,000 to 32,000)
@@ -148,7 +149,8 @@ def scene_words(request: VideoRequest, scene: ScriptScene) -> str:
 
 def illustration_digest(request: VideoRequest, scene: ScriptScene, number: int, font: Font) -> str:
     inputs = {"words": scene_words(request, scene), "caption": scene.on_screen_text, "size": list(request.size),
-              "palette": number, "icons": icon_set_version(), "font": [str(font.path), font.index]}
+              "palette": number, "icons": icon_set_version(), "font": [str(font.path), font.index],
+              "drawing": ILLUSTRATION_VERSION}
     return digest("illustration", VISUALS_VERSION, inputs)
 
 
@@ -169,7 +171,7 @@ def _illustrations(request: VideoRequest, script: ScriptResult, store: ObjectSto
         taken = [v.source.removeprefix("fontawesome:") for v in found if v is not None]
         icons = pick_icons([scene_words(request, scenes[n]) for n in missing], data_dir, taken)
         for n, icon in zip(missing, icons, strict=True):
-            word = keyword(scenes[n].narration, scenes[n].on_screen_text)
+            word = keyword(scenes[n].narration, scenes[n].on_screen_text, request.topic)
             picture = illustration(icon, font.drawable(word), request.size, scene_palette(n), font)
             buffer = io.BytesIO()
             picture.save(buffer, format="PNG", compress_level=1)
