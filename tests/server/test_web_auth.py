@@ -3,13 +3,14 @@ session cookie, roles, and the static files' caching."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from server_helpers import ADMIN_KEY, ledger, make_key
 
-from contentmill.server.keys import KeyStore
+from contentmill.server.keys import CACHE_S, KeyStore
 from contentmill.testing.harness import Served
 
 HTML = {"accept": "text/html,application/xhtml+xml"}
@@ -90,6 +91,7 @@ def test_a_revoked_key_ends_its_sessions_and_a_forged_cookie_opens_nothing(
         KeyStore(store).revoke(read.key.id)
     finally:
         store.close()
+    time.sleep(CACHE_S)  # revocation reaches every process within CACHE_S
     assert browser.get("/", headers=HTML).status_code == 303
 
 

@@ -16,6 +16,7 @@ import hmac
 import logging
 import mimetypes
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -28,7 +29,7 @@ import jinja2
 from contentmill.errors import ContentmillError
 from contentmill.server.errors import ApiError, api_error
 from contentmill.server.http import Answer, Request
-from contentmill.server.keys import KeyStore, VirtualKey
+from contentmill.server.keys import CACHE_S, KeyStore, VirtualKey
 from contentmill.server.web.sessions import COOKIE, Sessions, fingerprint, load_secret
 
 if TYPE_CHECKING:
@@ -130,6 +131,7 @@ class Web:
         self._nav: list[NavLink] = []
         self._static: dict[str, tuple[bytes, str]] = {}
         self._sessions: Sessions | None = None
+        self._ids: dict[str, tuple[float, VirtualKey | None]] = {}  # sessions' keys by id, briefly
         admin = server.settings.admin_key
         self._admin = admin.get_secret_value() if admin is not None and admin.get_secret_value() else None
         from contentmill.server.web import pages  # the pages register themselves on this Web
@@ -240,14 +242,28 @@ class Web:
         if principal == "admin":
             viewer = Viewer("admin", None, "cookie") if self._admin is not None else None
         else:
-            try:
-                key = await asyncio.to_thread(self.keys.get, principal)
-            except ContentmillError:
-                return None
-            viewer = Viewer(key.role, key, "cookie") if key.state() == "active" else None
+            key = await self._key(principal)
+            viewer = Viewer(key.role, key, "cookie") if key is not None and key.state() == "active" else None
         if viewer is None or not self.sessions.check(value, self.fingerprint(viewer)):
             return None
         return viewer
+
+    async def _key(self, key_id: str) -> VirtualKey | None:
+        """The key a session names, remembered as long as ``KeyStore`` trusts a lookup (``CACHE_S``: a revoked
+        key's sessions end within it everywhere), so a page's media and static requests do not each ask the
+        database."""
+        now = time.monotonic()
+        seen = self._ids.get(key_id)
+        if seen is not None and now - seen[0] < CACHE_S:
+            return seen[1]
+        try:
+            key: VirtualKey | None = await asyncio.to_thread(self.keys.get, key_id)
+        except ContentmillError:
+            key = None
+        if len(self._ids) > 10_000:
+            self._ids.clear()
+        self._ids[key_id] = (now, key)
+        return key
 
     def session_cookie(self, request: Request, viewer: Viewer | None) -> tuple[bytes, bytes]:
         """``Set-Cookie`` starting a session for ``viewer``, or (None) ending the one the browser has."""
