@@ -38,6 +38,28 @@ def _finished(client: httpx.Client, key: str, run_id: str, timeout_s: float = 12
     raise AssertionError(f"run {run_id} did not finish in {timeout_s} s")
 
 
+def _steps(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {step["step"]: step for step in run["steps"]}
+
+
+def _slow_speech_run(serve: Callable[..., Served], upstream: Callable[..., Upstream], tmp_path: Path,
+                     ready: Callable[[dict[str, Any]], bool]) -> tuple[dict[str, str], Served, str, dict[str, Any],
+                                                                      Upstream]:
+    """A server whose speech model takes 2.5 s a call, and a run started on it as it is once ``ready(run)``:
+    the environment, the server, the key, the run, the upstream."""
+    slow_speech = upstream("--model-profile", "tts-1=2500:1", api_key=[UPSTREAM_KEY], rpm=100_000, tpm=100_000_000)
+    env = server_env(slow_speech.base_url, tmp_path / "data")
+    server = serve(env)
+    key = make_key(env, team="shop").secret
+    with httpx.Client(base_url=server.root_url, timeout=30) as client:
+        run = client.post("/studio/runs", headers=_auth(key), json=FORM).json()
+        deadline = time.monotonic() + 60
+        while not ready(run) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            run = client.get(f"/studio/runs/{run['id']}", headers=_auth(key)).json()
+    return env, server, key, run, slow_speech
+
+
 def test_the_form_says_what_to_fix_in_one_line(client: httpx.Client, env: dict[str, str]) -> None:
     key = make_key(env, team="shop").secret
     empty = client.post("/studio/runs", headers=_auth(key), json={**FORM, "topic": "  "})
@@ -83,7 +105,7 @@ def test_the_keys_own_budget_holds_every_call_of_its_studio_runs_and_a_teammate_
     assert started.status_code == 201
     run = _finished(client, key, started.json()["id"])
     assert run["state"] == "failed" and "budget" in run["error"].lower(), run["error"]
-    assert next(s for s in run["steps"] if s["step"] == "script")["state"] == "failed"
+    assert _steps(run)["script"]["state"] == "failed"
     assert run["cost_usd"] == 0
     teammate = make_key(env, team="shop", models=["local:gemma-3-270m", "local:espeak-ng"]).secret
     again = client.post(f"/studio/runs/{run['id']}/again", headers=_auth(teammate), json={})
@@ -98,7 +120,7 @@ def test_a_run_publishes_a_video_with_each_steps_cost_and_a_scene_edit_speaks_on
     assert started.status_code == 201, started.text
     run = _finished(client, key, started.json()["id"])
     assert run["state"] == "done", run["error"]
-    steps = {step["step"]: step for step in run["steps"]}
+    steps = _steps(run)
     assert all(step["state"] == "done" for step in steps.values())
     assert steps["script"]["model"] == "openai:gpt-4o-mini" and steps["script"]["cost_usd"] > 0
     assert steps["narration"]["model"] == "openai:tts-1" and steps["narration"]["cost_usd"] > 0
@@ -121,7 +143,7 @@ def test_a_run_publishes_a_video_with_each_steps_cost_and_a_scene_edit_speaks_on
     assert edited.status_code == 201, edited.text
     again = _finished(client, key, edited.json()["id"])
     assert again["state"] == "done", again["error"]
-    again_steps = {step["step"]: step for step in again["steps"]}
+    again_steps = _steps(again)
     assert again_steps["script"]["cost_usd"] == 0 and again_steps["script"]["cached"]
     assert again_steps["narration"]["calls"] == 1  # only the edited scene is spoken again
     assert again["media"]["video"] != run["media"]["video"]
@@ -133,19 +155,12 @@ def test_a_run_publishes_a_video_with_each_steps_cost_and_a_scene_edit_speaks_on
 @pytest.mark.slow
 def test_a_run_cut_short_by_a_crash_reads_interrupted_and_starts_again_paying_only_for_what_was_not_stored(
         serve: Callable[..., Served], upstream: Callable[..., Upstream], tmp_path: Path) -> None:
-    slow_speech = upstream("--model-profile", "tts-1=2500:1", api_key=[UPSTREAM_KEY], rpm=100_000, tpm=100_000_000)
-    env = server_env(slow_speech.base_url, tmp_path / "data")
-    first = serve(env)
-    key = make_key(env, team="shop").secret
-    with httpx.Client(base_url=first.root_url, timeout=30) as client:
-        run_id = client.post("/studio/runs", headers=_auth(key), json=FORM).json()["id"]
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            steps = {s["step"]: s for s in client.get(f"/studio/runs/{run_id}", headers=_auth(key)).json()["steps"]}
-            if steps["script"]["state"] == "done":
-                break
-            time.sleep(0.2)
-    assert steps["script"]["state"] == "done" and steps["narration"]["state"] == "running"
+    def scripted(run: dict[str, Any]) -> bool:
+        return bool(_steps(run)["script"]["state"] == "done")
+
+    env, first, key, run, slow_speech = _slow_speech_run(serve, upstream, tmp_path, scripted)
+    run_id = run["id"]
+    assert scripted(run) and _steps(run)["narration"]["state"] == "running"
     first.process.kill()  # a crash: nothing marks the run
     first.process.wait()
     scripts = slow_speech.stats()["by_model"]["gpt-4o-mini"]["requests"]
@@ -164,8 +179,7 @@ def test_a_run_cut_short_by_a_crash_reads_interrupted_and_starts_again_paying_on
         assert again.status_code == 201, again.text
         done = _finished(client, key, again.json()["id"])
     assert done["state"] == "done", done["error"]
-    script = next(s for s in done["steps"] if s["step"] == "script")
-    assert script["cached"] and script["cost_usd"] == 0
+    assert _steps(done)["script"]["cached"] and _steps(done)["script"]["cost_usd"] == 0
     assert slow_speech.stats()["by_model"]["gpt-4o-mini"]["requests"] == scripts  # the script was not paid again
 
 
@@ -186,18 +200,8 @@ def test_an_unreachable_prefect_deployment_is_a_503_that_says_what_to_check(
 @pytest.mark.slow
 def test_a_server_stopped_mid_run_marks_the_run_ended_at_once(
         serve: Callable[..., Served], upstream: Callable[..., Upstream], tmp_path: Path) -> None:
-    slow_speech = upstream("--model-profile", "tts-1=2500:1", api_key=[UPSTREAM_KEY], rpm=100_000, tpm=100_000_000)
-    env = server_env(slow_speech.base_url, tmp_path / "data")
-    server = serve(env)
-    key = make_key(env, team="shop").secret
-    with httpx.Client(base_url=server.root_url, timeout=30) as client:
-        run_id = client.post("/studio/runs", headers=_auth(key), json=FORM).json()["id"]
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            run = client.get(f"/studio/runs/{run_id}", headers=_auth(key)).json()
-            if run["state"] == "running":
-                break
-            time.sleep(0.2)
+    env, server, _, run, _ = _slow_speech_run(serve, upstream, tmp_path, lambda run: run["state"] == "running")
+    run_id = run["id"]
     server.stop()  # SIGTERM: a graceful stop
     store = ledger(env)
     try:
