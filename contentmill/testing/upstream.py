@@ -3,9 +3,9 @@
 Tests, benchmarks and users point any OpenAI-compatible client at it in place of a paid API. It answers
 ``POST /v1/chat/completions`` (plain, streamed as Server-Sent Events, JSON mode) with ``fake_reply``,
 ``POST /v1/audio/speech`` with a WAV tone as long as the text takes to say, ``POST /v1/embeddings`` with unit
-vectors drawn from each text's digest, ``POST /v1/images/generations`` with PNGs drawn from each prompt
-(``visuals_api.py``), and ``GET /v1/models``. Usage is
-counted with tiktoken the way OpenAI bills it, and each API key gets OpenAI's continuously refilling
+vectors drawn from each text's digest, ``POST /v1/images/generations`` with PNGs drawn from each prompt and
+a Pexels-like footage search with generated clips under ``/pexels`` (``visuals_api.py``), and ``GET /v1/models``.
+Usage is counted with tiktoken the way OpenAI bills it, and each API key gets OpenAI's continuously refilling
 requests-per-minute and tokens-per-minute buckets, with its ``x-ratelimit-*`` headers and 429 answers.
 ``GET /stats`` shows what was served (keys only by fingerprint); ``POST /stats/reset`` zeroes it. The Batch API
 (``/v1/files``, ``/v1/batches``; see ``batch_api.py``) completes a batch after ``--batch-delay-ms``.
