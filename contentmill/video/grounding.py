@@ -16,6 +16,7 @@ import numpy as np
 
 from contentmill.errors import InvalidRequest
 from contentmill.gateway import Gateway
+from contentmill.media.text import is_cjk
 from contentmill.providers.base import EmbeddingRequest
 from contentmill.video.request import Language
 from contentmill.video.script import (
@@ -25,6 +26,7 @@ from contentmill.video.script import (
     clean_text,
     language_problem,
     sentences,
+    similarity,
     terminated,
 )
 
@@ -120,17 +122,30 @@ def scenes_of(picked: list[str], count: int, language: Language) -> tuple[Script
     )
 
 
+def chinese_relevance(topic: str, found: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """For Chinese, which MiniLM does not read: each sentence's share of the topic's characters, and how much two
+    sentences share (their character pairs)."""
+    chars = {char for char in topic if is_cjk(char)} or set(topic)
+    scores = np.array([len(chars & set(text)) / len(chars) for text in found], dtype=np.float32)
+    similar = np.array([[similarity(a, b, "zh") for b in found] for a in found], dtype=np.float32)
+    return scores, similar
+
+
 async def extract_script(topic: str, source: str, language: Language, *, budget: int, scenes: int,
                          gateway: Gateway, tags: dict[str, str]) -> Script:
-    """A script made of the source's own sentences most about ``topic`` (MiniLM through the gateway)."""
+    """A script made of the source's own sentences most about ``topic`` (MiniLM through the gateway; Chinese by
+    the topic's characters)."""
     notes = read_notes(source, language)
     if not notes.sentences:
         unit = "characters" if language == "zh" else "words"
         raise InvalidRequest(f"the source has no sentence to narrate (sentences of {'6' if language == 'zh' else '4'}"
                              f" {unit} or more in {'Chinese' if language == 'zh' else 'English'}): check the file")
-    found = await gateway.embed(EmbeddingRequest((topic, *notes.sentences)), model=EMBEDDING_MODEL, tags=tags)
-    vectors = np.asarray(found.vectors, dtype=np.float32)
-    scores, similar = vectors[1:] @ vectors[0], vectors[1:] @ vectors[1:].T
+    if language == "zh":
+        scores, similar = chinese_relevance(topic, notes.sentences)
+    else:
+        found = await gateway.embed(EmbeddingRequest((topic, *notes.sentences)), model=EMBEDDING_MODEL, tags=tags)
+        vectors = np.asarray(found.vectors, dtype=np.float32)
+        scores, similar = vectors[1:] @ vectors[0], vectors[1:] @ vectors[1:].T
     sizes = [spoken_size(text, language) for text in notes.sentences]
     chosen = sorted(pick(scores, similar, sizes, budget))  # the source's order reads as it was written
     title = notes.title or (topic if language == "zh" else topic[:1].upper() + topic[1:])

@@ -103,3 +103,24 @@ def test_the_source_is_part_of_the_scripts_address_and_must_have_sentences() -> 
         base.model_copy(update={"source": NOTES + "\nOne more line about octopus arms."}))
     with pytest.raises(InvalidRequest, match="the source notes is empty"):
         VideoRequest.checked(topic="octopuses", source="  \n")
+
+
+ZH_NOTES = """# 手冲咖啡笔记
+
+手冲咖啡要用九十二度左右的热水，慢慢注入研磨好的咖啡粉。
+先用热水把滤纸冲湿，可以去掉纸的味道，也能预热滤杯。
+蜜蜂用跳舞的方式告诉同伴花在哪里，再一起飞过去采蜜。
+咖啡豆最好在冲泡前现磨，研磨度像细砂糖一样。
+第一次注水后等三十秒，让咖啡粉充分闷蒸，释放二氧化碳。
+"""
+
+
+async def test_a_chinese_source_gives_its_own_sentences_about_the_topic(tmp_path: Path) -> None:
+    request = VideoRequest(topic="手冲咖啡", language="zh", seconds=15, source=ZH_NOTES,
+                           text_model="local:gemma-3-270m", speech_model="local:espeak-ng")
+    async with Gateway(load_settings(data_dir=tmp_path)) as gateway:
+        written = await write_script(request, gateway)
+    said = [part + "。" for scene in written.script.scenes for part in scene.narration.split("。") if part]
+    assert said and all(sentence in ZH_NOTES for sentence in said)  # each sentence is the notes' own
+    assert not any("蜜蜂" in sentence for sentence in said)  # not about the topic: left out
+    assert written.script.title == "手冲咖啡笔记"
