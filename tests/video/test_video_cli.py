@@ -114,7 +114,7 @@ def test_video_copies_its_files_out_and_a_failure_is_one_line(
     assert failed.returncode == 1
     assert failed.stdout == ""
     assert failed.stderr.count("\n") == 1
-    assert failed.stderr.startswith("contentmill: the render step failed:")
+    assert failed.stderr.startswith("contentmill: the visuals step failed:")  # the font draws the illustrations
     assert "CONTENTMILL_FONT_FILE" in failed.stderr and "run the same command again" in failed.stderr
 
     invalid = _run("video", "x", "--lang", "fr", cwd=tmp_path, api=prefect_api)
