@@ -4,7 +4,8 @@ The video's own duration is the baseline of the ratio, so the figure holds on a 
 than an absolute time would (below 1.0: faster than real time). Narration is spoken by the embedded espeak-ng
 engine and slides are drawn before timing starts; the timed part is the ffmpeg render with burned-in
 subtitles. Per frame size, two kinds of video in the same run: ``plain`` (gradient slides, cuts: the render
-before scenes had visuals) and ``visuals`` (each slide over its offline illustration, slow pans and dissolves);
+before scenes had visuals) and ``visuals`` (each slide over its offline illustration, its keyword rising into
+place, slow pans and dissolves);
 their renders interleaved, and the last line per size is ``visuals`` over ``plain`` paired run by run. The median
 of ``--runs`` renders is reported.
 
@@ -75,7 +76,7 @@ def slides(
         picture = illustration(icons[index], keyword(narration, title), size, palette, font) if visuals else None
         slide = write_slide(folder / f"slide{size[0]}x{size[1]}-{kind}-{index}.png", title, text, size=size,
                             palette=palette, picture=picture)
-        scenes.append(Scene.from_files(slide, audio, narration))
+        scenes.append(Scene.from_files(slide, audio, narration, keyword=keyword(narration, title) if visuals else ""))
     return scenes
 
 

@@ -8,8 +8,10 @@ the font sit in a scratch directory that ffmpeg runs in, so no user path needs f
 Slides are decoded once and repeated in memory (``loop``); slide boundaries fall on the frame nearest to
 the cumulative audio time, so the picture never drifts from the voice by more than half a frame.
 
-With ``motion`` each slide drifts slowly up or down (scaled once by ``PAN_ZOOM``, then a moving crop: no
-per-frame rescale) and each scene dissolves into the next (``xfade``, ``CROSSFADE_S``): a scene is held on for
+With ``motion`` each scene's ``keyword`` rises and grows into place over the picture and fades out again
+(libass ``\\move``, ``\\t`` and ``\\fad`` in an ASS file beside the subtitles), each slide drifts slowly up or
+down (scaled once by ``PAN_ZOOM``, then a moving crop: no per-frame rescale) and each scene dissolves into the next
+(``xfade``, ``CROSSFADE_S``): a scene is held on for
 the dissolve's length, so the next still starts at its narration's first frame and the total length is unchanged.
 """
 
@@ -38,6 +40,9 @@ _SMALLEST_SUBTITLE = 0.6  # subtitles shrink to fit the widest line down to this
 _UNSAFE_IN_STYLE = str.maketrans("", "", ",'\\:;[]=")
 PAN_ZOOM = 1.05  # a moving slide is this much larger than the frame; the crop travels over the difference
 CROSSFADE_S = 0.3
+KEYWORD_EM = 0.12  # a scene's kinetic keyword: letters this share of the frame's short side, at most
+KEYWORD_S = 1.8  # how long it stays
+_UNSAFE_IN_ASS = str.maketrans("", "", "{}\\\n")
 STILL_X264 = ("-preset", "veryfast", "-tune", "stillimage")
 # Moving slides make every frame count, and veryfast's motion search then costs twice a still render: the fastest
 # preset with CABAC and deblocking back on keeps the render at or under a still one's time (bench/render.py), at
@@ -55,13 +60,14 @@ class Scene:
     narration: str
     duration_s: float
     footage: Path | None = None
+    keyword: str = ""  # with motion: set large for a moment at the scene's start
 
     @classmethod
     def from_files(cls, slide: str | Path, audio: str | Path, narration: str = "",
-                   footage: str | Path | None = None) -> Scene:
+                   footage: str | Path | None = None, keyword: str = "") -> Scene:
         """A scene whose duration is measured from its WAV, the one source of timing for video and SRT."""
         return cls(Path(slide), Path(audio), narration, audio_duration(audio),
-                   Path(footage) if footage is not None else None)
+                   Path(footage) if footage is not None else None, keyword)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +111,8 @@ def render_video(
     total = _check_scenes(scenes)
     target = Path(out_path)
     cues = build_cues(scenes) if subtitles else []
-    chosen = _subtitle_font(scenes, font) if cues else None
+    kinetic = motion and any(scene.keyword for scene in scenes)
+    chosen = _subtitle_font(scenes, font) if cues or kinetic else None
     limit = timeout_s if timeout_s is not None else 60.0 + 20.0 * total
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, partial_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
@@ -114,8 +121,11 @@ def render_video(
     try:
         with tempfile.TemporaryDirectory(prefix="contentmill-render-") as scratch:
             work = Path(scratch)
-            style = _prepare_subtitles(work, cues, chosen, layout) if chosen else None
-            args = _arguments(scenes, _frame_counts(scenes, fps), layout, fps, style, partial, motion)
+            frames = _frame_counts(scenes, fps)
+            style = _prepare_subtitles(work, cues, chosen, layout) if chosen and cues else None
+            if kinetic and chosen is not None:
+                style = ",".join(filter(None, [_prepare_keywords(work, scenes, frames, fps, chosen, layout), style]))
+            args = _arguments(scenes, frames, layout, fps, style, partial, motion)
             run_ffmpeg(args, purpose=f"rendering the video {target.name}", timeout_s=limit, cwd=work)
         info = _verified(partial, layout, total)
         os.replace(partial, target)
@@ -203,18 +213,67 @@ def subtitle_style(layout: Layout, font: Font, cues: Sequence[Cue]) -> str:
     return ",".join(f"{key}={value}" for key, value in style.items())
 
 
-def _prepare_subtitles(work: Path, cues: Sequence[Cue], font: Font, layout: Layout) -> str:
-    """Write the SRT and link the font into ``work``; return the filter that burns them in."""
-    (work / "subtitles.srt").write_text(to_srt(cues), encoding="utf-8")
+def _link_font(work: Path, font: Font) -> None:
+    """The font in ``work/fonts``, where libass looks for it."""
     fonts = work / "fonts"
+    if fonts.is_dir():
+        return
     fonts.mkdir()
     linked = fonts / f"font{font.path.suffix.lower()}"
     try:
         linked.symlink_to(font.path.resolve())
     except OSError:  # no symlinks here (some Windows setups): libass reads a copy just as well
         linked.write_bytes(font.path.read_bytes())
+
+
+def _prepare_subtitles(work: Path, cues: Sequence[Cue], font: Font, layout: Layout) -> str:
+    """Write the SRT and link the font into ``work``; return the filter that burns them in."""
+    (work / "subtitles.srt").write_text(to_srt(cues), encoding="utf-8")
+    _link_font(work, font)
     style = subtitle_style(layout, font, cues)
     return f"subtitles=filename=subtitles.srt:fontsdir=fonts:force_style='{style}'"
+
+
+def _ass_time(seconds: float) -> str:
+    centis = max(0, round(seconds * 100))
+    return f"{centis // 360000}:{centis // 6000 % 60:02d}:{centis // 100 % 60:02d}.{centis % 100:02d}"
+
+
+def _prepare_keywords(work: Path, scenes: Sequence[Scene], frames: Sequence[int], fps: int, font: Font,
+                      layout: Layout) -> str:
+    """Write ``keywords.ass``: each scene's keyword rising and growing into place at 42% of the frame's height
+    from its scene's start, held, then faded out; return the filter that burns it in."""
+    _link_font(work, font)
+    reference = font.load(100)
+    words = [font.drawable(scene.keyword).translate(_UNSAFE_IN_ASS) for scene in scenes]
+    widest = max((reference.getlength(word) / 100 for word in words if word), default=0.0)
+    em = layout.base * KEYWORD_EM
+    if widest > 0:
+        em = min(em, layout.text_width / widest)
+    ascent, descent = reference.getmetrics()
+    size = round(em * (ascent + descent) / 100)
+    x, y, rise = layout.width // 2, round(layout.height * 0.42), round(em * 0.5)
+    lines = [
+        "[Script Info]", "ScriptType: v4.00+", f"PlayResX: {layout.width}", f"PlayResY: {layout.height}",
+        "WrapStyle: 2", "", "[V4+ Styles]",
+        "Format: Name, Fontname, Fontsize, PrimaryColour, OutlineColour, BackColour, Bold, BorderStyle, Outline, "
+        "Shadow, Alignment, MarginL, MarginR, MarginV",
+        f"Style: Keyword,{font.family.translate(_UNSAFE_IN_STYLE)},{size},&H00FFFFFF,&H00141414,&H80000000,0,1,"
+        f"{max(1, round(em * 0.05))},0,5,0,0,0",
+        "", "[Events]", "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text",
+    ]
+    start = 0
+    for word, count in zip(words, frames, strict=True):
+        begin, end = start / fps + 0.1, (start + count) / fps - 0.2
+        start += count
+        if not word or end - begin < 0.8:
+            continue
+        end = min(end, begin + KEYWORD_S)
+        lines.append(f"Dialogue: 0,{_ass_time(begin)},{_ass_time(end)},Keyword,,0,0,0,,"
+                     f"{{\\move({x},{y + rise},{x},{y},0,350)\\fad(200,300)\\fscx70\\fscy70"
+                     f"\\t(0,350,\\fscx100\\fscy100)}}{word}")
+    (work / "keywords.ass").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return "ass=filename=keywords.ass:fontsdir=fonts"
 
 
 def _arguments(

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from contentmill.media import PALETTES, Font, Scene, find_font, render_video, write_slide
 from contentmill.storage import ObjectStore
+from contentmill.video.illustrate import keyword
 from contentmill.video.narration import NarrationResult
 from contentmill.video.progress import StepEvent, announce
 from contentmill.video.records import StepReport, digest
@@ -28,7 +29,7 @@ from contentmill.video.visuals import VisualsResult
 from contentmill.video.writing import ScriptResult
 
 RENDER_VERSION = 2  # 2: narration at -14 LUFS
-MOTION = True  # slow pans and dissolves between scenes (media/render.py)
+MOTION = True  # each scene's keyword rising into place, slow pans, dissolves between scenes (media/render.py)
 
 
 class RenderResult(BaseModel):
@@ -73,7 +74,7 @@ def render_digest(
         "size": list(request.size),
         "fps": request.fps,
         "font": font_identity(font),
-        "motion": MOTION,
+        "motion": [MOTION, "keywords"],
     }
     return digest("render", RENDER_VERSION, inputs)
 
@@ -131,8 +132,10 @@ def _render(
         slides = _slides(script, request.size, font, folder, pictures)
         scenes = [
             Scene.from_files(slide, store.fetch(clip.key, folder / "audio"), clip.narration,
-                             picture[0] if picture is not None and picture[1] == "footage" else None)
-            for slide, clip, picture in zip(slides, narration.clips, pictures, strict=True)
+                             picture[0] if picture is not None and picture[1] == "footage" else None,
+                             keyword(scene.narration, scene.on_screen_text, request.topic) if MOTION else "")
+            for slide, clip, picture, scene in zip(slides, narration.clips, pictures, script.script.scenes,
+                                                   strict=True)
         ]
         rendered = render_video(scenes, folder / "video.mp4", size=request.size, fps=request.fps, font=font,
                                 motion=MOTION)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,16 @@ def test_motion_pans_each_slide_and_dissolves_into_the_next_without_changing_the
     mixed = frame_at(moving.path, 1.6)  # in the dissolve that starts with the second narration at 1.5 s
     assert _difference(mixed, first, box) > 1 and _difference(mixed, second, box) > 1
     assert _difference(frame_at(moving.path, 2.9), second, box) < _difference(mixed, second, box)
+
+
+def test_with_motion_a_scenes_keyword_rises_into_place_and_fades(tmp_path: Path, frame_at: FrameAt) -> None:
+    plain = _tone_scenes(tmp_path, [2.5, 2.5])
+    worded = [replace(scene, keyword="HEARTS") for scene in plain]
+    quiet = render_video(plain, tmp_path / "quiet.mp4", size=(320, 568), fps=FPS, motion=True, subtitles=False)
+    loud = render_video(worded, tmp_path / "loud.mp4", size=(320, 568), fps=FPS, motion=True, subtitles=False)
+    band = (0, 180, 320, 300)  # 42% of the height, where the keyword stands
+    rising, shown, gone = (_difference(frame_at(loud.path, t), frame_at(quiet.path, t), band) for t in (0.2, 1.0, 2.3))
+    assert shown > 4 and shown > 2 * rising and gone < 1, (rising, shown, gone)
 
 
 def test_a_failed_render_leaves_the_previous_file_and_no_partial_one(tmp_path: Path) -> None:
