@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from contentmill.catalog import load_catalog
-from contentmill.errors import BadRequest
+from contentmill.errors import BadRequest, BudgetExceeded
 from contentmill.gateway import Gateway
-from contentmill.ledger import LedgerStore, settings_url
+from contentmill.ledger import Budget, LedgerStore, settings_url
 from contentmill.providers.base import ImageRequest
 from contentmill.providers.fake import fake_png
 from contentmill.settings import load_settings
@@ -71,3 +71,18 @@ async def test_a_refused_image_request_costs_nothing_and_says_why(vendor: Upstre
             await gateway.image(ImageRequest("a cat", size="5000x5000"), model="openai:gpt-image-1")
     with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
         ImageRequest("a cat", size="big")
+
+
+async def test_images_are_reserved_against_a_budget_before_the_vendor_is_asked(vendor: Upstream) -> None:
+    settings = load_settings()
+    store = LedgerStore(settings_url(settings))
+    try:  # room for two gpt-image-1 pictures at $0.063, not three
+        store.set_budget(Budget(scope_key="team", scope_value="video", period="day", limit_usd=0.15))
+    finally:
+        store.close()
+    async with Gateway(settings) as gateway:
+        for number in range(2):
+            await gateway.image(ImageRequest(f"scene {number}"), model="openai:gpt-image-1", tags={"team": "video"})
+        with pytest.raises(BudgetExceeded, match="team=video"):
+            await gateway.image(ImageRequest("scene 2"), model="openai:gpt-image-1", tags={"team": "video"})
+    assert vendor.stats()["by_model"]["gpt-image-1"]["requests"] == 2  # the third was never sent
