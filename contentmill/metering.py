@@ -119,9 +119,11 @@ def read_count(block: Mapping[str, Any], name: str, *, required: bool = True) ->
     if name not in block:
         return 0, f"{name} is missing" if required else None
     value = block[name]
-    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    if type(value) is int and value >= 0:  # the common case, checked first
+        return value, None
     if value is None:
         return 0, f"{name} is null"
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0, f"{name} is not a number ({shown})"
     if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
