@@ -18,7 +18,7 @@ export DO_NOT_TRACK ?= 1
 
 NODE_CLIENT := tests/server/node
 
-.PHONY: install demo test lint typecheck bench services scaleout clean node-client browser
+.PHONY: install demo test test-fast lint typecheck bench services scaleout clean node-client browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,10 @@ browser:
 
 test: $(STAMP) services lint node-client browser
 	$(BIN)/pytest
+
+# The edit-test loop: every test but the slow ones (local models, media, browsers) and the scale-out stack.
+test-fast: $(STAMP) services
+	$(BIN)/pytest -m "not slow and not scaleout"
 
 # Only the scale-out test: a Prefect server on PostgreSQL, two process workers, Redis, S3 (also part of `make test`).
 scaleout: $(STAMP) services

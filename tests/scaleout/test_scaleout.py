@@ -23,7 +23,7 @@ from scaleout_stack import API_KEY, AWS, POSTGRES_HOST, REDIS_URL, Cluster, fres
 from contentmill.ledger import Budget, LedgerStore
 from contentmill.testing.harness import Upstream
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.scaleout, pytest.mark.timeout(600)]
 RUN_TIMEOUT_S = 240.0
 BUDGET_USD = 1.0
 PRODUCTS = 40  # 10 packed requests of 4 products: more than PRODUCT_RPM lets through in one minute's burst

@@ -156,6 +156,7 @@ def _report_total(seeded: Seeded, by: str) -> float:
     return float(json.loads(done.stdout)["total"]["cost_usd"])
 
 
+@pytest.mark.slow  # drives Chromium
 def test_the_dashboard_total_equals_the_report_and_the_ledger(seeded: Seeded, browser: Any, tmp_path: Path) -> None:
     page = browser.new_page(viewport=WIDE)
     sign_in(page, seeded.server.root_url, seeded.read_key)
@@ -191,6 +192,7 @@ def test_the_dashboard_total_equals_the_report_and_the_ledger(seeded: Seeded, br
     phone.screenshot(path=screenshot_path("dashboard-phone.png", tmp_path), full_page=True)
 
 
+@pytest.mark.slow  # drives Chromium
 def test_a_budget_near_its_limit_shows_its_forecast_and_the_day_it_runs_out(seeded: Seeded, browser: Any) -> None:
     page = browser.new_page(viewport=WIDE)
     sign_in(page, seeded.server.root_url, ADMIN_KEY)
@@ -208,6 +210,7 @@ def test_a_budget_near_its_limit_shows_its_forecast_and_the_day_it_runs_out(seed
     assert "lasts the period" in page.get_by_test_id("budget-team=shop").inner_text()
 
 
+@pytest.mark.slow  # drives Chromium
 def test_a_read_only_key_sees_the_keys_but_cannot_create_them(seeded: Seeded, browser: Any) -> None:
     page = browser.new_page(viewport=WIDE)
     sign_in(page, seeded.server.root_url, seeded.read_key)
@@ -230,6 +233,7 @@ def test_a_read_only_key_sees_the_keys_but_cannot_create_them(seeded: Seeded, br
         store.close()
 
 
+@pytest.mark.slow  # drives Chromium
 def test_the_admin_creates_a_key_on_the_page_and_revokes_it(seeded: Seeded, browser: Any) -> None:
     page = browser.new_page(viewport=WIDE)
     sign_in(page, seeded.server.root_url, ADMIN_KEY)
