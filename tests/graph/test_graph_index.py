@@ -61,15 +61,20 @@ def test_small_indexes_search_exactly() -> None:
 def test_large_indexes_search_approximately_with_exact_scores(
     filled: tuple[VectorIndex, np.ndarray, list[str]],
 ) -> None:
+    """HNSW may miss any one neighbour, so this asserts recall@10 against exact search over 300 seeded queries,
+    not a query's top hit; every score it returns is the exact inner product, best first."""
     index, matrix, ids = filled
     assert index.approximate and index.unmerged() == 0 and len(index) == 3000
-    recall = 0.0
-    for row in range(0, 3000, 60):
+    rows = np.random.default_rng(11).choice(3000, size=300, replace=False)
+    found_total = 0
+    for row in rows:
         found = index.search(matrix[row], 10)
-        assert found[0].id == ids[row] and found[0].score == pytest.approx(1.0, abs=1e-5)
-        assert found[3].score == pytest.approx(float(matrix[int(found[3].id[1:])] @ matrix[row]), abs=1e-6)
-        recall += len({n.id for n in found} & set(brute(matrix, ids, matrix[row], 10))) / 10
-    assert recall / 50 >= 0.9
+        assert len(found) == 10
+        exact = [float(matrix[int(n.id[1:])] @ matrix[row]) for n in found]
+        scores = [n.score for n in found]
+        assert scores == pytest.approx(exact, abs=1e-6) and scores == sorted(scores, reverse=True)
+        found_total += len({n.id for n in found} & set(brute(matrix, ids, matrix[row], 10)))
+    assert found_total / (10 * len(rows)) >= 0.9
 
 
 def test_filters_return_only_their_partitions(filled: tuple[VectorIndex, np.ndarray, list[str]]) -> None:
