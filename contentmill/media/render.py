@@ -28,8 +28,10 @@ from contentmill.audio import wav_info
 from contentmill.errors import EngineError
 from contentmill.media.ffmpeg import MediaInfo, probe, run_ffmpeg
 from contentmill.media.fonts import Font, find_font
+from contentmill.media.karaoke import ass_document, ass_time, karaoke_ass
 from contentmill.media.layout import VERTICAL, Layout
 from contentmill.media.loudness import loudness_chain
+from contentmill.media.music import mix_music
 from contentmill.media.subtitles import Cue, build_cues, to_srt
 
 DEFAULT_FPS = 30
@@ -101,11 +103,14 @@ def render_video(
     subtitles: bool = True,
     timeout_s: float | None = None,
     motion: bool = False,
+    karaoke: bool = False,
+    music: Path | None = None,
 ) -> RenderedVideo:
     """Render ``scenes`` back to back into an H.264/AAC MP4 at ``out_path`` (written whole or not at all).
 
     ``font`` draws the subtitles (default: one that covers the narration, see :func:`find_font`).
     ``timeout_s`` defaults to a minute plus 20 s per second of video. ``motion``: slow pans and dissolves.
+    ``karaoke``: each subtitle word lights up as it is said. ``music``: a track mixed under the narration (music.py).
     """
     layout = _check_arguments(scenes, size, fps)
     total = _check_scenes(scenes)
@@ -122,10 +127,11 @@ def render_video(
         with tempfile.TemporaryDirectory(prefix="contentmill-render-") as scratch:
             work = Path(scratch)
             frames = _frame_counts(scenes, fps)
-            style = _prepare_subtitles(work, cues, chosen, layout) if chosen and cues else None
+            style = _prepare_subtitles(work, cues, chosen, layout, karaoke) if chosen and cues else None
             if kinetic and chosen is not None:
                 style = ",".join(filter(None, [_prepare_keywords(work, scenes, frames, fps, chosen, layout), style]))
-            args = _arguments(scenes, frames, layout, fps, style, partial, motion)
+            audio = [mix_music([scene.audio for scene in scenes], music, total, work / "mix.wav")] if music else None
+            args = _arguments(scenes, frames, layout, fps, style, partial, motion, audio)
             run_ffmpeg(args, purpose=f"rendering the video {target.name}", timeout_s=limit, cwd=work)
         info = _verified(partial, layout, total)
         os.replace(partial, target)
@@ -184,7 +190,12 @@ def _frame_counts(scenes: Sequence[Scene], fps: int) -> list[int]:
 
 
 def subtitle_style(layout: Layout, font: Font, cues: Sequence[Cue]) -> str:
-    """libass ``force_style``: white outlined text, bottom centre, sized so the widest line fits the frame.
+    """libass ``force_style`` of :func:`subtitle_fields`."""
+    return ",".join(f"{key}={value}" for key, value in subtitle_fields(layout, font, cues).items())
+
+
+def subtitle_fields(layout: Layout, font: Font, cues: Sequence[Cue]) -> dict[str, object]:
+    """The subtitles' ASS style: white outlined text, bottom centre, sized so the widest line fits the frame.
 
     libass sizes a font by its ascent plus descent, not its em, so the size is converted from pixels per em.
     """
@@ -194,7 +205,7 @@ def subtitle_style(layout: Layout, font: Font, cues: Sequence[Cue]) -> str:
     if widest_em > 0:
         em = max(em * _SMALLEST_SUBTITLE, min(em, layout.text_width / widest_em))
     ascent, descent = reference.getmetrics()
-    style = {
+    return {
         "FontName": font.family.translate(_UNSAFE_IN_STYLE),
         "FontSize": round(em * (ascent + descent) / 100),
         "PrimaryColour": "&H00FFFFFF",
@@ -210,7 +221,6 @@ def subtitle_style(layout: Layout, font: Font, cues: Sequence[Cue]) -> str:
         "PlayResX": layout.width,
         "PlayResY": layout.height,
     }
-    return ",".join(f"{key}={value}" for key, value in style.items())
 
 
 def _link_font(work: Path, font: Font) -> None:
@@ -226,17 +236,16 @@ def _link_font(work: Path, font: Font) -> None:
         linked.write_bytes(font.path.read_bytes())
 
 
-def _prepare_subtitles(work: Path, cues: Sequence[Cue], font: Font, layout: Layout) -> str:
-    """Write the SRT and link the font into ``work``; return the filter that burns them in."""
-    (work / "subtitles.srt").write_text(to_srt(cues), encoding="utf-8")
+def _prepare_subtitles(work: Path, cues: Sequence[Cue], font: Font, layout: Layout, karaoke: bool = False) -> str:
+    """Write the SRT (or the karaoke ASS) and link the font into ``work``; return the filter that burns them in."""
     _link_font(work, font)
+    if karaoke:
+        fields = subtitle_fields(layout, font, cues)
+        (work / "karaoke.ass").write_text(karaoke_ass(cues, (layout.width, layout.height), fields), encoding="utf-8")
+        return "ass=filename=karaoke.ass:fontsdir=fonts"
+    (work / "subtitles.srt").write_text(to_srt(cues), encoding="utf-8")
     style = subtitle_style(layout, font, cues)
     return f"subtitles=filename=subtitles.srt:fontsdir=fonts:force_style='{style}'"
-
-
-def _ass_time(seconds: float) -> str:
-    centis = max(0, round(seconds * 100))
-    return f"{centis // 360000}:{centis // 6000 % 60:02d}:{centis // 100 % 60:02d}.{centis % 100:02d}"
 
 
 def _prepare_keywords(work: Path, scenes: Sequence[Scene], frames: Sequence[int], fps: int, font: Font,
@@ -253,15 +262,11 @@ def _prepare_keywords(work: Path, scenes: Sequence[Scene], frames: Sequence[int]
     ascent, descent = reference.getmetrics()
     size = round(em * (ascent + descent) / 100)
     x, y, rise = layout.width // 2, round(layout.height * 0.42), round(em * 0.5)
-    lines = [
-        "[Script Info]", "ScriptType: v4.00+", f"PlayResX: {layout.width}", f"PlayResY: {layout.height}",
-        "WrapStyle: 2", "", "[V4+ Styles]",
-        "Format: Name, Fontname, Fontsize, PrimaryColour, OutlineColour, BackColour, Bold, BorderStyle, Outline, "
-        "Shadow, Alignment, MarginL, MarginR, MarginV",
-        f"Style: Keyword,{font.family.translate(_UNSAFE_IN_STYLE)},{size},&H00FFFFFF,&H00141414,&H80000000,0,1,"
-        f"{max(1, round(em * 0.05))},0,5,0,0,0",
-        "", "[Events]", "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text",
-    ]
+    style = {"Name": "Keyword", "Fontname": font.family.translate(_UNSAFE_IN_STYLE), "Fontsize": size,
+             "PrimaryColour": "&H00FFFFFF", "OutlineColour": "&H00141414", "BackColour": "&H80000000", "Bold": 0,
+             "BorderStyle": 1, "Outline": max(1, round(em * 0.05)), "Shadow": 0, "Alignment": 5, "MarginL": 0,
+             "MarginR": 0, "MarginV": 0}
+    lines: list[str] = []
     start = 0
     for word, count in zip(words, frames, strict=True):
         begin, end = start / fps + 0.1, (start + count) / fps - 0.2
@@ -269,10 +274,10 @@ def _prepare_keywords(work: Path, scenes: Sequence[Scene], frames: Sequence[int]
         if not word or end - begin < 0.8:
             continue
         end = min(end, begin + KEYWORD_S)
-        lines.append(f"Dialogue: 0,{_ass_time(begin)},{_ass_time(end)},Keyword,,0,0,0,,"
+        lines.append(f"Dialogue: 0,{ass_time(begin)},{ass_time(end)},Keyword,,0,0,0,,"
                      f"{{\\move({x},{y + rise},{x},{y},0,350)\\fad(200,300)\\fscx70\\fscy70"
                      f"\\t(0,350,\\fscx100\\fscy100)}}{word}")
-    (work / "keywords.ass").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (work / "keywords.ass").write_text(ass_document((layout.width, layout.height), [style], lines), encoding="utf-8")
     return "ass=filename=keywords.ass:fontsdir=fonts"
 
 
@@ -284,6 +289,7 @@ def _arguments(
     subtitle_filter: str | None,
     output: Path,
     motion: bool = False,
+    audio: Sequence[Path] | None = None,
 ) -> list[str]:
     """ffmpeg's arguments: slide and audio inputs, the filtergraph, H.264/AAC encoding into ``output``."""
     shown = [(scene, count) for scene, count in zip(scenes, frames, strict=True) if count > 0]
@@ -301,8 +307,9 @@ def _arguments(
         inputs += ["-f", "image2", "-pattern_type", "none", "-i", str(scene.slide.resolve())]
         if scene.footage is not None:
             inputs += ["-stream_loop", "-1", "-i", str(scene.footage.resolve())]
-    for scene in scenes:
-        inputs += ["-f", "wav", "-i", str(scene.audio.resolve())]
+    sound = list(audio) if audio is not None else [scene.audio for scene in scenes]  # the mix, or the narration
+    for path in sound:
+        inputs += ["-f", "wav", "-i", str(path.resolve())]
     width, height = layout.width, layout.height
     fade = round(CROSSFADE_S * fps) if motion and len(shown) > 1 else 0
     timebase = f",settb=1/{fps}" if fade else ""  # xfade joins only streams of one time base
@@ -328,7 +335,7 @@ def _arguments(
         else:
             still += f",loop=loop={held - 1}:size=1:start=0,setpts=N/({fps}*TB)[v{index}]"
         graph.append(still)
-    audio_labels = "".join(f"[{number + index}:a]" for index in range(len(scenes)))
+    audio_labels = "".join(f"[{number + index}:a]" for index in range(len(sound)))
     if fade:
         joined, start = "v0", 0
         for index, (_, count) in enumerate(shown[:-1]):
@@ -341,8 +348,8 @@ def _arguments(
         video_labels = "".join(f"[v{index}]" for index in range(len(shown)))
         graph.append(f"{video_labels}concat=n={len(shown)}:v=1:a=0[joined]")
     graph.append(f"[joined]{subtitle_filter or 'null'}[video]")
-    loud = loudness_chain([scene.audio for scene in scenes])  # -14 LUFS, peaks under -1.5 dBFS (loudness.py)
-    graph.append(f"{audio_labels}concat=n={len(scenes)}:v=0:a=1,{loud + ',' if loud else ''}"
+    loud = loudness_chain(sound)  # -14 LUFS, peaks under -1.5 dBFS (loudness.py)
+    graph.append(f"{audio_labels}concat=n={len(sound)}:v=0:a=1,{loud + ',' if loud else ''}"
                  f"aresample={_AUDIO_RATE}[audio]")
     encode = [
         "-map", "[video]", "-map", "[audio]",
