@@ -34,7 +34,6 @@ Every error a user can see is one of these; each message says what to fix::
     │   └── GraphUnavailable         its database is unreachable or busy; may succeed later
     └── LedgerError                  the ledger cannot store or read what was asked
         ├── UnsafeTag                a tag looks like a credential: refused, never stored
-        ├── ReservationClosed        the reservation was already settled or swept
         ├── LedgerUnavailable        the database is unreachable or busy; may succeed later
         └── CostNotRecorded          calls were paid whose cost neither the ledger nor its spool could keep
 """
@@ -213,10 +212,6 @@ class LedgerError(ContentmillError):
 
 class UnsafeTag(LedgerError, ValueError):
     """A tag looks like a credential; ledger rows are readable by anyone, so it is refused."""
-
-
-class ReservationClosed(LedgerError):
-    """The reservation was already settled or orphaned (another worker may have swept it)."""
 
 
 class LedgerUnavailable(LedgerError):

@@ -2,11 +2,11 @@
 
 The gateway records each call as a ``CallRecord`` through a ``LedgerWriter`` (batched, off the hot path)
 into a ``LedgerStore`` (SQLite embedded, PostgreSQL with the services profile), keeps what the database refuses
-in a ``LedgerSpool`` of the data directory until it can be written, holds money for calls in
-flight as reservations, and lets an ``AlertEngine`` watch records and the ledger.
+in a ``LedgerSpool`` of the data directory until it can be written, and lets an ``AlertEngine`` watch records
+and the ledger. Money held for calls in flight is the gateway's admission's (``contentmill.gateway.admission``).
 """
 
-from contentmill.errors import CostNotRecorded, LedgerError, LedgerUnavailable, ReservationClosed, UnsafeTag
+from contentmill.errors import CostNotRecorded, LedgerError, LedgerUnavailable, UnsafeTag
 from contentmill.ledger.alerts import (
     AlertEngine,
     BudgetUsed,
@@ -26,7 +26,6 @@ from contentmill.ledger.records import (
     Alert,
     Budget,
     CallRecord,
-    Reservation,
     check_tags,
 )
 from contentmill.ledger.report import Report, report
@@ -40,7 +39,7 @@ __all__ = [
     "CostNotRecorded", "ErrorRate", "Forecast", "ForecastOverBudget", "LargeGeneration", "LedgerError",
     "LedgerSpool", "LedgerStore", "LedgerUnavailable", "LedgerWriter", "LogSink", "ModelUnpriced", "PeriodicRule",
     "PrefectArtifactSink",
-    "RecordRule", "Report", "Reservation", "ReservationClosed", "SpendAnomaly", "UnsafeTag", "UsageRejected",
+    "RecordRule", "Report", "SpendAnomaly", "UnsafeTag", "UsageRejected",
     "WebhookSink",
     "check_tags", "default_rules", "detect", "forecast_budget", "forecast_budgets", "period_bounds", "project",
     "report", "scan",

@@ -207,11 +207,18 @@ def _v4_studio_runs(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v5_drop_ledger_reservations(conn: Connection) -> None:
+    """Money held for calls in flight is the admission's (memory, SQLite or Redis with its journal); the
+    ledger's own reservations table was never written outside tests."""
+    conn.execute(sa.text("DROP TABLE IF EXISTS reservations"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "calls, call_tags, reservations, budgets, alerts", _v1_tables),
     Migration(2, "route_decisions, quality_scores, experiments", _v2_routing_tables),
     Migration(3, "virtual_keys", _v3_virtual_keys),
     Migration(4, "studio_runs", _v4_studio_runs),
+    Migration(5, "drop the unused reservations table", _v5_drop_ledger_reservations),
 )
 
 

@@ -1,4 +1,4 @@
-"""What the ledger keeps: one ``CallRecord`` per model call, reservations, budgets and alerts.
+"""What the ledger keeps: one ``CallRecord`` per model call, budgets and alerts.
 
 A record is shown to anyone who can read a report, so it never holds a prompt or a credential: tags are
 checked by ``check_tags`` and a tag that looks like a secret is refused with ``UnsafeTag``.
@@ -22,7 +22,6 @@ ApiType = Literal["text", "speech", "video", "embedding", "image"]  # the catalo
 Outcome = Literal["ok", "error", "refused", "orphaned", "cached"]
 Period = Literal["day", "week", "month"]
 Severity = Literal["info", "warning", "critical"]
-ReservationState = Literal["open", "settled", "orphaned"]
 
 API_TYPES: tuple[str, ...] = get_args(ApiType)
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
@@ -314,23 +313,6 @@ class CallRecord:
     def charged(self) -> bool:
         """Whether the call is paid for: a cache hit or a refusal costs nothing."""
         return self.outcome not in ("cached", "refused")
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """Money held for a call in flight: settled when the call is recorded, orphaned past its deadline."""
-
-    id: str
-    created_at: datetime
-    deadline: datetime
-    model: str
-    api_type: ApiType
-    reserved_usd: float
-    estimate: Usage
-    tags: Mapping[str, str]
-    state: ReservationState = "open"
-    settled_at: datetime | None = None
-    request_hash: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,22 +85,6 @@ call_tags = sa.Table(
     sa.Index("ix_call_tags_key_value", "key", "value", "call_id"),
 )
 
-reservations = sa.Table(
-    "reservations", metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.Column("deadline", UTCDateTime(), nullable=False),
-    sa.Column("model", sa.String(200), nullable=False),
-    sa.Column("api_type", sa.String(16), nullable=False),
-    sa.Column("reserved_usd", sa.Double, nullable=False),
-    sa.Column("estimate", JSONType, nullable=False),
-    sa.Column("tags", JSONType, nullable=False),
-    sa.Column("request_hash", sa.String(128), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("settled_at", UTCDateTime()),
-    sa.Index("ix_reservations_state_deadline", "state", "deadline"),
-)
-
 budgets = sa.Table(
     "budgets", metadata,
     sa.Column("scope_key", sa.String(64), primary_key=True),

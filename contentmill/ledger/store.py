@@ -15,20 +15,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 
-from contentmill.errors import LedgerError, ReservationClosed
-from contentmill.ids import new_id
 from contentmill.ledger.migrations import LEDGER, migrate
 from contentmill.ledger.records import (
     Alert,
-    ApiType,
     Budget,
     CallRecord,
-    Reservation,
     as_utc,
-    check_tags,
-    utcnow,
 )
-from contentmill.ledger.schema import alerts, budgets, call_tags, calls, reservations
+from contentmill.ledger.schema import alerts, budgets, call_tags, calls
 from contentmill.metering import Usage
 from contentmill.settings import Settings
 from contentmill.sqlstore import SQLStore, create_engine, database_url
@@ -110,15 +104,6 @@ def record_from_mapping(m: Mapping[Any, Any]) -> CallRecord:
     )
 
 
-def _reservation_from_row(row: Row[Any]) -> Reservation:
-    m = row._mapping
-    return Reservation(
-        id=m["id"], created_at=m["created_at"], deadline=m["deadline"], model=m["model"],
-        api_type=m["api_type"], reserved_usd=m["reserved_usd"], estimate=Usage.from_dict(m["estimate"]),
-        tags=m["tags"], state=m["state"], settled_at=m["settled_at"], request_hash=m["request_hash"],
-    )
-
-
 def _budget_from_row(row: Row[Any]) -> Budget:
     m = row._mapping
     return Budget(
@@ -149,7 +134,7 @@ def scope_filter(
 
 
 class LedgerStore(SQLStore):
-    """Calls, reservations, budgets and alerts in one SQLite or PostgreSQL database."""
+    """Calls, budgets and alerts in one SQLite or PostgreSQL database."""
 
     kind = LEDGER
 
@@ -219,144 +204,6 @@ class LedgerStore(SQLStore):
         query = scope_filter(query, scope_key, scope_value)
         with self._read(f"sum spend of {scope_key}={scope_value}") as conn:
             return float(conn.scalar(query) or 0.0)
-
-    # reservations ----------------------------------------------------------------------------------------
-
-    def open_reservation(
-        self,
-        *,
-        model: str,
-        api_type: ApiType,
-        reserved_usd: float,
-        estimate: Usage,
-        deadline: datetime,
-        tags: Mapping[str, str] | None = None,
-        request_hash: str = "",
-        reservation_id: str | None = None,
-        now: datetime | None = None,
-    ) -> Reservation:
-        """Record money held for a call in flight; durable when this returns."""
-        created = as_utc(now or utcnow())
-        if ":" not in model:
-            raise LedgerError(f"model must be named 'provider:model' (got {model!r})")
-        if reserved_usd < 0:
-            raise LedgerError(f"reserved_usd cannot be negative (got {reserved_usd})")
-        if as_utc(deadline, "deadline") <= created:
-            raise LedgerError("a reservation's deadline must be after its creation")
-        reservation = Reservation(
-            id=reservation_id or new_id(), created_at=created, deadline=as_utc(deadline), model=model,
-            api_type=api_type, reserved_usd=reserved_usd, estimate=estimate, tags=check_tags(tags or {}),
-            request_hash=request_hash,
-        )
-        with self._write("open a reservation") as conn:
-            conn.execute(reservations.insert().values(
-                id=reservation.id, created_at=reservation.created_at, deadline=reservation.deadline,
-                model=model, api_type=api_type, reserved_usd=reserved_usd, estimate=estimate.as_dict(),
-                tags=dict(reservation.tags), request_hash=request_hash, state="open", settled_at=None,
-            ))
-        return reservation
-
-    def reservation(self, reservation_id: str) -> Reservation:
-        with self._read("read a reservation") as conn:
-            query = sa.select(reservations).where(reservations.c.id == reservation_id)
-            row = conn.execute(query).one_or_none()
-        if row is None:
-            raise LedgerError(f"no reservation {reservation_id!r} in the ledger")
-        return _reservation_from_row(row)
-
-    def settle_reservation(self, reservation_id: str, *, now: datetime | None = None) -> str:
-        """Close a reservation once its call is recorded; returns the state it was in.
-
-        Settling an orphaned reservation (the call finished after its deadline) zeroes the charge of the
-        orphan row, since the call's own record now carries the real cost. Settling twice is harmless.
-        """
-        settled_at = as_utc(now or utcnow())
-        with self._write("settle a reservation") as conn:
-            row = conn.execute(
-                sa.select(reservations.c.state).where(reservations.c.id == reservation_id).with_for_update()
-            ).one_or_none()
-            if row is None:
-                raise LedgerError(f"no reservation {reservation_id!r} in the ledger")
-            state: str = row.state
-            if state == "settled":
-                return state
-            conn.execute(
-                reservations.update().where(reservations.c.id == reservation_id)
-                .values(state="settled", settled_at=settled_at)
-            )
-            if state == "orphaned":
-                conn.execute(
-                    calls.update()
-                    .where(calls.c.reservation_id == reservation_id, calls.c.outcome == "orphaned")
-                    .values(cost_usd=0.0)
-                )
-        return state
-
-    def open_reservations(self) -> list[Reservation]:
-        query = (
-            sa.select(reservations).where(reservations.c.state == "open").order_by(reservations.c.deadline)
-        )
-        with self._read("read open reservations") as conn:
-            return [_reservation_from_row(row) for row in conn.execute(query)]
-
-    def stale_reservations(self, now: datetime) -> list[Reservation]:
-        """Open reservations whose deadline has passed: their callers died or hung."""
-        query = (
-            sa.select(reservations)
-            .where(reservations.c.state == "open", reservations.c.deadline < as_utc(now))
-            .order_by(reservations.c.deadline)
-        )
-        with self._read("read stale reservations") as conn:
-            return [_reservation_from_row(row) for row in conn.execute(query)]
-
-    def mark_orphaned(self, reservation_id: str, *, now: datetime | None = None) -> CallRecord:
-        """Charge a stale reservation in full as a flagged ``orphaned`` call: the provider may have billed."""
-        at = as_utc(now or utcnow())
-        with self._write("mark a reservation orphaned") as conn:
-            row = conn.execute(
-                sa.select(reservations).where(reservations.c.id == reservation_id).with_for_update()
-            ).one_or_none()
-            if row is None:
-                raise LedgerError(f"no reservation {reservation_id!r} in the ledger")
-            held = _reservation_from_row(row)
-            if held.state != "open":
-                raise ReservationClosed(f"reservation {reservation_id} is already {held.state}")
-            conn.execute(
-                reservations.update().where(reservations.c.id == reservation_id).values(state="orphaned")
-            )
-            record = CallRecord(
-                model=held.model, api_type=held.api_type, estimate=held.estimate, outcome="orphaned",
-                cost_usd=held.reserved_usd, reserved_usd=held.reserved_usd, error_type="ReservationExpired",
-                request_hash=held.request_hash, reservation_id=held.id, tags=held.tags, flagged=True, ts=at,
-            )
-            self._insert_calls(conn, [record])
-        log.warning("reservation %s orphaned: charged the %.6f USD held", reservation_id, held.reserved_usd)
-        return record
-
-    def sweep_orphans(self, now: datetime) -> list[CallRecord]:
-        """Mark every stale reservation orphaned; ones another worker swept first are skipped."""
-        swept = []
-        for held in self.stale_reservations(now):
-            try:
-                swept.append(self.mark_orphaned(held.id, now=now))
-            except ReservationClosed:
-                continue
-        return swept
-
-    def reserved_usd(self, scope_key: str, scope_value: str) -> float:
-        """USD held by open reservations in a scope (for admission after a restart)."""
-        total = 0.0
-        for held in self.open_reservations():
-            if scope_key == ALL_SCOPE:
-                matches = True
-            elif scope_key == "provider":
-                matches = held.model.split(":", 1)[0] == scope_value
-            elif scope_key in COLUMN_SCOPES:
-                matches = getattr(held, scope_key) == scope_value
-            else:
-                matches = held.tags.get(scope_key) == scope_value
-            total += held.reserved_usd if matches else 0.0
-        return total
 
     # budgets ---------------------------------------------------------------------------------------------
 

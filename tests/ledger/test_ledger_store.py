@@ -1,4 +1,4 @@
-"""The store on SQLite and PostgreSQL: migrations, calls, reservations, budgets, spend and alerts."""
+"""The store on SQLite and PostgreSQL: migrations, calls, budgets, spend and alerts."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from ledger_helpers import T0, call
 
-from contentmill.errors import LedgerError, ReservationClosed
+from contentmill.errors import LedgerError
 from contentmill.ledger import Alert, Budget, LedgerStore
 from contentmill.ledger.migrations import MIGRATIONS, Migration, current_version, migrate
 from contentmill.ledger.schema import metadata
@@ -73,11 +73,28 @@ def test_four_processes_opening_a_new_ledger_at_once_migrate_it_once(ledger_url:
 
 def test_the_migrated_database_matches_the_schema_module(store: LedgerStore) -> None:
     inspector = sa.inspect(store.engine)
+    assert set(inspector.get_table_names()) == set(metadata.tables)
     for table in metadata.sorted_tables:
         columns = {c["name"]: c["nullable"] for c in inspector.get_columns(table.name)}
         assert columns == {c.name: c.nullable for c in table.columns}, table.name
         indexes = {i["name"]: list(i["column_names"]) for i in inspector.get_indexes(table.name)}
         assert indexes == {i.name: [c.name for c in i.columns] for i in table.indexes}, table.name
+
+
+def test_a_ledger_of_version_4_loses_its_unused_reservations_table(ledger_url: str) -> None:
+    engine = create_ledger_engine(ledger_url)
+    try:
+        assert migrate(engine, MIGRATIONS[:4]) == [1, 2, 3, 4]
+        assert "reservations" in sa.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+    store = LedgerStore(ledger_url)
+    try:
+        store.write_calls([call()])
+        assert store.applied_migrations == [5] and store.count_calls() == 1
+        assert "reservations" not in sa.inspect(store.engine).get_table_names()
+    finally:
+        store.close()
 
 
 def test_a_new_step_is_applied_once_and_in_order(ledger_url: str) -> None:
@@ -147,74 +164,6 @@ def test_spent_sums_charged_calls_of_a_scope_in_a_half_open_window(store: Ledger
     assert store.spent("all", "*", T0, until) == pytest.approx(7.0)
     assert store.spent("all", "*", T0 + timedelta(minutes=30)) == pytest.approx(22.0)
     assert store.spent("team", "nobody", T0, until) == 0.0
-
-
-def test_a_reservation_is_opened_then_settled(store: LedgerStore) -> None:
-    held = store.open_reservation(
-        model="openai:gpt-4o",
-        api_type="text",
-        reserved_usd=0.25,
-        estimate=Usage(1000, 500, estimated=True),
-        deadline=T0 + timedelta(minutes=5),
-        tags={"team": "ads"},
-        request_hash="beef",
-        now=T0,
-    )
-    assert store.reservation(held.id) == held and held.state == "open"
-    assert store.reserved_usd("team", "ads") == pytest.approx(0.25) and store.reserved_usd("team", "x") == 0
-    assert store.reserved_usd("provider", "openai") == pytest.approx(0.25)
-    assert store.settle_reservation(held.id, now=T0 + timedelta(seconds=3)) == "open"
-    assert store.settle_reservation(held.id) == "settled"  # settling twice is harmless
-    settled = store.reservation(held.id)
-    assert settled.state == "settled" and settled.settled_at == T0 + timedelta(seconds=3)
-    assert store.open_reservations() == [] and store.stale_reservations(T0 + timedelta(days=1)) == []
-
-
-def test_a_stale_reservation_is_charged_in_full_as_a_flagged_orphan(store: LedgerStore) -> None:
-    late = store.open_reservation(
-        model="openai:gpt-4o",
-        api_type="text",
-        reserved_usd=0.5,
-        estimate=Usage(10, 20),
-        deadline=T0 + timedelta(minutes=1),
-        now=T0,
-        tags={"team": "ads"},
-    )
-    fresh = store.open_reservation(
-        model="openai:gpt-4o",
-        api_type="text",
-        reserved_usd=0.1,
-        estimate=Usage(1, 2),
-        deadline=T0 + timedelta(hours=1),
-        now=T0,
-    )
-    now = T0 + timedelta(minutes=2)
-    assert [r.id for r in store.stale_reservations(now)] == [late.id]
-    orphan = store.mark_orphaned(late.id, now=now)
-    assert (orphan.outcome, orphan.cost_usd, orphan.flagged, orphan.reservation_id) == (
-        "orphaned",
-        0.5,
-        True,
-        late.id,
-    )
-    assert store.calls() == [orphan]
-    assert store.spent("team", "ads", T0) == pytest.approx(0.5)
-    assert store.reservation(late.id).state == "orphaned"
-    with pytest.raises(ReservationClosed, match="already orphaned"):
-        store.mark_orphaned(late.id, now=now)
-    assert store.sweep_orphans(now) == [] and store.reservation(fresh.id).state == "open"
-    # The call finishes after all: its own record carries the cost and the orphan's charge is cancelled.
-    assert store.settle_reservation(late.id) == "orphaned"
-    assert store.spent("team", "ads", T0) == 0.0
-
-
-def test_reservation_errors_name_the_problem(store: LedgerStore) -> None:
-    with pytest.raises(LedgerError, match="no reservation"):
-        store.settle_reservation("missing")
-    with pytest.raises(LedgerError, match="deadline"):
-        store.open_reservation(
-            model="openai:gpt-4o", api_type="text", reserved_usd=1, estimate=Usage(), deadline=T0, now=T0
-        )
 
 
 def test_budgets_are_created_replaced_listed_and_deleted(store: LedgerStore) -> None:
