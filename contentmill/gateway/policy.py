@@ -13,7 +13,7 @@ Periods are calendar-aligned in the budget's time zone: a day, an ISO week from 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -229,7 +229,3 @@ class Policy:
         return Claim(f"budget:{concrete}:{budget.period}:{ident}", "counter", amount,
                      budget.limit_usd if budget.hard else math.inf, ttl_s=end - now + WINDOW_SLACK_S,
                      label=f"{concrete} per {budget.period}")
-
-
-def claims_only(metered: Sequence[Metered]) -> list[Claim]:
-    return [m.claim for m in metered]
