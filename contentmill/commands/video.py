@@ -28,7 +28,7 @@ from contentmill.settings import Settings
 from contentmill.storage import open_store
 from contentmill.video.pipeline import VideoResult
 from contentmill.video.progress import StepEvent, listening
-from contentmill.video.request import DEFAULT_STYLE, Language, Orientation, Resolution, VideoRequest
+from contentmill.video.request import DEFAULT_STYLE, CaptionStyle, Language, Orientation, Resolution, VideoRequest
 from contentmill.video.summary import DRAFT_NOTE
 
 DEMO_TOPIC = "octopuses"
@@ -103,6 +103,15 @@ def video(
     footage: Annotated[
         bool, typer.Option("--footage", help="Stock footage found by each scene's words (CONTENTMILL_PEXELS_API_KEY).")
     ] = False,
+    captions: Annotated[
+        CaptionStyle,
+        typer.Option(help="plain subtitles, or karaoke: each word lights up as it is said."),
+    ] = "plain",
+    music: Annotated[
+        Path | None,
+        typer.Option(help="An audio file mixed under the narration (ducked while it speaks, looped or cut to the "
+                     "video's length, faded out at the end)."),
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Make a narrated short video with burned-in subtitles about TOPIC, and show what each step cost.
@@ -127,6 +136,8 @@ def video(
         "reuse_similar": reuse_similar,
         "image_model": image_model,
         "footage": footage,
+        "captions": captions,
+        "music": str(music) if music is not None else None,
         "own_script": _read_text(script_file, "--script"),
         "source": _read_text(source_file, "--source"),
         **(PRESETS[preset] if preset else {}),

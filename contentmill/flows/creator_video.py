@@ -38,11 +38,13 @@ from contentmill.tasks.video import (
 from contentmill.video.pipeline import VideoResult, summarize
 from contentmill.video.request import (
     DEFAULT_STYLE,
+    Captions,
     Footage,
     Fps,
     ImageModelName,
     Language,
     ModelName,
+    Music,
     Orientation,
     OwnScript,
     Resolution,
@@ -83,6 +85,8 @@ async def creator_video(
     review: Review = False,
     image_model: ImageModelName = None,
     footage: Footage = False,
+    captions: Captions = "plain",
+    music: Music = None,
 ) -> VideoResult:
     """A narrated short video with burned-in subtitles about a topic, its script, audio and cost.
 
@@ -110,6 +114,9 @@ async def creator_video(
         image_model: provider:model making each scene's picture (e.g. openai:gpt-image-1); empty uses
             CONTENTMILL_IMAGE_MODEL, and without it each scene gets an offline illustration.
         footage: Stock footage found by each scene's words (needs CONTENTMILL_PEXELS_API_KEY).
+        captions: plain subtitles, or karaoke: each word lights up as it is said.
+        music: Path of an audio file (on the machine that renders) mixed under the narration, ducked while it
+            speaks, looped or cut to the video's length and faded out at the end.
     """
     request = VideoRequest.checked(
         topic=topic,
@@ -130,6 +137,8 @@ async def creator_video(
         review=review,
         image_model=image_model,
         footage=footage,
+        captions=captions,
+        music=music,
     ).with_models(load_settings())
     return await _run(request)
 

@@ -1,9 +1,9 @@
 """The render step: a slide per scene, the narration under it, subtitles burned in, one H.264/AAC MP4.
 
 The video's address covers what the picture and sound depend on: the script's text, each narration clip,
-each scene's picture, the subtitles, frame size, frame rate and the font file (path, size and modification
-time), so a new voice or font renders again while an unchanged request reuses the stored video. Slides drift
-slowly and dissolve into each other (``MOTION``).
+each scene's picture, the subtitles and their style (plain or karaoke), frame size, frame rate, the font file and
+the music file (path, size and modification time), so a new voice, font or track renders again while an unchanged
+request reuses the stored video. Slides drift slowly and dissolve into each other (``MOTION``).
 """
 
 from __future__ import annotations
@@ -58,6 +58,12 @@ def font_identity(font: Font) -> list[object]:
     return [str(font.path.resolve()), font.index, stat.st_size, stat.st_mtime_ns]
 
 
+def file_identity(path: Path) -> list[object]:
+    """A file as a render depends on it: where it is, its size and when it last changed."""
+    stat = path.stat()
+    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
 def render_digest(
     request: VideoRequest,
     script: ScriptResult,
@@ -76,6 +82,10 @@ def render_digest(
         "font": font_identity(font),
         "motion": [MOTION, "keywords"],
     }
+    if request.captions != "plain":  # only where set, so the videos made before these options keep their address
+        inputs["captions"] = request.captions
+    if request.music:
+        inputs["music"] = file_identity(Path(request.music))
     return digest("render", RENDER_VERSION, inputs)
 
 
@@ -138,7 +148,8 @@ def _render(
                                                    strict=True)
         ]
         rendered = render_video(scenes, folder / "video.mp4", size=request.size, fps=request.fps, font=font,
-                                motion=MOTION)
+                                motion=MOTION, karaoke=request.captions == "karaoke",
+                                music=Path(request.music) if request.music else None)
         store.put_file(key, rendered.path, "video/mp4")
     report = StepReport(step="render", model="ffmpeg", seconds=round(time.perf_counter() - started, 4))
     width, height = request.size

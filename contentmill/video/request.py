@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import ErrorDetails
 
 from contentmill.errors import InvalidRequest
+from contentmill.media.music import check_music
 from contentmill.settings import Settings
 
 Language = Literal["en", "zh"]
@@ -55,6 +56,16 @@ ImageModelName = Annotated[
           "empty: CONTENTMILL_IMAGE_MODEL, and without it an offline illustration per scene."),
 ]
 Footage = Annotated[bool, Field(description="Stock footage found by each scene's words (CONTENTMILL_PEXELS_API_KEY).")]
+CaptionStyle = Literal["plain", "karaoke"]
+Captions = Annotated[
+    CaptionStyle,
+    Field(description="plain subtitles, or karaoke: each word lights up as it is said."),
+]
+Music = Annotated[
+    str | None,
+    Field(max_length=4096, description="An audio file (MP3, WAV, OGG, M4A) mixed under the narration, ducked while "
+          "it speaks, looped or cut to the video's length."),
+]
 
 DEFAULT_STYLE = "friendly and clear"
 # How a problem names each parameter, in the words of a person filling in the form.
@@ -64,6 +75,7 @@ _NOUNS = {
     "orientation": "the orientation", "resolution": "the resolution", "fps": "the frame rate", "tags": "a tag",
     "scene_edits": "a scene edit", "reuse_similar": "reuse_similar", "own_script": "your own script",
     "source": "the source notes", "review": "review", "image_model": "the image model", "footage": "footage",
+    "captions": "captions", "music": "the music file",
 }  # fmt: skip
 
 
@@ -114,6 +126,8 @@ class VideoRequest(BaseModel):
     review: Review = False
     image_model: ImageModelName = None
     footage: Footage = False
+    captions: Captions = "plain"
+    music: Music = None
 
     @classmethod
     def checked(cls, **fields: Any) -> VideoRequest:
@@ -150,6 +164,12 @@ class VideoRequest(BaseModel):
         if value is not None and not value.strip():
             raise ValueError(f"{_NOUNS[str(info.field_name)]} is empty: give the file with the text in it")
         return value
+
+    @field_validator("music")
+    @classmethod
+    def _music(cls, value: str | None) -> str | None:
+        """The music file's absolute path, checked before anything is paid (InvalidRequest says what is wrong)."""
+        return str(check_music(value).resolve()) if value and value.strip() else None
 
     @property
     def as_asked(self) -> bool:

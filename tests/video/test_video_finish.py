@@ -1,0 +1,96 @@
+"""Karaoke captions and music as options of the creator video (``--captions karaoke``, ``--music FILE`` and the
+flow parameters ``captions`` and ``music``): a new render over the same script and narration, and a music file
+that cannot be played refused before anything is called."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from PIL import Image
+
+from contentmill.errors import InvalidRequest
+from contentmill.gateway import Gateway
+from contentmill.ledger import LedgerStore, settings_url
+from contentmill.media.loudness import TARGET_LUFS, measure
+from contentmill.settings import load_settings
+from contentmill.storage import LocalStore
+from contentmill.testing.harness import Upstream
+from contentmill.video import VideoRequest, make_video
+
+CLI = Path(__file__).with_name("cli_app.py")
+OWN = "# 手冲咖啡\n\n手冲咖啡的关键在于水温和研磨度。\n\n用九十度左右的热水慢慢注入咖啡粉。"
+
+
+def _music(path: Path) -> Path:
+    """Three seconds of a soft chord from ffmpeg's sine source."""
+    graph = "sine=f=262:d=3[a];sine=f=330:d=3[b];sine=f=392:d=3[c];[a][b][c]amix=inputs=3"
+    done = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-filter_complex",
+                           graph, str(path)], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+def _gold(image: Image.Image) -> int:
+    """Pixels of the karaoke highlight (255, 215, 0) in the lower third of a frame."""
+    width, height = image.size
+    pixels = np.asarray(image.crop((0, height * 2 // 3, width, height))).astype(int)
+    return int(((pixels[..., 0] > 200) & (pixels[..., 1] > 160) & (pixels[..., 1] < 240) & (pixels[..., 2] < 90))
+               .sum())
+
+
+def test_a_music_file_that_cannot_be_played_is_refused_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequest, match=r"^the music file .*nothing\.mp3 does not exist") as missing:
+        VideoRequest.checked(topic="coffee", music=str(tmp_path / "nothing.mp3"))
+    (tmp_path / "notes.mp3").write_text("no sound here")
+    with pytest.raises(InvalidRequest, match="is not audio ffmpeg can read") as unreadable:
+        VideoRequest.checked(topic="coffee", music=str(tmp_path / "notes.mp3"))
+    assert "\n" not in str(missing.value) + str(unreadable.value)
+    with pytest.raises(InvalidRequest, match="captions is 'plain' or 'karaoke'"):
+        VideoRequest.checked(topic="coffee", captions="bouncy")
+    music = _music(tmp_path / "chord.wav")
+    os.chdir(tmp_path)
+    assert VideoRequest.checked(topic="coffee", music="chord.wav").music == str(music)  # absolute
+    assert VideoRequest.checked(topic="coffee", music="").music is None  # an empty form field
+
+
+@pytest.mark.slow
+async def test_karaoke_and_music_render_again_over_the_same_script_and_narration(
+    data_dir: Path, tmp_path: Path, frame_at: Callable[[Path, float], Image.Image]
+) -> None:
+    settings = load_settings()
+    store = LocalStore(data_dir / "store")
+    plain = VideoRequest(topic="手冲咖啡", language="zh", seconds=10, own_script=OWN,
+                         speech_model="local:espeak-ng", resolution=480, fps=10)
+    dressed = plain.model_copy(update={"captions": "karaoke", "music": str(_music(tmp_path / "chord.wav"))})
+    async with Gateway(settings) as gateway:
+        first = await make_video(plain, settings=settings, gateway=gateway, store=store)
+        second = await make_video(dressed, settings=settings, gateway=gateway, store=store)
+    assert second.steps["script"].cached and second.steps["narration"].cached
+    assert not second.steps["render"].cached and second.video != first.video
+    moment = second.narration_s * 0.4  # a little before the first scene ends: its line mostly said, so mostly gold
+    assert _gold(frame_at(Path(second.video), moment)) > 50 > _gold(frame_at(Path(first.video), moment))
+    assert abs(measure([Path(second.video)]) - TARGET_LUFS) <= 1.0
+
+
+@pytest.mark.slow
+def test_the_cli_refuses_an_unreadable_music_file_before_calling_anything(
+    openai_upstream: Upstream, tmp_path: Path
+) -> None:
+    env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api", "COLUMNS": "160"}  # and no Prefect API
+    (tmp_path / "song.mp3").write_bytes(b"\x00" * 64)
+    done = subprocess.run([sys.executable, str(CLI), "video", "octopuses", "--music", "song.mp3",
+                           "--captions", "karaoke"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode != 0
+    assert "music file" in done.stderr and "song.mp3" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert openai_upstream.stats()["requests"] == 0
+    with LedgerStore(settings_url(load_settings())) as ledger:
+        assert ledger.count_calls() == 0
