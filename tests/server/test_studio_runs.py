@@ -68,6 +68,9 @@ def test_the_form_says_what_to_fix_in_one_line(client: httpx.Client, env: dict[s
     assert short.status_code == 400 and "the length in seconds is at least 10" in short.json()["error"]["message"]
     unknown = client.post("/studio/runs", headers=_auth(key), json={**FORM, "budget": "1"})
     assert unknown.status_code == 400 and "unknown field 'budget'" in unknown.json()["error"]["message"]
+    captions = client.post("/studio/runs", headers=_auth(key), json={**FORM, "captions": "bouncy"})
+    assert captions.status_code == 400
+    assert captions.json()["error"]["message"] == "captions is 'plain' or 'karaoke' (got 'bouncy')"
     not_json = client.post("/studio/runs", headers=_auth(key), content=b"topic=x")
     assert not_json.status_code == 400
 

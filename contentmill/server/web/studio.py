@@ -1,6 +1,6 @@
 """The studio at ``/studio``: a creator's key makes a video from a topic and watches it (docs/web.md).
 
-The form offers what the flow takes (topic, language, length, voice, orientation, the text and speech models
+The form offers what the flow takes (topic, language, length, voice, orientation, captions, the text and speech models
 from the catalog that the key may use, a voice sample to hear); ``POST /studio/runs`` starts the creator video
 (studio_runner.py in this process, or the Prefect deployment when one is configured) and answers its id;
 ``GET /studio/runs/<id>`` is its progress, step by step with each step's cost, and once done its files under
@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
 # Keys that may call models; a read-only key or the admin has no team to make videos for.
 CREATORS: tuple[Role, ...] = ("api",)
-FORM_FIELDS = ("topic", "language", "seconds", "voice", "orientation", "resolution", "style", "text_model",
-               "speech_model")
+FORM_FIELDS = ("topic", "language", "seconds", "voice", "orientation", "resolution", "captions", "style",
+               "text_model", "speech_model")
 LANGUAGES = {"en": "English", "zh": "Chinese"}
 SAMPLE_TEXT = {"en": "Hello! This is the voice that will read your video.", "zh": "你好！这是为你的视频配音的声音。"}
 JOB_TAG = "studio"
