@@ -34,11 +34,21 @@ def _cost_of(cost_usd: Cost, value: Any) -> float:
 
 
 class Cache(ABC):
-    """What every cache offers. Subclasses provide ``fetch``/``store``/``delete``/``clear`` of entries."""
+    """What every cache offers. Subclasses provide ``fetch``/``store``/``delete``/``clear`` of entries.
 
-    def __init__(self, *, stats: StatsRecorder | None = None, flight: SingleFlight | None = None) -> None:
+    ``clock`` is the wall clock entries' lives are measured by (tests pass one they can move).
+    """
+
+    def __init__(
+        self,
+        *,
+        stats: StatsRecorder | None = None,
+        flight: SingleFlight | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.stats = stats or StatsRecorder()
         self.flight = flight or SingleFlight()
+        self.clock = clock
 
     @abstractmethod
     async def fetch(self, key: CacheKey, *, record: bool = True) -> Found | None:
@@ -84,7 +94,7 @@ class Cache(ABC):
         self.stats.tick()
         if ttl is not None and ttl <= 0:
             raise ValueError(f"ttl must be positive seconds (got {ttl})")
-        now = time.time()
+        now = self.clock()
         entry = Entry(
             serializer.dumps(value), serializer.name, cost_usd=max(0.0, float(cost_usd)), created_at=now,
             expires_at=None if ttl is None else now + ttl,
@@ -180,8 +190,9 @@ class BaseCache(Cache):
         max_backoff_s: float = 30.0,
         stats: StatsRecorder | None = None,
         flight: SingleFlight | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(stats=stats, flight=flight)
+        super().__init__(stats=stats, flight=flight, clock=clock)
         self.prefix = prefix
         self.ttl = ttl
         self.timeout = timeout
@@ -263,7 +274,7 @@ class BaseCache(Cache):
             log.warning("cache tier %s holds an unreadable entry (%s); dropping it", self.tier, exc)
             await self._guarded("delete", self._delete(name))
             return None
-        if entry.expired():
+        if entry.expired(self.clock()):
             if record:
                 self.counters.misses += 1
             await self._discard(name, entry)
@@ -286,7 +297,7 @@ class BaseCache(Cache):
         """Store ``entry``, its life capped by this tier's TTL; False when skipped, declined or failed."""
         if self.health.down and not self.health.available():
             return False
-        now = time.time()
+        now = self.clock()
         entry = entry.capped(self.ttl, now)
         ttl = entry.ttl(now)
         if ttl is not None and ttl <= 0:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from contentmill.cache.base import BaseCache
 from contentmill.cache.singleflight import SingleFlight
@@ -29,10 +30,11 @@ class MemoryCache(BaseCache):
         prefix: str = "",
         stats: StatsRecorder | None = None,
         flight: SingleFlight | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if max_bytes <= 0:
             raise ValueError(f"the memory cache needs a positive byte bound (got {max_bytes})")
-        super().__init__(prefix=prefix, ttl=ttl, stats=stats, flight=flight)
+        super().__init__(prefix=prefix, ttl=ttl, stats=stats, flight=flight, clock=clock)
         self.max_bytes = max_bytes
         self.used_bytes = 0
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()

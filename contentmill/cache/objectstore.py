@@ -17,6 +17,7 @@ import os
 import tempfile
 import time
 from abc import abstractmethod
+from collections.abc import Callable
 from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any
@@ -147,9 +148,10 @@ class S3Cache(ObjectStoreCache):
         max_backoff_s: float = 30.0,
         stats: StatsRecorder | None = None,
         flight: SingleFlight | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(prefix=prefix, ttl=ttl, timeout=timeout, backoff_s=backoff_s,
-                         max_backoff_s=max_backoff_s, stats=stats, flight=flight)
+                         max_backoff_s=max_backoff_s, stats=stats, flight=flight, clock=clock)
         self.bucket = bucket
         self.presign_expires_s = presign_expires_s
         self.client = client if client is not None else self.make_client(endpoint_url, region_name, timeout)
@@ -248,9 +250,10 @@ class LocalDirCache(ObjectStoreCache):
         max_backoff_s: float = 30.0,
         stats: StatsRecorder | None = None,
         flight: SingleFlight | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(prefix="", ttl=ttl, timeout=timeout, backoff_s=backoff_s,
-                         max_backoff_s=max_backoff_s, stats=stats, flight=flight)
+                         max_backoff_s=max_backoff_s, stats=stats, flight=flight, clock=clock)
         self.root = root.expanduser().resolve()
 
     def _path(self, name: str) -> Path:
@@ -320,7 +323,7 @@ class LocalDirCache(ObjectStoreCache):
                     if path.stat().st_mtime < now - STALE_TEMP_S:
                         path.unlink(missing_ok=True)
                     continue
-                removed += self._prune_entry(path, now)
+                removed += self._prune_entry(path, self.clock())
         return removed
 
     def _prune_entry(self, path: Path, now: float) -> int:

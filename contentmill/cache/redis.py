@@ -8,6 +8,8 @@ bound every command, so the tier adds no timer of its own by default (it would c
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -47,9 +49,10 @@ class RedisCache(BaseCache):
         owns_client: bool = False,
         stats: StatsRecorder | None = None,
         flight: SingleFlight | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(prefix=prefix, ttl=ttl, timeout=timeout, backoff_s=backoff_s,
-                         max_backoff_s=max_backoff_s, stats=stats, flight=flight)
+                         max_backoff_s=max_backoff_s, stats=stats, flight=flight, clock=clock)
         self.client = client
         self.owns_client = owns_client
 

@@ -9,7 +9,8 @@ presigned URL (S3) or file path (local directory) along with its bytes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from contentmill.cache.base import BaseCache, Cache
@@ -24,7 +25,7 @@ DEFAULT_MEDIA_THRESHOLD = 256 * 1024
 
 
 class TieredCache(Cache):
-    """Tiers from fastest to largest; all count into this cache's ``stats``."""
+    """Tiers from fastest to largest; all count into this cache's ``stats`` and read its ``clock``."""
 
     def __init__(
         self,
@@ -33,13 +34,15 @@ class TieredCache(Cache):
         media_threshold: int = DEFAULT_MEDIA_THRESHOLD,
         stats: StatsRecorder | None = None,
         flight: SingleFlight | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not tiers:
             raise ValueError("a tiered cache needs at least one tier")
-        super().__init__(stats=stats, flight=flight)
+        super().__init__(stats=stats, flight=flight, clock=clock)
         self.tiers = list(tiers)
         for tier in self.tiers:
             tier.adopt(self.stats)
+            tier.clock = clock
         self.objectstore = next((t for t in reversed(self.tiers) if isinstance(t, ObjectStoreCache)), None)
         self.media_threshold = media_threshold
         self.stats.on_memory_epoch = self.clear_memory

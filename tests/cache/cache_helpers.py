@@ -67,6 +67,19 @@ class RedisServer:
         self.process = None
 
 
+class Clock:
+    """A wall clock that moves only when the test says (``advance``): TTLs without sleeping."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def s3_client(endpoint: str) -> Any:
     return boto3.session.Session().client("s3", endpoint_url=endpoint, **S3_CREDENTIALS)
 

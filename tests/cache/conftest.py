@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cache_helpers import MakeBackend, RedisServer, listening, s3_client
+from cache_helpers import Clock, MakeBackend, RedisServer, listening, s3_client
 from redis.asyncio import Redis
 
 from contentmill.cache import (
@@ -101,16 +101,17 @@ async def make_backend(
         return LocalDirCache(tmp_path / "objects", **options)
 
     def make(kind: str, **options: Any) -> Cache:
-        tiered_options = {k: options.pop(k) for k in ("media_threshold", "flight") if k in options}
+        tiered_options = {k: options.pop(k) for k in ("media_threshold", "flight", "clock") if k in options}
+        clocked = {"clock": tiered_options["clock"]} if "clock" in tiered_options else {}
         cache: Cache
         if kind == "memory":
-            cache = MemoryCache(**options)
+            cache = MemoryCache(**options, **clocked)
         elif kind == "redis":
-            cache = redis(**options)
+            cache = redis(**options, **clocked)
         elif kind == "localdir":
-            cache = localdir(**options)
+            cache = localdir(**options, **clocked)
         elif kind == "s3":
-            cache = s3(**options)
+            cache = s3(**options, **clocked)
         elif kind == "tiered":
             tiers: list[BaseCache] = [MemoryCache(**options), redis(**options), s3(**options)]
             flight = tiered_options.pop("flight", None)
@@ -133,3 +134,14 @@ async def make_backend(
 def cache(request: pytest.FixtureRequest, make_backend: MakeBackend) -> Cache:
     """The same acceptance cases run over every backend and over the tiered caches."""
     return make_backend(request.param)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(params=BACKENDS)
+def clocked_cache(request: pytest.FixtureRequest, make_backend: MakeBackend, clock: Clock) -> Cache:
+    """Each backend and tiered cache on ``clock``, which the test moves instead of sleeping."""
+    return make_backend(request.param, clock=clock)

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from cache_helpers import raw_blobs
+from cache_helpers import Clock, raw_blobs
 
 from contentmill.cache import (
     BYTES,
@@ -74,11 +74,12 @@ async def test_get_or_compute_pays_once_and_reports_what_a_hit_saved(cache: Cach
     assert saved == pytest.approx(RESULT["cost_usd"])
 
 
-async def test_an_entry_expires_after_its_ttl(cache: Cache) -> None:
-    await cache.set(KEY, RESULT, ttl=0.3)
-    assert await cache.get(KEY) is not None
-    await asyncio.sleep(0.45)
-    assert await cache.get(KEY) is None
+async def test_an_entry_expires_after_its_ttl(clocked_cache: Cache, clock: Clock) -> None:
+    await clocked_cache.set(KEY, RESULT, ttl=300)
+    clock.advance(299)
+    assert await clocked_cache.get(KEY) is not None
+    clock.advance(2)
+    assert await clocked_cache.get(KEY) is None
 
 
 async def test_ttl_must_be_positive(cache: Cache) -> None:

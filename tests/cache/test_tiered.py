@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cache_helpers import MakeBackend
+from cache_helpers import Clock, MakeBackend
 
 from contentmill.cache import BYTES, WAV, LocalDirCache, MemoryCache, TieredCache, build_key
 from contentmill.cache.memory import ENTRY_OVERHEAD
@@ -41,12 +41,15 @@ async def test_a_hit_in_a_lower_tier_fills_the_tiers_above(tiered: TieredCache) 
     assert stats["memory"]["saved_usd"] + stats["objectstore"]["saved_usd"] == pytest.approx(0.006)
 
 
-async def test_a_promoted_entry_keeps_its_remaining_life(tiered: TieredCache) -> None:
-    await tiered.tiers[-1].set(KEY, RESULT, ttl=0.6)
-    await asyncio.sleep(0.3)
+@pytest.mark.parametrize("kind", ["tiered", "tiered-local"])
+async def test_a_promoted_entry_keeps_its_remaining_life(make_backend: MakeBackend, clock: Clock, kind: str) -> None:
+    tiered = make_backend(kind, media_threshold=64 * 1024, clock=clock)
+    assert isinstance(tiered, TieredCache)
+    await tiered.tiers[-1].set(KEY, RESULT, ttl=600)
+    clock.advance(300)
     hit = await tiered.get(KEY)
     assert hit is not None and hit.tier == "objectstore"
-    await asyncio.sleep(0.45)
+    clock.advance(450)
     assert await tiered.tiers[0].read_entry(KEY, record=False) is None
     assert await tiered.get(KEY) is None
 
@@ -58,12 +61,12 @@ async def test_writes_go_through_to_every_tier(tiered: TieredCache) -> None:
         assert hit is not None and hit.value == RESULT, tier.tier
 
 
-async def test_each_tier_applies_its_own_ttl(make_backend: MakeBackend) -> None:
-    cache = make_backend("tiered-local")
+async def test_each_tier_applies_its_own_ttl(make_backend: MakeBackend, clock: Clock) -> None:
+    cache = make_backend("tiered-local", clock=clock)
     assert isinstance(cache, TieredCache)
-    cache.tiers[0].ttl = 0.2
+    cache.tiers[0].ttl = 200
     await cache.set(KEY, RESULT)
-    await asyncio.sleep(0.35)
+    clock.advance(350)
     hit = await cache.get(KEY)
     assert hit is not None and hit.tier == "objectstore"
 
@@ -178,14 +181,15 @@ async def test_local_directory_writes_leave_no_partial_or_temporary_files(tmp_pa
 
 
 async def test_local_directory_prune_reclaims_expired_entries_and_their_media(tmp_path: Path) -> None:
-    local = LocalDirCache(tmp_path / "objects")
-    cache = TieredCache([local], media_threshold=1000)
+    clock = Clock()
+    local = LocalDirCache(tmp_path / "objects", clock=clock)
+    cache = TieredCache([local], media_threshold=1000, clock=clock)
     try:
         fresh = build_key(model="m:x", tenant="t", input="fresh")
-        await cache.set(KEY, os.urandom(5000), BYTES, ttl=0.2)
+        await cache.set(KEY, os.urandom(5000), BYTES, ttl=200)
         await cache.set(fresh, os.urandom(5000), BYTES)
         (tmp_path / "objects" / "entries" / "stray.bin").write_bytes(b"garbage")
-        await asyncio.sleep(0.3)
+        clock.advance(300)
         assert await local.prune() == 2  # the expired entry and the unreadable one
         names = sorted(str(p.relative_to(tmp_path / "objects")) for p in (tmp_path / "objects").rglob("*")
                        if p.is_file())
