@@ -72,7 +72,7 @@ async def test_karaoke_and_music_render_again_over_the_same_script_and_narration
     async with Gateway(settings) as gateway:
         first = await make_video(plain, settings=settings, gateway=gateway, store=store)
         second = await make_video(dressed, settings=settings, gateway=gateway, store=store)
-    assert second.steps["script"].cached and second.steps["narration"].cached
+    assert all(second.steps[step].cached for step in ("script", "narration", "visuals", "subtitles"))
     assert not second.steps["render"].cached and second.video != first.video
     moment = second.narration_s * 0.4  # a little before the first scene ends: its line mostly said, so mostly gold
     assert _gold(frame_at(Path(second.video), moment)) > 50 > _gold(frame_at(Path(first.video), moment))
