@@ -57,8 +57,7 @@ def video_facts(request: VideoRequest) -> RequestFacts:
     """What dedupe compares: the topic's text, and as hard constraints every setting the video depends on."""
     fields = request.model_dump(include={"seconds", "style", "voice", "text_model", "speech_model", "orientation",
                                           "resolution", "fps", "image_model", "footage"})
-    fields.update(request.model_dump(include={"captions", "music"}, exclude_defaults=True))  # set ones only: the
-    # videos made before these options still serve the requests that do not set them
+    fields.update(request.finish)
     return RequestFacts("video", request.topic, language=request.language,
                         template=f"creator_video@{prompts.PROMPT_VERSION}", fields=fields)
 

@@ -82,8 +82,7 @@ def render_digest(
         "font": font_identity(font),
         "motion": [MOTION, "keywords"],
     }
-    if request.captions != "plain":  # only where set, so the videos made before these options keep their address
-        inputs["captions"] = request.captions
+    inputs.update(request.finish)  # karaoke, music: only where set
     if request.music:
         inputs["music"] = file_identity(Path(request.music))
     return digest("render", RENDER_VERSION, inputs)

@@ -172,6 +172,12 @@ class VideoRequest(BaseModel):
         return str(check_music(value).resolve()) if value and value.strip() else None
 
     @property
+    def finish(self) -> dict[str, Any]:
+        """The finishing options that are set (karaoke captions, music) and nothing for a request without them:
+        what the addresses of a video add, so that the videos made before these options keep theirs."""
+        return self.model_dump(include={"captions", "music"}, exclude_defaults=True)
+
+    @property
     def as_asked(self) -> bool:
         """Written by the text model from the topic alone: what an earlier video of a similar topic can serve."""
         return not (self.scene_edits or self.own_script or self.source)

@@ -9,6 +9,7 @@ temporary API takes to start. A record whose folder is gone (deleted to make the
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -19,7 +20,7 @@ from contentmill.video import prompts
 from contentmill.video.narration import NARRATION_VERSION
 from contentmill.video.pipeline import VideoResult
 from contentmill.video.records import digest
-from contentmill.video.render import RENDER_VERSION
+from contentmill.video.render import RENDER_VERSION, file_identity
 from contentmill.video.request import VideoRequest
 from contentmill.video.visuals import VISUALS_VERSION
 from contentmill.video.writing import SCRIPT_VERSION
@@ -32,10 +33,13 @@ def request_key(request: VideoRequest, settings: Settings) -> str:
     """Where the finished video of ``request`` (models resolved) is recorded."""
     font = settings.font_file
     inputs = {
-        "request": request.model_dump(mode="json", exclude={"tags", "reuse_similar", "review"}),
+        "request": {**request.model_dump(mode="json", exclude={"tags", "reuse_similar", "review", "captions", "music"}),
+                    **request.finish},
         "font": [str(font), font.stat().st_mtime_ns] if font is not None and font.is_file() else None,
         "versions": [SCRIPT_VERSION, NARRATION_VERSION, VISUALS_VERSION, RENDER_VERSION, prompts.PROMPT_VERSION],
     }
+    if request.music:  # a changed track is another video
+        inputs["music_file"] = file_identity(Path(request.music))
     return f"steps/requests/{digest('request', RERUN_VERSION, inputs)}.json"
 
 

@@ -23,6 +23,7 @@ from contentmill.settings import load_settings
 from contentmill.storage import LocalStore
 from contentmill.testing.harness import Upstream
 from contentmill.video import VideoRequest, make_video
+from contentmill.video.rerun import request_key
 
 CLI = Path(__file__).with_name("cli_app.py")
 OWN = "# 手冲咖啡\n\n手冲咖啡的关键在于水温和研磨度。\n\n用九十度左右的热水慢慢注入咖啡粉。"
@@ -58,6 +59,22 @@ def test_a_music_file_that_cannot_be_played_is_refused_in_one_line(tmp_path: Pat
     os.chdir(tmp_path)
     assert VideoRequest.checked(topic="coffee", music="chord.wav").music == str(music)  # absolute
     assert VideoRequest.checked(topic="coffee", music="").music is None  # an empty form field
+
+
+def test_a_rerun_finds_its_own_video_only_with_the_same_captions_and_the_same_music_file(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    settings = load_settings()
+    plain = VideoRequest(topic="coffee").with_models(settings)
+    assert plain.finish == {}  # the videos made before these options keep their addresses
+    music = _music(tmp_path / "chord.wav")
+    dressed = plain.model_copy(update={"captions": "karaoke", "music": str(music)})
+    keys = {request_key(plain, settings), request_key(dressed, settings),
+            request_key(plain.model_copy(update={"captions": "karaoke"}), settings)}
+    assert len(keys) == 3
+    before = request_key(dressed, settings)
+    os.utime(music, ns=(music.stat().st_atime_ns, music.stat().st_mtime_ns + 10**9))  # the track was changed
+    assert request_key(dressed, settings) != before
 
 
 @pytest.mark.slow
