@@ -80,6 +80,24 @@ async def test_a_repeated_request_is_served_from_the_cache_and_costs_nothing(
     assert all(r.cost_usd == 0 for r in cached) and all(r.request_hash for r in rows)
 
 
+async def test_a_miss_reads_each_cache_tier_once_and_counts_one_miss(
+        upstream: Callable[..., Any], tmp_path: Path) -> None:
+    """The gateway looks a request up once: a miss is one miss on each tier, not one from the lookup and another
+    from computing it; the repeat is one hit on the first tier and reads no further."""
+    server = upstream()
+    settings = settings_for(server.base_url, tmp_path)
+    request = TextRequest.chat("Name a colour for a winter scarf.", max_tokens=20)
+    async with Gateway(settings) as gateway:
+        assert gateway.cache is not None
+        counts = gateway.cache.stats.tiers
+        await gateway.generate(request, model="openai:gpt-4o-mini", tags={"team": "shop"})
+        assert {name: (t.hits, t.misses) for name, t in counts.items()} == {"memory": (0, 1), "objectstore": (0, 1)}
+        again = await gateway.generate(request, model="openai:gpt-4o-mini", tags={"team": "shop"})
+        assert again.cached
+        assert {name: (t.hits, t.misses) for name, t in counts.items()} == {"memory": (1, 1), "objectstore": (0, 1)}
+    assert server.stats()["requests"] == 1
+
+
 async def test_a_hard_budget_refuses_before_it_is_passed(upstream: Callable[..., Any], tmp_path: Path) -> None:
     server = upstream()
     settings = settings_for(server.base_url, tmp_path)

@@ -119,6 +119,19 @@ class Cache(ABC):
         hit = await self.get(key, serializer)
         if hit is not None:
             return hit.value, True
+        return await self.compute_missing(key, compute, serializer, ttl=ttl, cost_usd=cost_usd)
+
+    async def compute_missing(
+        self,
+        key: CacheKey,
+        compute: Callable[[], Awaitable[T]],
+        serializer: Serializer[T] = JSON,
+        *,
+        ttl: float | None = None,
+        cost_usd: Cost = 0.0,
+    ) -> tuple[T, bool]:
+        """What ``get_or_compute`` does after its lookup missed, for a caller that has just looked ``key`` up
+        itself: the tiers are not read (nor a miss counted) again. Single flight as there."""
 
         async def produce() -> T:
             value = await compute()

@@ -628,13 +628,13 @@ class Gateway:
             produced.append(await produce())
             return codec.encode(produced[0])
 
-        value, _ = await self.cache.get_or_compute(
+        value, _ = await self.cache.compute_missing(  # the lookup above was this request's one read of the tiers
             key, compute, codec.serializer, cost_usd=lambda _: produced[0].cost_usd if produced else 0.0)
         if produced:
             return produced[0]
         # Another caller paid for it while this one waited (single flight): what it cost is what this saved.
-        found = await self.cache.get(key, codec.serializer)
-        saved = found.cost_usd if found is not None else 0.0
+        found = await self.cache.fetch(key, record=False)
+        saved = found.entry.cost_usd if found is not None else 0.0
         return self._hit(codec.decode(value, call), call, saved, "singleflight")
 
     def _hit(self, gen: Generation, call: _Call, saved: float, tier: str) -> Generation:
