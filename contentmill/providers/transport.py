@@ -59,6 +59,11 @@ def _httpx_error(exc: BaseException, request: httpx.Request | None) -> httpx.Tra
     return httpx.NetworkError(str(exc) or type(exc).__name__, request=request)
 
 
+def _client_timeout(timeouts: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
+    """httpx's connect and read timeouts as aiohttp's (the whole exchange is bounded by the caller)."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=timeouts.get("connect"), sock_read=timeouts.get("read"))
+
+
 class _StreamedBody(httpx.AsyncByteStream):
     def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
         self._response = response
@@ -90,10 +95,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        timeouts = request.extensions.get("timeout", {})
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=timeouts.get("connect"), sock_read=timeouts.get("read")
-        )
+        timeout = _client_timeout(request.extensions.get("timeout", {}))
         # Raw header pairs convert far faster than httpx.Headers' case-insensitive lookups.
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in request.headers.raw}
         streaming = EVENT_STREAM in headers.get("accept", headers.get("Accept", ""))
@@ -114,8 +116,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def post(self, url: str, body: bytes, headers: Mapping[str, str],
                    timeouts: Mapping[str, float | None]) -> Reply:
         """POST ``body`` and read the whole answer; errors are httpx's, as from ``handle_async_request``."""
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.get("connect"),
-                                        sock_read=timeouts.get("read"))
+        timeout = _client_timeout(timeouts)
         try:
             async with self._get_session().post(url, data=body, headers=headers, allow_redirects=False,
                                                 timeout=timeout) as response:
