@@ -24,6 +24,7 @@ from typing import Any
 import tiktoken
 
 from contentmill.errors import ConfigError
+from contentmill.files import write_atomic
 
 # name -> (quicktok vocab file, tiktoken's URL for the file, tiktoken's expected sha256)
 _ENCODINGS = {
@@ -198,11 +199,7 @@ def install_offline_encoding(name: str) -> Path:
     content = _vocab_to_tiktoken(raw)
     if hashlib.sha256(content).hexdigest() != expected:
         raise ConfigError(f"bundled BPE data for {name} does not match tiktoken's checksum; reinstall quicktok-v1")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".partial-")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(content)
-    os.replace(tmp, target)
+    write_atomic(target, content)
     return target
 
 

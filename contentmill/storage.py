@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -24,8 +23,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from contentmill.cache.objectstore import S3Cache, write_atomic
+from contentmill.cache.objectstore import S3Cache
 from contentmill.errors import ConfigError
+from contentmill.files import atomic_target, write_atomic
 from contentmill.settings import Settings
 
 PRESIGN_EXPIRES_S = 7 * 86400  # the longest a SigV4 presigned URL may live
@@ -117,7 +117,7 @@ class LocalStore(ObjectStore):
 
     def put_file(self, key: str, path: Path, media_type: str = "application/octet-stream") -> str:
         target = self.path(key)
-        with _partial(target) as partial:
+        with atomic_target(target) as partial:
             shutil.copyfile(path, partial)
         return self.url(key)
 
@@ -138,7 +138,7 @@ class LocalStore(ObjectStore):
         origin, destination = self.path(source), self.path(target)
         if not origin.is_file():
             raise FileNotFoundError(f"no object {source!r} in {self.root}")
-        with _partial(destination) as partial:
+        with atomic_target(destination) as partial:
             partial.unlink()
             try:
                 os.link(origin, partial)
@@ -153,23 +153,9 @@ class LocalStore(ObjectStore):
         return found
 
     def save_as(self, key: str, target: Path) -> Path:
-        with _partial(target) as partial:
+        with atomic_target(target) as partial:
             shutil.copyfile(self.fetch(key, target.parent), partial)
         return target
-
-
-@contextmanager
-def _partial(target: Path) -> Iterator[Path]:
-    """A temporary file beside ``target`` that becomes ``target`` when the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-    os.close(handle)
-    partial = Path(name)
-    try:
-        yield partial
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 class S3Store(ObjectStore):
@@ -275,7 +261,7 @@ class S3Store(ObjectStore):
         return self.save_as(key, folder / check_key(key).replace("/", "_"))
 
     def save_as(self, key: str, target: Path) -> Path:
-        with _partial(target) as partial, self._explained("download", key):
+        with atomic_target(target) as partial, self._explained("download", key):
             self.client.download_file(self.bucket, self.name(key), str(partial))
         return target
 

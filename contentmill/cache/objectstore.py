@@ -14,7 +14,6 @@ import asyncio
 import hashlib
 import logging
 import os
-import tempfile
 import time
 from abc import abstractmethod
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from contentmill.cache.entry import Entry, Found, MediaRef
 from contentmill.cache.keys import CacheKey
 from contentmill.cache.singleflight import SingleFlight
 from contentmill.cache.stats import StatsRecorder
+from contentmill.files import PARTIAL_PREFIX, write_atomic
 
 log = logging.getLogger("contentmill.cache")
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
@@ -222,19 +222,6 @@ class S3Cache(ObjectStoreCache):
         self.client.close()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 class LocalDirCache(ObjectStoreCache):
     """Objects as files under ``root`` (the embedded profile's L3); media are handed out as file paths."""
 
@@ -279,7 +266,7 @@ class LocalDirCache(ObjectStoreCache):
         removed = 0
         for folder, dirs, files in os.walk(top, topdown=False):
             for file in files:
-                if not file.startswith(".tmp-"):
+                if not file.startswith(PARTIAL_PREFIX):
                     removed += 1
                 Path(folder, file).unlink(missing_ok=True)
             for sub in dirs:
@@ -319,7 +306,7 @@ class LocalDirCache(ObjectStoreCache):
         for folder, _dirs, files in os.walk(self.root / "entries"):
             for file in files:
                 path = Path(folder, file)
-                if file.startswith(".tmp-"):
+                if file.startswith(PARTIAL_PREFIX):
                     if path.stat().st_mtime < now - STALE_TEMP_S:
                         path.unlink(missing_ok=True)
                     continue

@@ -33,6 +33,7 @@ from contentmill.errors import (
     RequestTooLarge,
     UnusableAnswer,
 )
+from contentmill.files import write_atomic
 from contentmill.gateway.admission import Claim, Reservation
 from contentmill.gateway.policy import NO_LIMITS, CallFacts, CallLimits, Unit, units
 from contentmill.ledger import CallRecord
@@ -154,10 +155,7 @@ class PendingStore:
         if self._redis is not None:
             await self._redis.hset(self._hash, pending.batch_id, pending.to_json())
             return
-        self._dir.mkdir(parents=True, exist_ok=True)
-        path = self._path(pending.batch_id)
-        path.with_suffix(".tmp").write_bytes(pending.to_json())
-        path.with_suffix(".tmp").replace(path)
+        write_atomic(self._path(pending.batch_id), pending.to_json())
 
     async def get(self, batch_id: str) -> PendingBatch | None:
         if self._redis is not None:

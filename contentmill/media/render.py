@@ -17,7 +17,6 @@ the dissolve's length, so the next still starts at its narration's first frame a
 
 from __future__ import annotations
 
-import os
 import tempfile
 import wave
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from contentmill.audio import wav_info
 from contentmill.errors import EngineError
+from contentmill.files import atomic_target
 from contentmill.media.ffmpeg import MediaInfo, probe, run_ffmpeg
 from contentmill.media.fonts import Font, find_font
 from contentmill.media.karaoke import ass_document, ass_time, karaoke_ass
@@ -119,25 +119,16 @@ def render_video(
     kinetic = motion and any(scene.keyword for scene in scenes)
     chosen = _subtitle_font(scenes, font) if cues or kinetic else None
     limit = timeout_s if timeout_s is not None else 60.0 + 20.0 * total
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(handle)
-    partial = Path(partial_name)
-    try:
-        with tempfile.TemporaryDirectory(prefix="contentmill-render-") as scratch:
-            work = Path(scratch)
-            frames = _frame_counts(scenes, fps)
-            style = _prepare_subtitles(work, cues, chosen, layout, karaoke) if chosen and cues else None
-            if kinetic and chosen is not None:
-                style = ",".join(filter(None, [_prepare_keywords(work, scenes, frames, fps, chosen, layout), style]))
-            audio = [mix_music([scene.audio for scene in scenes], music, total, work / "mix.wav")] if music else None
-            args = _arguments(scenes, frames, layout, fps, style, partial, motion, audio)
-            run_ffmpeg(args, purpose=f"rendering the video {target.name}", timeout_s=limit, cwd=work)
+    with atomic_target(target) as partial, tempfile.TemporaryDirectory(prefix="contentmill-render-") as scratch:
+        work = Path(scratch)
+        frames = _frame_counts(scenes, fps)
+        style = _prepare_subtitles(work, cues, chosen, layout, karaoke) if chosen and cues else None
+        if kinetic and chosen is not None:
+            style = ",".join(filter(None, [_prepare_keywords(work, scenes, frames, fps, chosen, layout), style]))
+        audio = [mix_music([scene.audio for scene in scenes], music, total, work / "mix.wav")] if music else None
+        args = _arguments(scenes, frames, layout, fps, style, partial, motion, audio)
+        run_ffmpeg(args, purpose=f"rendering the video {target.name}", timeout_s=limit, cwd=work)
         info = _verified(partial, layout, total)
-        os.replace(partial, target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
     return RenderedVideo(target, info, total, to_srt(cues) if cues else "")
 
 

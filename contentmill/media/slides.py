@@ -10,13 +10,12 @@ gives the same pixels, so slides can be cached and compared.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from contentmill.files import atomic_target
 from contentmill.media.fonts import Font, find_font
 from contentmill.media.layout import VERTICAL, Layout
 from contentmill.media.text import normalize, wrap
@@ -117,15 +116,8 @@ def write_slide(
     """Render a slide and write it as PNG, atomically: a reader never sees half a file."""
     target = Path(path)
     image = render_slide(title, text, size=size, font=font, palette=palette, picture=picture, overlay=overlay)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(handle)
-    try:
-        image.save(temporary, format="PNG")
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_target(target) as partial:
+        image.save(partial, format="PNG")
     return target
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contentmill.files import write_atomic
 from contentmill.metering import Usage
 
 CSV_COLUMNS = ("id", "name", "category", "tier", "model", "description", "cost_usd", "cached", "reused_from",
@@ -52,16 +52,6 @@ class Row:
         return int(self.usage.get("input_tokens", 0)) + int(self.usage.get("output_tokens", 0))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    partial.replace(path)
-
-
 def as_text_cell(value: Any) -> Any:
     """A text value a spreadsheet would run as a formula, quoted with a leading ``'``; anything else unchanged."""
     return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
@@ -71,7 +61,7 @@ def write_rows(path: Path, rows: Sequence[Row]) -> None:
     """JSONL with the exact text, or CSV when the file name ends in .csv (usage flattened to token columns, checks
     as JSON, cells that would run as formulas quoted)."""
     if path.suffix.lower() != ".csv":
-        _write_atomic(path, "".join(json.dumps(r.as_dict(), ensure_ascii=False) + "\n" for r in rows))
+        write_atomic(path, "".join(json.dumps(r.as_dict(), ensure_ascii=False) + "\n" for r in rows), durable=True)
         return
     import io
 
@@ -85,11 +75,11 @@ def write_rows(path: Path, rows: Sequence[Row]) -> None:
                  "output_tokens": row.usage.get("output_tokens", 0),
                  "checks": json.dumps(row.checks, ensure_ascii=False)}
         writer.writerow({k: as_text_cell(v) for k, v in cells.items()})
-    _write_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue(), durable=True)
 
 
 def write_errors(path: Path, errors: Iterable[Mapping[str, Any]]) -> None:
-    _write_atomic(path, "".join(json.dumps(dict(e), ensure_ascii=False) + "\n" for e in errors))
+    write_atomic(path, "".join(json.dumps(dict(e), ensure_ascii=False) + "\n" for e in errors), durable=True)
 
 
 def _add(group: dict[str, dict[str, Any]], key: str, row: Row) -> None:

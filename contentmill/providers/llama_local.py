@@ -32,7 +32,6 @@ import atexit
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import AsyncGenerator, Sequence
@@ -42,6 +41,7 @@ from types import ModuleType
 from typing import Any
 
 from contentmill.errors import BadRequest, ConfigError, EngineError
+from contentmill.files import atomic_target, write_atomic
 from contentmill.metering import Usage
 from contentmill.providers.base import Message, TextChunk, TextRequest, TextResult
 from contentmill.providers.engine_process import EngineProcess
@@ -85,33 +85,17 @@ def _marker_matches(target: Path, expected_sha256: str) -> bool:
     return isinstance(recorded, dict) and recorded == {"sha256": expected_sha256, "size": size}
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _assemble(package: ModuleType, target: Path) -> None:
     """Join the chunks into a temporary file, verified by the package, then move it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     _marker_for(target).unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".partial-", suffix=".gguf")
-    os.close(fd)
     try:
-        package.assemble(tmp, overwrite=True)
-        os.replace(tmp, target)
+        with atomic_target(target) as partial:
+            package.assemble(str(partial), overwrite=True)
     except (OSError, ValueError) as exc:
         raise EngineError(
             f"could not assemble the Gemma 3 270M model into {target}: {exc}; "
             f"check free disk space, or reinstall it with {INSTALL_HINT}"
         ) from exc
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def model_path(data_dir: Path) -> Path:
@@ -123,7 +107,7 @@ def model_path(data_dir: Path) -> Path:
         if not _marker_matches(target, expected):
             _assemble(package, target)
             marker = {"sha256": expected, "size": target.stat().st_size}
-            _write_atomically(_marker_for(target), json.dumps(marker).encode())
+            write_atomic(_marker_for(target), json.dumps(marker))
     return target
 
 

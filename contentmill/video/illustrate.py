@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from contentmill.files import atomic_target
 from contentmill.media import PALETTES, Font, Palette
 from contentmill.media.icons import Icon, draw_icon, icon_set, icon_set_version
 from contentmill.media.text import is_cjk, word_starts
@@ -54,11 +55,8 @@ def icon_vectors(data_dir: Path) -> Vector:
             if vectors.shape[0] == len(icons):
                 return vectors
     vectors = _embedder().encode([icon.description for icon in icons])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
-    with partial.open("wb") as handle:
+    with atomic_target(path) as partial, partial.open("wb") as handle:  # another process may be reading it
         np.save(handle, vectors)
-    os.replace(partial, path)  # whole or not at all: another process may be reading it
     return vectors
 
 
