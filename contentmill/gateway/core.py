@@ -527,6 +527,17 @@ class Gateway:
 
         return await self._with_fallbacks([model, *fallbacks], attempt)
 
+    async def tpm_headroom(self, model: str) -> tuple[float, float] | None:
+        """(tokens available now, bucket size) of the model's tokens-per-minute limit at its vendor account, as
+        admission counts them, for work packed to fit what is free; None when the catalog gives it no TPM."""
+        info = self.catalog.get(model)
+        if not info.tpm:
+            return None
+        self.text_model(model)  # the account is the resolved provider's
+        claim = self.policy.vendor_limit(self._account(model), info, "tpm", 0.0)
+        (available, _reserved), = await self.admission.levels([claim])
+        return available, claim.limit
+
     # -- the Batch API (gateway/batch.py) -----------------------------------------------------------------
 
     async def submit_batch(self, items: Sequence[tuple[str, TextRequest]], *, model: str,

@@ -185,13 +185,11 @@ class Policy:
         info, out = facts.model, []
         main_unit: Unit = "tokens" if info.modality in ("text", "embedding") else (
             "characters" if info.modality == "speech" else "seconds")
-        prefix = f"acct:{facts.account}:{info.name}"
         if info.rpm:
-            out.append(Metered(self.vendor_bucket(f"{prefix}:rpm", 1.0, info.rpm, f"rpm of {info.name}"),
-                               "requests", refund=False))
+            out.append(Metered(self.vendor_limit(facts.account, info, "rpm", 1.0), "requests", refund=False))
         if info.tpm and main_unit == "tokens":
-            out.append(Metered(self.vendor_bucket(f"{prefix}:tpm", units(estimate, "tokens"), info.tpm,
-                                                  f"tpm of {info.name}"), "tokens", refund=False))
+            out.append(Metered(self.vendor_limit(facts.account, info, "tpm", units(estimate, "tokens")), "tokens",
+                               refund=False))
         mapping = facts.as_mapping()
         for limit in (*self.rate_limits, *extra.rate_limits):
             concrete = limit.scope.resolve(mapping)
@@ -216,6 +214,13 @@ class Policy:
                     self.windows[claim.key] = (budget.scope_key, concrete.partition("=")[2], start)
                 out.append(Metered(claim, "usd"))
         return out
+
+    def vendor_limit(self, account: str, info: ModelInfo, kind: Literal["rpm", "tpm"], amount: float) -> Claim:
+        """The claim on a model's requests- or tokens-per-minute at one vendor account (shared by every caller
+        of that account, whatever their tags)."""
+        per_minute = info.rpm if kind == "rpm" else info.tpm
+        assert per_minute, f"{info.name} has no {kind}"
+        return self.vendor_bucket(f"acct:{account}:{info.name}:{kind}", amount, per_minute, f"{kind} of {info.name}")
 
     def vendor_bucket(self, key: str, amount: float, per_minute: int, label: str) -> Claim:
         """A vendor's per-minute limit, refilling at the vendor's rate but holding ``headroom`` less: a call is
