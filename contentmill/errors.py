@@ -4,7 +4,8 @@ Every error a user can see is one of these; each message says what to fix::
 
     ContentmillError
     ├── ConfigError                  a setting is missing or wrong
-    │   └── MissingCredential        an API key is not set (names the variable to set)
+    │   ├── MissingCredential        an API key is not set (names the variable to set)
+    │   └── ObjectStoreError         the S3 bucket is missing, refuses the credentials or cannot be reached
     ├── CatalogError
     │   ├── UnknownModel             "provider:model" is not in the catalog or names no provider
     │   └── UnpricedModel            the model has no price: refused rather than billed at 0
@@ -60,6 +61,10 @@ class MissingCredential(ConfigError):
     def __init__(self, variable: str, purpose: str) -> None:
         self.variable = variable
         super().__init__(f"{purpose} needs an API key: set the environment variable {variable}")
+
+
+class ObjectStoreError(ConfigError):
+    """The object store (an S3 bucket) refused or could not be reached; the message names what to fix."""
 
 
 class CatalogError(ContentmillError):
