@@ -21,7 +21,7 @@ from contentmill.providers.fake import FakeTextModel
 from contentmill.settings import load_settings
 from contentmill.storage import LocalStore
 from contentmill.testing.harness import Upstream
-from contentmill.testing.visuals_api import footage_colour
+from contentmill.testing.upstream import footage_colour
 from contentmill.video import VideoRequest, make_video
 from contentmill.video.lineage import video_facts
 

@@ -15,22 +15,15 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from contentmill.testing.upstream import (
-    ApiError,
-    Exchange,
-    UpstreamServer,
-    _bad_request,
-    _json_body,
-    _required_str,
-    completion_body,
-    parse_chat,
-)
+from contentmill.testing.upstream.chat import completion_body, parse_chat
+from contentmill.testing.upstream.common import Exchange, Wrap, dumps, json_body, required_str
+from contentmill.testing.upstream.errors import ApiError, bad_request
+from contentmill.testing.upstream.service import Service
 
 BATCH_ENDPOINTS = ("/v1/chat/completions",)
 COMPLETION_WINDOW = "24h"
@@ -38,8 +31,6 @@ WINDOW_S = 24 * 3600
 MAX_FILE_BYTES = 200 * 1024 * 1024  # OpenAI's limit on a batch input file
 MAX_REQUESTS = 50_000  # OpenAI's limit on requests per batch
 VALIDATING_S = 0.02  # how long a batch shows "validating" before it runs
-
-Handler = Callable[[Exchange], Awaitable[web.StreamResponse]]
 
 
 def _new_id(prefix: str) -> str:
@@ -101,13 +92,13 @@ class Batch:
 class BatchApi:
     """Files and batches of one fake upstream; answers go through the server's endpoint wrapper and auth."""
 
-    def __init__(self, server: UpstreamServer, delay_s: float) -> None:
-        self.server = server
+    def __init__(self, service: Service, delay_s: float) -> None:
+        self.service = service
         self.delay_s = delay_s
         self.files: dict[str, StoredFile] = {}
         self.batches: dict[str, Batch] = {}
 
-    def routes(self, app: web.Application, wrap: Callable[[Handler], Any]) -> None:
+    def routes(self, app: web.Application, wrap: Wrap) -> None:
         app.router.add_post("/v1/files", wrap(self._upload))
         app.router.add_get("/v1/files/{id}", wrap(self._file))
         app.router.add_get("/v1/files/{id}/content", wrap(self._content))
@@ -124,9 +115,9 @@ class BatchApi:
     # -- files --------------------------------------------------------------------------------------------------
 
     async def _upload(self, exchange: Exchange) -> web.StreamResponse:
-        self.server._authenticate(exchange)
+        self.service.authenticate(exchange)
         if not exchange.request.content_type.startswith("multipart/"):
-            raise _bad_request("Upload a file as multipart/form-data with fields 'purpose' and 'file'.", "file")
+            raise bad_request("Upload a file as multipart/form-data with fields 'purpose' and 'file'.", "file")
         purpose, filename, data = None, "upload.jsonl", None
         reader = await exchange.request.multipart()
         async for part in reader:
@@ -138,18 +129,18 @@ class BatchApi:
                 filename = part.filename or filename
                 data = bytes(await part.read())
         if data is None:
-            raise _bad_request("Missing required parameter: 'file'.", "file", "missing_required_parameter")
+            raise bad_request("Missing required parameter: 'file'.", "file", "missing_required_parameter")
         if purpose != "batch":
-            raise _bad_request(f"Invalid 'purpose': this upstream stores 'batch' files (got {purpose!r}).",
+            raise bad_request(f"Invalid 'purpose': this upstream stores 'batch' files (got {purpose!r}).",
                                "purpose")
         if len(data) > MAX_FILE_BYTES:
-            raise _bad_request(f"File too large: at most {MAX_FILE_BYTES} bytes.", "file")
+            raise bad_request(f"File too large: at most {MAX_FILE_BYTES} bytes.", "file")
         stored = StoredFile(_new_id("file-"), purpose, filename, data)
         self.files[stored.id] = stored
         return web.json_response(stored.as_dict())
 
     def _stored(self, exchange: Exchange) -> StoredFile:
-        self.server._authenticate(exchange)
+        self.service.authenticate(exchange)
         file_id = exchange.request.match_info["id"]
         found = self.files.get(file_id)
         if found is None:
@@ -165,30 +156,30 @@ class BatchApi:
     # -- batches ------------------------------------------------------------------------------------------------
 
     async def _create(self, exchange: Exchange) -> web.StreamResponse:
-        key = self.server._authenticate(exchange)
-        body = await _json_body(exchange.request)
-        file_id = _required_str(body, "input_file_id")
-        endpoint = _required_str(body, "endpoint")
-        window = _required_str(body, "completion_window")
+        key = self.service.authenticate(exchange)
+        body = await json_body(exchange.request)
+        file_id = required_str(body, "input_file_id")
+        endpoint = required_str(body, "endpoint")
+        window = required_str(body, "completion_window")
         if endpoint not in BATCH_ENDPOINTS:
-            raise _bad_request(f"Invalid 'endpoint': expected one of {', '.join(BATCH_ENDPOINTS)}.", "endpoint")
+            raise bad_request(f"Invalid 'endpoint': expected one of {', '.join(BATCH_ENDPOINTS)}.", "endpoint")
         if window != COMPLETION_WINDOW:
-            raise _bad_request(f"Invalid 'completion_window': expected '{COMPLETION_WINDOW}'.", "completion_window")
+            raise bad_request(f"Invalid 'completion_window': expected '{COMPLETION_WINDOW}'.", "completion_window")
         stored = self.files.get(file_id)
         if stored is None or stored.purpose != "batch":
-            raise _bad_request(f"Invalid 'input_file_id': no batch file {file_id}.", "input_file_id")
+            raise bad_request(f"Invalid 'input_file_id': no batch file {file_id}.", "input_file_id")
         metadata = body.get("metadata")
         if metadata is not None and not (isinstance(metadata, dict) and all(
                 isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())):
-            raise _bad_request("Invalid 'metadata': expected an object of strings.", "metadata")
+            raise bad_request("Invalid 'metadata': expected an object of strings.", "metadata")
         batch = Batch(_new_id("batch_"), file_id, endpoint, metadata, key)
         self.batches[batch.id] = batch
-        self.server.stats.batch.batches += 1
+        self.service.stats.batch.batches += 1
         batch.runner = asyncio.get_running_loop().create_task(self._run(batch, stored.data))
         return web.json_response(batch.as_dict())
 
     def _owned(self, exchange: Exchange) -> Batch:
-        key = self.server._authenticate(exchange)
+        key = self.service.authenticate(exchange)
         batch_id = exchange.request.match_info["id"]
         batch = self.batches.get(batch_id)
         if batch is None or batch.owner != key:
@@ -232,7 +223,7 @@ class BatchApi:
         batch.mark("completed")
 
     def _keep(self, rows: list[dict[str, Any]], filename: str) -> str:
-        data = "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows).encode()
+        data = "".join(dumps(row) + "\n" for row in rows).encode()
         stored = StoredFile(_new_id("file-"), "batch_output", filename, data)
         self.files[stored.id] = stored
         return stored.id
@@ -245,14 +236,12 @@ class BatchApi:
             if call.stream:
                 raise ApiError(400, "Invalid 'stream': batch requests cannot be streamed.", param="stream")
         except ApiError as error:
-            body = {"error": {"message": error.message, "type": error.kind, "param": error.param,
-                              "code": error.code}}
-            row["response"] = {"status_code": error.status, "request_id": request_id, "body": body}
-            self.server.stats.batch.failed += 1
+            row["response"] = {"status_code": error.status, "request_id": request_id, "body": error.body()}
+            self.service.stats.batch.failed += 1
             return row, False
         answer = call.answer(call.prompt_tokens())
         row["response"] = {"status_code": 200, "request_id": request_id, "body": completion_body(call, answer)}
-        counters = self.server.stats.batch
+        counters = self.service.stats.batch
         counters.requests += 1
         counters.input_tokens += answer.prompt_tokens
         counters.output_tokens += answer.completion_tokens

@@ -19,7 +19,6 @@ import base64
 import hashlib
 import tempfile
 import time
-from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,17 +29,9 @@ from aiohttp import web
 from contentmill.media.ffmpeg import run_ffmpeg
 from contentmill.providers.base import IMAGE_SIZE
 from contentmill.providers.fake import fake_png
-from contentmill.testing.upstream import (
-    _MALFORMED_JSON,
-    ApiError,
-    Exchange,
-    UpstreamServer,
-    _bad_request,
-    _json_body,
-    _optional_int,
-    _required_str,
-    _sleep,
-)
+from contentmill.testing.upstream.common import Exchange, Wrap, json_body, optional_int, required_str, sleep
+from contentmill.testing.upstream.errors import ApiError, bad_request
+from contentmill.testing.upstream.service import MALFORMED_JSON, Service
 
 IMAGE_MODELS = ("gpt-image-1", "dall-e-3", "dall-e-2")
 MAX_SIDE = 4096
@@ -78,20 +69,20 @@ def _size(body: dict[str, Any]) -> tuple[int, int]:
     if size == "auto":
         return 1024, 1024
     if not isinstance(size, str) or not IMAGE_SIZE.match(size):
-        raise _bad_request(f"Invalid 'size': expected WIDTHxHEIGHT such as 1024x1536 (got {size!r}).", "size")
+        raise bad_request(f"Invalid 'size': expected WIDTHxHEIGHT such as 1024x1536 (got {size!r}).", "size")
     width, _, height = size.partition("x")
     if max(int(width), int(height)) > MAX_SIDE:
-        raise _bad_request(f"Invalid 'size': at most {MAX_SIDE} pixels a side (got {size}).", "size")
+        raise bad_request(f"Invalid 'size': at most {MAX_SIDE} pixels a side (got {size}).", "size")
     return int(width), int(height)
 
 
 class VisualsApi:
     """The image routes of one fake upstream, sharing its keys, limits, faults and stats."""
 
-    def __init__(self, server: UpstreamServer) -> None:
-        self.server = server
+    def __init__(self, service: Service) -> None:
+        self.service = service
 
-    def routes(self, app: web.Application, wrap: Callable[[Callable[[Exchange], Any]], Any]) -> None:
+    def routes(self, app: web.Application, wrap: Wrap) -> None:
         app.router.add_post("/v1/images/generations", wrap(self._images))
         app.router.add_get("/pexels/videos/search", wrap(self._footage_search))
         app.router.add_get("/pexels/files/{name}", wrap(self._footage_file))
@@ -107,15 +98,15 @@ class VisualsApi:
         key = self._pexels_key(exchange)
         query = exchange.request.query.get("query", "").strip()
         if not query:
-            raise _bad_request("query is required.", "query")
+            raise bad_request("query is required.", "query")
         orientation = exchange.request.query.get("orientation", "landscape")
         width, height = CLIP_SIZES.get(orientation, CLIP_SIZES["landscape"])
         count = min(int(exchange.request.query.get("per_page", "5") or 5), 5)
         exchange.model = "pexels-search"
-        early = await self.server._injected_failure(exchange, self.server._latency_s(exchange), _MALFORMED_JSON)
+        early = await self.service.injected_failure(exchange, self.service.latency_s(exchange), MALFORMED_JSON)
         if early is not None:
             return early
-        self.server.stats.served(key, "pexels-search")
+        self.service.stats.served(key, "pexels-search")
         root = f"{exchange.request.scheme}://{exchange.request.host}/pexels/files"
         videos = []
         for index in range(count):
@@ -137,34 +128,34 @@ class VisualsApi:
             raise ApiError(404, "no such file")
         exchange.model = "pexels-file"
         clip = await asyncio.to_thread(_clip, query, width - width % 2, height - height % 2)
-        self.server.stats.served("pexels", "pexels-file")
+        self.service.stats.served("pexels", "pexels-file")
         return web.Response(body=clip, content_type="video/mp4")
 
     async def _images(self, exchange: Exchange) -> web.StreamResponse:
-        server = self.server
-        key = server._authenticate(exchange)
-        body = dict(await _json_body(exchange.request))
-        model, prompt = _required_str(body, "model"), _required_str(body, "prompt")
+        service = self.service
+        key = service.authenticate(exchange)
+        body = dict(await json_body(exchange.request))
+        model, prompt = required_str(body, "model"), required_str(body, "prompt")
         exchange.model = model
-        n = _optional_int(body, "n", 1) or 1
+        n = optional_int(body, "n", 1) or 1
         if n > 10:
-            raise _bad_request(f"Invalid 'n': at most 10 images a request (got {n}).", "n")
+            raise bad_request(f"Invalid 'n': at most 10 images a request (got {n}).", "n")
         width, height = _size(body)
         fmt = body.get("response_format")
         if model.startswith("gpt-image") and fmt is not None:
-            raise _bad_request("Unknown parameter: 'response_format'.", "response_format", "unknown_parameter")
+            raise bad_request("Unknown parameter: 'response_format'.", "response_format", "unknown_parameter")
         if fmt not in (None, "b64_json"):
-            raise _bad_request(f"Invalid 'response_format': this upstream answers 'b64_json' only (got {fmt!r}).",
+            raise bad_request(f"Invalid 'response_format': this upstream answers 'b64_json' only (got {fmt!r}).",
                                "response_format")
-        latency_s = server._latency_s(exchange)
-        early = await server._injected_failure(exchange, latency_s, _MALFORMED_JSON)
+        latency_s = service.latency_s(exchange)
+        early = await service.injected_failure(exchange, latency_s, MALFORMED_JSON)
         if early is not None:
             return early
-        server._admit(key, model, None)
+        service.admit(key, model, None)
         prompts = [prompt if i == 0 else f"{prompt}#{i}" for i in range(n)]
         images = await asyncio.gather(*(asyncio.to_thread(_png, p, width, height) for p in prompts))
-        await _sleep(latency_s)
-        server.stats.served(key, model)
+        await sleep(latency_s)
+        service.stats.served(key, model)
         answer: dict[str, Any] = {
             "created": int(time.time()),
             "data": [{"b64_json": base64.b64encode(image).decode()} for image in images],
