@@ -1,0 +1,148 @@
+"""The README and docs/ stay true to the repository: every relative link and image points at a file that exists
+(and at a heading of it, when it names one), and every ``contentmill`` command a code block of the README or of a
+page shows exists in the CLI with the options it is shown with."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer.main
+
+from contentmill.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^\s*(```|~~~)")
+INLINE_CODE = re.compile(r"`[^`]*`")
+LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+HTML_SOURCE = re.compile(r"<(?:img|a)\s[^>]*?(?:src|href)=\"([^\"]+)\"", re.IGNORECASE)
+HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+EXTERNAL = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)  # http:, https:, mailto:, ...
+# "contentmill WORD" as a command: after a line start, a space, a path or "$(" (not a database named contentmill).
+COMMAND = re.compile(r"(?:^|[\s/(])contentmill[ \t]+(?!contentmill\b)([a-z][a-z-]*)(?=\s|$)(.*)$")
+COMMAND_END = re.compile(r"\s(?:\||>|&&|;|#)|\$\(|\)\s*$")
+
+
+def split_page(text: str) -> tuple[list[str], list[str]]:
+    """The lines of a markdown page outside fenced code blocks and the lines inside them."""
+    prose: list[str] = []
+    code: list[str] = []
+    fenced = False
+    for line in text.splitlines():
+        if FENCE.match(line):
+            fenced = not fenced
+            continue
+        (code if fenced else prose).append(line)
+    return prose, code
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor of a heading: its text lower-cased, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link keeps its text
+    text = re.sub(r"<[^>]+>", "", text).replace("`", "")
+    return re.sub(r"[^\w\- ]", "", text.strip().lower()).replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    """Every anchor a page's headings make, with GitHub's -1, -2 ... for repeated ones."""
+    seen: dict[str, int] = {}
+    found = set()
+    for line in split_page(page.read_text(encoding="utf-8"))[0]:
+        match = HEADING.match(line)
+        if match is None:
+            continue
+        base = slug(match.group(2))
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        found.add(base if count == 0 else f"{base}-{count}")
+    return found
+
+
+def links(page: Path) -> Iterator[str]:
+    """The link and image targets of a page's prose (code blocks and inline code hold none)."""
+    for line in split_page(page.read_text(encoding="utf-8"))[0]:
+        line = INLINE_CODE.sub("", line)
+        yield from LINK.findall(line)
+        yield from HTML_SOURCE.findall(line)
+
+
+def relative_links() -> list[tuple[str, str]]:
+    return [(page.relative_to(ROOT).as_posix(), target) for page in PAGES for target in links(page)
+            if not EXTERNAL.match(target)]
+
+
+@pytest.mark.parametrize(("page", "target"), relative_links())
+def test_relative_links_and_images_resolve(page: str, target: str) -> None:
+    path, _, anchor = target.partition("#")
+    source = ROOT / page
+    destination = (source.parent / path).resolve() if path else source
+    assert destination.exists(), f"{page} links to {target}, but {destination} does not exist"
+    if anchor:
+        assert destination.suffix == ".md", f"{page} links to an anchor of {path}, which is not a page"
+        assert anchor in anchors(destination), f"{page} links to #{anchor}, no heading of {destination.name}"
+
+
+def test_pages_link_to_each_other() -> None:
+    """The README indexes every page of docs/, and the pages are found by the link check above."""
+    readme = set(links(ROOT / "README.md"))
+    missing = [page.name for page in PAGES[1:] if f"docs/{page.name}" not in readme]
+    assert not missing, f"the README's index of docs/ lacks {missing}"
+    assert len(relative_links()) > len(PAGES), "the link check found almost no links: is the pattern broken?"
+
+
+def commands_shown(page: Path) -> Iterator[str]:
+    """Each ``contentmill ...`` command line of a page's code blocks, continuation lines joined."""
+    code = "\n".join(split_page(page.read_text(encoding="utf-8"))[1]).replace("\\\n", " ")
+    for line in code.splitlines():
+        match = COMMAND.search(line)
+        if match is not None:
+            rest = match.group(2)
+            end = COMMAND_END.search(rest)
+            yield f"{match.group(1)}{rest[: end.start()] if end else rest}".strip()
+
+
+def shown_commands() -> list[tuple[str, str]]:
+    return [(page.relative_to(ROOT).as_posix(), shown) for page in PAGES for shown in commands_shown(page)]
+
+
+def options_of(command: Any) -> set[str]:
+    names = {"--help"}
+    for param in command.params:
+        names.update(opt for opt in (*param.opts, *param.secondary_opts) if opt.startswith("-"))
+    return names
+
+
+def words(shown: str) -> list[str]:
+    """The words of a shown command line, with the brackets and ellipses of a synopsis taken off."""
+    try:
+        tokens = shlex.split(shown)
+    except ValueError:  # an unbalanced quote in a synopsis: plain words are enough to find the options
+        tokens = shown.split()
+    return [token.strip("[]").removesuffix("...").strip("[]") for token in tokens]
+
+
+def test_readme_shows_commands() -> None:
+    shown = [command for page, command in shown_commands() if page == "README.md"]
+    assert {command.split()[0] for command in shown} >= {"video", "products", "serve", "keys", "report"}
+
+
+@pytest.mark.parametrize(("page", "shown"), shown_commands())
+def test_shown_commands_exist_in_the_cli(page: str, shown: str) -> None:
+    tokens = words(shown)
+    command = getattr(typer.main.get_command(app), "commands", {}).get(tokens[0])
+    assert command is not None, f"{page} shows `contentmill {shown}`: there is no command {tokens[0]!r}"
+    name, rest = tokens[0], tokens[1:]
+    subcommands = getattr(command, "commands", None)
+    if subcommands and rest and not rest[0].startswith("-"):
+        command = subcommands.get(rest[0])
+        assert command is not None, f"{page} shows `contentmill {shown}`: {name} has no {rest[0]!r}"
+        name, rest = f"{name} {rest[0]}", rest[1:]
+    known = options_of(command)
+    unknown = [word.split("=")[0] for word in rest
+               if word.startswith("-") and len(word) > 1 and word.split("=")[0] not in known]
+    assert not unknown, f"{page} shows `contentmill {shown}`: {name} has no option {unknown}"
