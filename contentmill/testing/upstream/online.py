@@ -121,18 +121,19 @@ class OnlineApi:
         events = [b"data: " + dumps(chunk).encode() + b"\n\n" for chunk in chunks]
         tokens = [count_tokens(delta_text(chunk), call.encoding) for chunk in chunks]
         pause = latency_s / len(events)
+        service, stats = self.service, self.service.stats
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
-        response.headers.update(self.service.headers(exchange))
-        self.service.stats.served(key, call.model, answer.prompt_tokens, answer.completion_tokens)
+        response.headers.update(service.headers(exchange))
+        stats.served(key, call.model, answer.prompt_tokens, answer.completion_tokens)
         written = 0
         try:
             await response.prepare(exchange.request)
-            cut = self.service.config.cut_streams_after
+            cut = service.config.cut_streams_after
             if cut is not None and cut < len(events):  # a connection that drops mid-answer
                 for event, count in zip(events[:cut], tokens[:cut], strict=True):
                     await response.write(event)
                     written += count
-                self.service.stats.streamed(key, call.model, written, cut=True)
+                stats.streamed(key, call.model, written, cut=True)
                 if exchange.request.transport is not None:
                     exchange.request.transport.close()
                 return response
@@ -147,30 +148,32 @@ class OnlineApi:
                 written = sum(tokens)
             await response.write_eof()
         except ConnectionError:  # the client went away mid-stream: nothing is left to answer
-            self.service.stats.streamed(key, call.model, written, cut=True)
+            stats.streamed(key, call.model, written, cut=True)
             return response
         except asyncio.CancelledError:
-            self.service.stats.streamed(key, call.model, written, cut=True)
+            stats.streamed(key, call.model, written, cut=True)
             raise
-        self.service.stats.streamed(key, call.model, written, cut=False)
+        stats.streamed(key, call.model, written, cut=False)
         return response
 
     async def _speech(self, exchange: Exchange) -> web.StreamResponse:
-        key = self.service.authenticate(exchange)
+        service = self.service
+        key = service.authenticate(exchange)
         call = parse_speech(await json_body(exchange.request))
         exchange.model = call.model
-        latency_s = self.service.latency_s(exchange)
-        early = await self.service.injected_failure(exchange, latency_s, MALFORMED_WAV)
+        latency_s = service.latency_s(exchange)
+        early = await service.injected_failure(exchange, latency_s, MALFORMED_WAV)
         if early is not None:
             return early
-        self.service.admit(key, call.model, None)
+        service.admit(key, call.model, None)
         audio = await asyncio.to_thread(_tone, round(call.seconds, 4))
         await sleep(latency_s)
-        self.service.stats.served(key, call.model, characters=len(call.text))
+        service.stats.served(key, call.model, characters=len(call.text))
         return web.Response(body=audio, content_type="audio/wav")
 
     async def _embeddings(self, exchange: Exchange) -> web.StreamResponse:
-        key = self.service.authenticate(exchange)
+        service = self.service
+        key = service.authenticate(exchange)
         body = await json_body(exchange.request)
         model = required_str(body, "model")
         exchange.model = model
@@ -179,15 +182,15 @@ class OnlineApi:
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
             raise bad_request("'input' must be a non-empty string or a list of them.", "input")
         dimensions = optional_int(body, "dimensions", 1) or EMBEDDING_DIMENSIONS.get(model, 1536)
-        usage_fault = self.service.usage_fault(exchange)
-        latency_s = self.service.latency_s(exchange)
-        early = await self.service.injected_failure(exchange, latency_s, MALFORMED_JSON)
+        usage_fault = service.usage_fault(exchange)
+        latency_s = service.latency_s(exchange)
+        early = await service.injected_failure(exchange, latency_s, MALFORMED_JSON)
         if early is not None:
             return early
         tokens = sum(count_tokens(t, "cl100k_base") for t in texts)
-        self.service.admit(key, model, tokens)
+        service.admit(key, model, tokens)
         await sleep(latency_s)
-        self.service.stats.served(key, model, tokens)
+        service.stats.served(key, model, tokens)
         data = [{"object": "embedding", "index": i, "embedding": fake_vector(t, dimensions)}
                 for i, t in enumerate(texts)] if usage_fault != "empty-choices" else []
         usage = wrong_usage({"prompt_tokens": tokens, "total_tokens": tokens}, usage_fault)
