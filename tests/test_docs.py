@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,12 @@ def shown_commands() -> list[tuple[str, str]]:
     return [(page.relative_to(ROOT).as_posix(), shown) for page in PAGES for shown in commands_shown(page)]
 
 
+@cache
+def cli_commands() -> dict[str, Any]:
+    """The CLI's commands by name, as click sees them (groups such as ``keys`` hold their own)."""
+    return dict(getattr(typer.main.get_command(app), "commands", {}))
+
+
 def options_of(command: Any) -> set[str]:
     names = {"--help"}
     for param in command.params:
@@ -134,7 +141,7 @@ def test_readme_shows_commands() -> None:
 @pytest.mark.parametrize(("page", "shown"), shown_commands())
 def test_shown_commands_exist_in_the_cli(page: str, shown: str) -> None:
     tokens = words(shown)
-    command = getattr(typer.main.get_command(app), "commands", {}).get(tokens[0])
+    command = cli_commands().get(tokens[0])
     assert command is not None, f"{page} shows `contentmill {shown}`: there is no command {tokens[0]!r}"
     name, rest = tokens[0], tokens[1:]
     subcommands = getattr(command, "commands", None)
