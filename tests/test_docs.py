@@ -1,6 +1,6 @@
 """The README and docs/ stay true to the repository: every relative link and image points at a file that exists
-(and at a heading of it, when it names one), and every ``contentmill`` command a code block of the README or of a
-page shows exists in the CLI with the options it is shown with."""
+(and at a heading of it, when it names one), every ``contentmill`` command a code block of the README or of a
+page shows exists in the CLI with the options it is shown with, and the fake upstream takes the flags shown."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 import typer.main
 
 from contentmill.cli import app
+from contentmill.testing.upstream.cli import parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -26,6 +27,7 @@ HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 EXTERNAL = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)  # http:, https:, mailto:, ...
 # "contentmill WORD" as a command: after a line start, a space, a path or "$(" (not a database named contentmill).
 COMMAND = re.compile(r"(?:^|[\s/(])contentmill[ \t]+(?!contentmill\b)([a-z][a-z-]*)(?=\s|$)(.*)$")
+UPSTREAM = re.compile(r"-m\s+contentmill\.testing\.upstream\b(.*)$")
 COMMAND_END = re.compile(r"\s(?:\||>|&&|;|#)|\$\(|\)\s*$")
 
 
@@ -153,3 +155,28 @@ def test_shown_commands_exist_in_the_cli(page: str, shown: str) -> None:
     unknown = [word.split("=")[0] for word in rest
                if word.startswith("-") and len(word) > 1 and word.split("=")[0] not in known]
     assert not unknown, f"{page} shows `contentmill {shown}`: {name} has no option {unknown}"
+
+
+def upstream_lines() -> list[tuple[str, str]]:
+    found = []
+    for page in PAGES:
+        for line in split_page(page.read_text(encoding="utf-8"))[1]:
+            match = UPSTREAM.search(line)
+            if match is not None:
+                rest = match.group(1)
+                end = COMMAND_END.search(rest)
+                found.append((page.relative_to(ROOT).as_posix(), (rest[: end.start()] if end else rest).strip()))
+    return found
+
+
+@pytest.mark.parametrize(("page", "flags"), upstream_lines())
+def test_shown_upstream_command_lines_parse(page: str, flags: str) -> None:
+    """``python -m contentmill.testing.upstream FLAGS`` as a page shows it: argparse exits on a flag it lacks."""
+    try:
+        parse_args(shlex.split(flags))
+    except SystemExit:
+        pytest.fail(f"{page} runs the fake upstream with {flags!r}, which its command line refuses")
+
+
+def test_pages_show_the_upstream() -> None:
+    assert {page for page, _ in upstream_lines()} >= {"README.md", "docs/testing.md"}
