@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from contentmill.errors import AuthenticationError, BadRequest, BudgetExceeded, ConfigError
 from contentmill.gateway import Gateway
 from contentmill.gateway.batch import MODE_TAG, BatchOutcome, BatchTicket, pending_batches, wait_and_collect
-from contentmill.gateway.core import estimate_text_usage
+from contentmill.gateway.generation import estimate_text_usage
 from contentmill.ledger import Budget, LedgerStore, settings_url
 from contentmill.providers.base import TextRequest
 from contentmill.providers.batch import BatchStatus

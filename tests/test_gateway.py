@@ -26,6 +26,7 @@ from contentmill.errors import BudgetExceeded, ProviderUnavailable, RateLimited,
 from contentmill.gateway import Gateway
 from contentmill.gateway.admission_redis import RedisAdmission
 from contentmill.ledger import Budget, LedgerStore, settings_url
+from contentmill.ledger.report import report
 from contentmill.providers.base import SpeechRequest, TextRequest
 from contentmill.settings import Settings, load_settings
 
@@ -338,3 +339,26 @@ async def test_quotas_and_rate_limits_per_team_from_settings(upstream: Callable[
                                    tags={"team": "ads"}, cache=False, wait_s=0)
     assert 0 < used <= 300  # the quota counts actual usage and is never passed
     assert throttled.value.retry_after == pytest.approx(30, abs=1)
+
+
+async def test_a_call_that_waited_for_admission_records_the_wait_apart_from_the_providers_latency(
+        upstream: Callable[..., Any], tmp_path: Path) -> None:
+    """The second call finds the model's TPM spent by the first (a vendor's TPM gives nothing back) and waits
+    about a second for it to refill: that wait is the call's admission_wait_s, not part of its latency_s, so the
+    router ranks the vendor by the vendor's speed and `contentmill report` shows what our own limits cost."""
+    tpm = 6_000  # held to 95%: 5,700 tokens a minute, 95 a second
+    server = upstream("--latency-ms", "50")
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(f"models:\n  openai:gpt-4o-mini: {{tpm: {tpm}, rpm: 10000}}\n")
+    settings = settings_for(server.base_url, tmp_path, catalog_file=catalog)
+    async with Gateway(settings) as gateway:
+        for i in range(2):  # each reserves ~2,910 tokens: the second finds ~2,790 and waits for ~120 more
+            await gateway.generate(TextRequest.chat(f"slogan {i}", max_tokens=2_900), model="openai:gpt-4o-mini",
+                                   tags={"team": "shop"}, cache=False)
+    with ledger(settings) as store:
+        first, second = sorted(store.calls(), key=lambda r: r.ts)
+        rows = {row["team"]: row for row in report(store, by=["team"], since=first.ts - timedelta(minutes=1),
+                                                   until=datetime.now(UTC)).rows}
+    assert first.admission_wait_s < 0.5 < second.admission_wait_s < 10
+    assert 0.05 <= second.latency_s < second.admission_wait_s  # the provider's 50 ms, not the wait
+    assert rows["shop"]["admission_wait_s"] == pytest.approx(first.admission_wait_s + second.admission_wait_s)

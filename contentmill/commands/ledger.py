@@ -69,14 +69,14 @@ def report_table(result: Report) -> Table:
     keys = [*result.by, *(["bucket"] if result.bucket else [])]
     for key in keys:
         table.add_column(key, no_wrap=True)
-    for column in ("calls", "cost", "saved", "in tok", "out tok", "chars", "seconds", "errors"):
+    for column in ("calls", "cost", "saved", "in tok", "out tok", "chars", "seconds", "errors", "waited s"):
         table.add_column(column, justify="right", min_width=10 if column in ("cost", "saved") else None)
 
     def cells(row: dict[str, Any]) -> list[str]:
         return [
             f"{row['calls']:,}", usd(row["cost_usd"]), usd(row["saved_usd"]), f"{row['input_tokens']:,}",
             f"{row['output_tokens']:,}", f"{row['characters']:,}", f"{row['seconds']:,.1f}",
-            f"{row['errors']:,}",
+            f"{row['errors']:,}", f"{row['admission_wait_s']:,.1f}",
         ]
 
     for row in result.rows:

@@ -17,34 +17,30 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 import orjson
 import redis.asyncio as aioredis
 
-from contentmill.cache import JSON, CacheKey, text_key
-from contentmill.catalog import ModelInfo
+from contentmill.cache import Cache, CacheKey, text_key
+from contentmill.catalog import Catalog, ModelInfo
 from contentmill.errors import (
     BadRequest,
     ConfigError,
     ContentmillError,
     ProviderError,
     ProviderUnavailable,
-    RequestTooLarge,
-    UnusableAnswer,
 )
 from contentmill.files import write_atomic
 from contentmill.gateway.admission import Claim, Reservation
+from contentmill.gateway.generation import DEFAULT_TENANT, TEXT, Generation, request_hash
+from contentmill.gateway.meter import Call, Meter, refusal_error, reservation_payload
 from contentmill.gateway.policy import NO_LIMITS, CallFacts, CallLimits, Unit, units
-from contentmill.ledger import CallRecord
-from contentmill.metering import ReportedUsage, Usage, usage_ceiling
-from contentmill.providers.base import TextRequest
+from contentmill.metering import Usage, usage_ceiling
+from contentmill.providers.base import TextModel, TextRequest
 from contentmill.providers.batch import BatchAnswer, BatchClient, BatchStatus, as_requests
 from contentmill.providers.openai_compat import OpenAICompatTextModel
 from contentmill.settings import Settings
-
-if TYPE_CHECKING:
-    from contentmill.gateway.core import Bill, Gateway, Generation
 
 log = logging.getLogger("contentmill.gateway.batch")
 WINDOW_S = 24 * 3600.0
@@ -138,6 +134,21 @@ class BatchOutcome:
         return sum(r.generation is not None for r in self.results.values())
 
 
+class Host(Protocol):
+    """What the Batch API needs of the gateway (``Gateway`` is one)."""
+
+    settings: Settings
+    catalog: Catalog
+    cache: Cache | None
+    meter: Meter
+
+    def priced(self, name: str, modality: str, tags: Mapping[str, str]) -> ModelInfo: ...
+    def account(self, name: str) -> str: ...
+    def text_model(self, name: str) -> TextModel: ...
+    def text_estimate(self, provider: TextModel, info: ModelInfo, request: TextRequest, tags: Mapping[str, str]
+                      ) -> Usage: ...
+
+
 class PendingStore:
     """Pending batches by id: a Redis hash when the settings name Redis (shared by every worker), else files."""
 
@@ -184,7 +195,7 @@ class PendingStore:
             await self._redis.aclose()
 
 
-def batch_client(gateway: Gateway, model: str) -> tuple[BatchClient, ModelInfo]:
+def batch_client(gateway: Host, model: str) -> tuple[BatchClient, ModelInfo]:
     provider = gateway.text_model(model)
     if not isinstance(provider, OpenAICompatTextModel):
         raise ConfigError(f"{model} is not served by an OpenAI-compatible API, so it has no Batch API; "
@@ -192,16 +203,14 @@ def batch_client(gateway: Gateway, model: str) -> tuple[BatchClient, ModelInfo]:
     return BatchClient(provider), gateway.catalog.get(model)
 
 
-async def submit(gateway: Gateway, items: Sequence[tuple[str, TextRequest]], *, model: str,
+async def submit(gateway: Host, items: Sequence[tuple[str, TextRequest]], *, model: str,
                  tags: Mapping[str, str] | None = None, item_tags: Mapping[str, Mapping[str, str]] | None = None,
                  cache: bool = True, shareable: bool = False, template_version: str | None = None,
                  limits: CallLimits = NO_LIMITS) -> BatchTicket:
     """Submit ``items`` (custom id, request) as one batch of ``model``; cache hits are answered at once."""
-    from contentmill.gateway.core import DEFAULT_TENANT, _request_hash, estimate_text_usage
-
     requests = as_requests(items)
     base = {**(tags or {}), MODE_TAG: "batch"}
-    info = gateway._priced(model, "text", base)
+    info = gateway.priced(model, "text", base)
     if not info.batch_discount:
         log.info("%s has no batch discount in the catalog: batch calls are priced as online ones", model)
     client, _ = batch_client(gateway, model)
@@ -215,42 +224,35 @@ async def submit(gateway: Gateway, items: Sequence[tuple[str, TextRequest]], *, 
     claims: dict[str, Claim] = {}
     for custom_id, request in requests.items():
         item = {**base, **((item_tags or {}).get(custom_id) or {})}
-        estimate = estimate_text_usage(client.model, request, info.tokenizer_exact)
-        if info.context_window and estimate.input_tokens + request.max_tokens > info.context_window:
-            raise gateway._refused(RequestTooLarge(model, estimate.input_tokens, request.max_tokens,
-                                                   info.context_window), info, estimate, item)
+        estimate = gateway.text_estimate(client.model, info, request, item)
         key = text_key(request, model=model, tenant=item.get("team") or DEFAULT_TENANT,
                        template_version=template_version, shareable=shareable) if caching else None
-        request_hash = hashes[custom_id] = key.digest if key else _request_hash(model, request, template_version)
-        if key is not None and (hit := await _cache_hit(gateway, key, info, estimate, item, request_hash)):
+        digest = hashes[custom_id] = key.digest if key else request_hash(model, request, template_version)
+        call = Call(info, estimate, info.cost(estimate, batch=True), item, digest, limits, batch=True)
+        if key is not None and (hit := await _cache_hit(gateway, key, call)):
             cached[custom_id] = hit
             continue
-        if request_hash in asked:
-            waiting[custom_id] = asked[request_hash]
+        if digest in asked:
+            waiting[custom_id] = asked[digest]
             continue
-        reserved = info.cost(estimate, batch=True)
-        metered = [m for m in gateway.policy.claims(CallFacts(info, gateway._account(model), item), estimate,
-                                                    reserved, time.time(), limits) if m.claim.kind == "counter"]
+        metered = [m for m in gateway.meter.policy.claims(CallFacts(info, gateway.account(model), item), estimate,
+                                                          call.reserved_usd, time.time(), limits)
+                   if m.claim.kind == "counter"]
         for m in metered:
             claims[m.claim.key] = _merged(claims.get(m.claim.key), m.claim)
-        pending.append(PendingItem(custom_id, request_hash, estimate, reserved, item, key.path if key else None,
+        pending.append(PendingItem(custom_id, digest, estimate, call.reserved_usd, item, key.path if key else None,
                                    tuple((m.claim.key, m.unit) for m in metered)))
     if not pending:
         return BatchTicket(None, model, (), cached, waiting=waiting, hashes=hashes)
-    reservation = await _reserve(gateway, info, list(claims.values()), pending)
+    reservation = await _reserve(gateway.meter, info, list(claims.values()), pending)
     try:
         status = await client.submit({p.custom_id: requests[p.custom_id] for p in pending},
                                      metadata={"source": "contentmill"})
     except BaseException as error:
-        await gateway.admission.reconcile(reservation, [0.0] * len(reservation.claims))
-        if gateway.journal is not None:
-            gateway.journal.settled(reservation.id)
+        await gateway.meter.reconcile(reservation, [0.0] * len(reservation.claims))
         if isinstance(error, ContentmillError):
             for failed in pending:
-                gateway._record(CallRecord.from_error(
-                    error, model=model, api_type="text", estimate=failed.estimate, tags=failed.tags,
-                    request_hash=failed.request_hash, reserved_usd=failed.reserved_usd,
-                    reservation_id=reservation.id))
+                gateway.meter.record(_item_call(info, failed, reservation).failed(error)[1])
         raise
     record = PendingBatch(status.id, model, time.time(), reservation.to_json(), tuple(pending))
     store = PendingStore(gateway.settings)
@@ -264,6 +266,12 @@ async def submit(gateway: Gateway, items: Sequence[tuple[str, TextRequest]], *, 
                        waiting, hashes)
 
 
+def _item_call(info: ModelInfo, item: PendingItem, reservation: Reservation | None = None) -> Call:
+    """A submitted item as the meter sees a call: its estimate, reservation share, tags and usage ceiling."""
+    return Call(info, item.estimate, item.reserved_usd, dict(item.tags), item.request_hash,
+                ceiling=usage_ceiling(item.estimate, info.context_window), batch=True, reservation=reservation)
+
+
 def _merged(existing: Claim | None, claim: Claim) -> Claim:
     if existing is None:
         return claim
@@ -271,54 +279,38 @@ def _merged(existing: Claim | None, claim: Claim) -> Claim:
                  max(existing.ttl_s, claim.ttl_s), claim.label)
 
 
-async def _cache_hit(gateway: Gateway, key: CacheKey, info: ModelInfo, estimate: Usage, tags: Mapping[str, str],
-                     request_hash: str) -> Generation | None:
-    from contentmill.gateway.core import Generation
-
+async def _cache_hit(gateway: Host, key: CacheKey, call: Call) -> Generation | None:
     assert gateway.cache is not None
-    hit = await gateway.cache.get(key, JSON)
+    hit = await gateway.cache.get(key, TEXT.serializer)
     if hit is None:
         return None
-    value = hit.value
-    gen = Generation(model=info.name, usage=Usage.from_dict(value["usage"]), cost_usd=0.0, estimate=estimate,
-                     latency_s=0.0, attempts=0, cached=True, request_id=value.get("request_id"),
-                     text=value["text"], finish_reason=value.get("finish_reason"), tags=tags,
-                     saved_usd=hit.cost_usd, cache_tier=hit.tier)
-    gateway._record(CallRecord.from_generation(gen, api_type="text", request_hash=request_hash,
-                                               cache_status=f"hit:{hit.tier}", saved_usd=hit.cost_usd))
+    gen = TEXT.decode(hit.value, call.info.name, call.estimate).as_hit(hit.cost_usd, hit.tier, call.tags)
+    gateway.meter.hit(gen, call)
     return gen
 
 
-async def _reserve(gateway: Gateway, info: ModelInfo, claims: list[Claim], pending: Sequence[PendingItem]
+async def _reserve(meter: Meter, info: ModelInfo, claims: list[Claim], pending: Sequence[PendingItem]
                    ) -> Reservation:
     """Reserve the whole batch at once against every budget and quota, or refuse it (recording each item)."""
-    from contentmill.gateway.core import _refusal_error
-
-    await gateway._seed_budgets(claims)
-    payload = orjson.dumps({"model": info.name, "api_type": "text",
-                            "estimate": sum((p.estimate for p in pending), Usage()).as_dict(),
-                            "reserved_usd": sum(p.reserved_usd for p in pending),
-                            "tags": dict(pending[0].tags), "request_hash": ""}).decode()
-    outcome = await gateway.admission.acquire(claims, ttl_s=WINDOW_S + SLACK_S, payload=payload)
+    payload = reservation_payload(info.name, "text", sum((p.estimate for p in pending), Usage()),
+                                  sum(p.reserved_usd for p in pending), pending[0].tags, "")
+    outcome = await meter.reserve(claims, ttl_s=WINDOW_S + SLACK_S, payload=payload)
     if isinstance(outcome, Reservation):
-        if gateway.journal is not None:
-            gateway.journal.opened(outcome)
         return outcome
-    error = _refusal_error(outcome)
-    for item in pending:
-        gateway._record(CallRecord.from_error(error, model=info.name, api_type="text", estimate=item.estimate,
-                                              tags=item.tags, request_hash=item.request_hash))
+    error = refusal_error(outcome)
+    for item in pending:  # refused: nothing was reserved for it
+        meter.record(_item_call(info, replace(item, reserved_usd=0.0)).failed(error)[1])
     raise error
 
 
-async def status(gateway: Gateway, batch_id: str) -> BatchStatus:
+async def status(gateway: Host, batch_id: str) -> BatchStatus:
     """The vendor's status of a pending batch."""
     pending = await _pending(gateway, batch_id)
     client, _ = batch_client(gateway, pending.model)
     return await client.status(batch_id)
 
 
-async def _pending(gateway: Gateway, batch_id: str) -> PendingBatch:
+async def _pending(gateway: Host, batch_id: str) -> PendingBatch:
     store = PendingStore(gateway.settings)
     try:
         found = await store.get(batch_id)
@@ -346,7 +338,7 @@ async def pending_batches(settings: Settings) -> list[PendingBatch]:
         await store.aclose()
 
 
-async def collect(gateway: Gateway, batch_id: str, *, cancel: bool = False,
+async def collect(gateway: Host, batch_id: str, *, cancel: bool = False,
                   on_status: Callable[[BatchStatus], None] | None = None) -> BatchOutcome | None:
     """Collect a finished batch: settle, record and cache each item. None while the batch is still running
     (``cancel=True`` cancels it first, and then collects what it finished)."""
@@ -370,7 +362,7 @@ async def collect(gateway: Gateway, batch_id: str, *, cancel: bool = False,
     return await _settle(gateway, pending, found, answers, info)
 
 
-async def wait_and_collect(gateway: Gateway, batch_id: str, *, timeout_s: float, poll_s: float = 1.0,
+async def wait_and_collect(gateway: Host, batch_id: str, *, timeout_s: float, poll_s: float = 1.0,
                            max_poll_s: float = 60.0, on_status: Callable[[BatchStatus], None] | None = None
                            ) -> BatchOutcome | None:
     """Poll with exponential backoff (``poll_s`` doubling up to ``max_poll_s``) until the batch has finished,
@@ -386,54 +378,43 @@ async def wait_and_collect(gateway: Gateway, batch_id: str, *, timeout_s: float,
         wait = min(wait * 2, max_poll_s)
 
 
-async def _settle(gateway: Gateway, pending: PendingBatch, found: BatchStatus, answers: Mapping[str, BatchAnswer],
+async def _settle(gateway: Host, pending: PendingBatch, found: BatchStatus, answers: Mapping[str, BatchAnswer],
                   info: ModelInfo) -> BatchOutcome:
-    from contentmill.gateway.core import Generation, bill
-
     reservation = Reservation.from_json(pending.reservation)
     latency = max(0.0, time.time() - pending.submitted_at)
     actual: dict[str, float] = {claim.key: 0.0 for claim in reservation.claims}
     results: dict[str, BatchItemResult] = {}
     total = 0.0
-    def charge(item: PendingItem, usage: Usage | None, reported: ReportedUsage | None) -> Bill:
-        """What one answer is billed (its usage checked as an online call's is), added to the claims."""
+
+    def charge(item: PendingItem, usage: Usage, cost: float) -> None:
+        """Add what one item is billed to the claims it counts against."""
         nonlocal total
-        billed = bill(info, item.estimate, usage_ceiling(item.estimate, info.context_window), usage, reported,
-                      batch=True)
-        total += billed.cost_usd
+        total += cost
         for key, unit in item.claims:
-            amount = billed.cost_usd if unit == "usd" else units(billed.usage, cast(Unit, unit))
-            actual[key] = actual.get(key, 0.0) + amount
-        return billed
+            actual[key] = actual.get(key, 0.0) + (cost if unit == "usd" else units(usage, cast(Unit, unit)))
 
     for item in pending.items:
+        call = _item_call(info, item, reservation)
         answer = answers.get(item.custom_id)
         result = answer.result if answer is not None else None
         if result is None:
             error = (answer.error if answer is not None else None) or _missing(found, info.name)
-            record = CallRecord.from_error(
-                error, model=info.name, api_type="text", estimate=item.estimate, tags=item.tags,
-                latency_s=latency, request_hash=item.request_hash, reserved_usd=item.reserved_usd,
-                reservation_id=reservation.id)
-            if isinstance(error, UnusableAnswer):  # it reports usage: the vendor bills it, so is it billed here
-                billed = charge(item, error.reported.usage, error.reported)
-                record = billed.mark(replace(record, usage=billed.usage, cost_usd=billed.cost_usd))
-            gateway._record(record)
+            billed, record = call.failed(error, latency_s=latency)
+            if billed is not None:  # an unusable answer that reports usage: the vendor bills it, so it is here
+                charge(item, billed.usage, billed.cost_usd)
+            gateway.meter.record(record)
             results[item.custom_id] = BatchItemResult(item.custom_id, error=f"{type(error).__name__}: {error}",
                                                       request_hash=item.request_hash)
             continue
-        billed = charge(item, result.usage, result.reported)
+        billed = call.bill(result.usage, result.reported)
+        charge(item, billed.usage, billed.cost_usd)
         gen = Generation(model=info.name, usage=billed.usage, cost_usd=billed.cost_usd, estimate=item.estimate,
                          latency_s=latency, request_id=result.request_id, text=result.text,
                          finish_reason=result.finish_reason, tags=item.tags)
-        gateway._record(billed.mark(CallRecord.from_generation(
-            gen, api_type="text", request_hash=item.request_hash, reserved_usd=item.reserved_usd,
-            reservation_id=reservation.id, cache_status="off" if item.cache_key is None else "miss")))
+        gateway.meter.record(call.answered(gen, billed, "off" if item.cache_key is None else "miss"))
         await _remember(gateway, item, gen)
         results[item.custom_id] = BatchItemResult(item.custom_id, gen, request_hash=item.request_hash)
-    await gateway.admission.reconcile(reservation, [actual.get(c.key, 0.0) for c in reservation.claims])
-    if gateway.journal is not None:
-        gateway.journal.settled(reservation.id)
+    await gateway.meter.reconcile(reservation, [actual.get(c.key, 0.0) for c in reservation.claims])
     log.info("batch %s %s: %d of %d items answered, %.6f USD (%.6f reserved)", pending.batch_id, found.status,
              sum(r.generation is not None for r in results.values()), len(results), total, pending.reserved_usd)
     return BatchOutcome(pending.batch_id, found.status, results, total)
@@ -446,11 +427,10 @@ def _missing(found: BatchStatus, model: str) -> ProviderError:
     return ProviderUnavailable(f"batch {found.id} ended {found.status} before answering this request", model=model)
 
 
-async def _remember(gateway: Gateway, item: PendingItem, gen: Generation) -> None:
+async def _remember(gateway: Host, item: PendingItem, gen: Generation) -> None:
     """Store the answer as the online call's cache entry would be, so the same request later costs nothing."""
     if gateway.cache is None or item.cache_key is None:
         return
     namespace, scope, digest = item.cache_key.split("/")
-    value = {"text": gen.text, "finish_reason": gen.finish_reason, "usage": gen.usage.as_dict(),
-             "request_id": gen.request_id}
-    await gateway.cache.set(CacheKey(namespace, scope, digest), value, JSON, cost_usd=gen.cost_usd)
+    await gateway.cache.set(CacheKey(namespace, scope, digest), TEXT.encode(gen), TEXT.serializer,
+                            cost_usd=gen.cost_usd)

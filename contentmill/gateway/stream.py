@@ -16,14 +16,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from contentmill.errors import ProviderError
+from contentmill.gateway.generation import Generation
 from contentmill.metering import ReportedUsage, Usage
 from contentmill.providers.base import TextChunk
-
-if TYPE_CHECKING:
-    from contentmill.gateway.core import Generation
 
 
 @dataclass(frozen=True, slots=True)

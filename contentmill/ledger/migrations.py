@@ -213,12 +213,19 @@ def _v5_drop_ledger_reservations(conn: Connection) -> None:
     conn.execute(sa.text("DROP TABLE IF EXISTS reservations"))
 
 
+def _v6_admission_wait(conn: Connection) -> None:
+    """A call's wait for our own limits, apart from the provider's latency (rows before it waited 0)."""
+    double = sa.Double().compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE calls ADD COLUMN admission_wait_s {double} NOT NULL DEFAULT 0"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "calls, call_tags, reservations, budgets, alerts", _v1_tables),
     Migration(2, "route_decisions, quality_scores, experiments", _v2_routing_tables),
     Migration(3, "virtual_keys", _v3_virtual_keys),
     Migration(4, "studio_runs", _v4_studio_runs),
     Migration(5, "drop the unused reservations table", _v5_drop_ledger_reservations),
+    Migration(6, "calls.admission_wait_s", _v6_admission_wait),
 )
 
 

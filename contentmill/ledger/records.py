@@ -198,7 +198,8 @@ class CallRecord:
     """One model call as billed: what was estimated and reserved, what it used and cost, and how it ended.
 
     ``cost_usd`` is what the call is charged (0 for a cache hit or a refusal); ``saved_usd`` is what a cache
-    hit avoided paying. ``usage`` is None when the provider never answered.
+    hit avoided paying. ``usage`` is None when the provider never answered. ``latency_s`` is the provider's
+    time; ``admission_wait_s`` the time the call waited for our own rate limits before it.
     """
 
     model: str
@@ -210,6 +211,7 @@ class CallRecord:
     reserved_usd: float = 0.0
     saved_usd: float = 0.0
     latency_s: float = 0.0
+    admission_wait_s: float = 0.0
     error_type: str | None = None
     retries: int = 0
     cache_status: str = "off"
@@ -231,7 +233,7 @@ class CallRecord:
             raise LedgerError(f"provider {self.provider!r} does not match model {self.model!r}")
         _one_of(self.api_type, API_TYPES, "api_type")
         _one_of(self.outcome, OUTCOMES, "outcome")
-        for name in ("cost_usd", "reserved_usd", "saved_usd", "latency_s", "retries"):
+        for name in ("cost_usd", "reserved_usd", "saved_usd", "latency_s", "admission_wait_s", "retries"):
             if getattr(self, name) < 0:
                 raise LedgerError(f"{name} cannot be negative (got {getattr(self, name)})")
         for name, limit in (("model", 200), ("cache_status", 32), ("request_hash", 128)):
@@ -258,12 +260,13 @@ class CallRecord:
         reservation_id: str | None = None,
         cache_status: str | None = None,
         saved_usd: float = 0.0,
+        admission_wait_s: float = 0.0,
     ) -> CallRecord:
         """The record of a call that returned; a cache hit is charged nothing and keeps what it saved."""
         return cls(
             model=gen.model, api_type=api_type, estimate=gen.estimate, usage=gen.usage,
             outcome="cached" if gen.cached else "ok", cost_usd=0.0 if gen.cached else gen.cost_usd,
-            reserved_usd=reserved_usd, saved_usd=saved_usd, latency_s=gen.latency_s,
+            reserved_usd=reserved_usd, saved_usd=saved_usd, latency_s=gen.latency_s, admission_wait_s=admission_wait_s,
             retries=max(0, gen.attempts - 1), cache_status=cache_status or ("hit" if gen.cached else "off"),
             request_hash=request_hash, reservation_id=reservation_id, tags=gen.tags,
         )
@@ -282,6 +285,7 @@ class CallRecord:
         request_hash: str = "",
         reserved_usd: float = 0.0,
         reservation_id: str | None = None,
+        admission_wait_s: float = 0.0,
     ) -> CallRecord:
         """The record of a call that failed: ``refused`` when the gateway stopped it before any provider
         was paid (GatewayError, CatalogError), else ``error``; only the exception's class name is kept."""
@@ -289,8 +293,8 @@ class CallRecord:
         return cls(
             model=model, api_type=api_type, estimate=estimate, usage=None,
             outcome="refused" if refused else "error", error_type=type(error).__name__, retries=retries,
-            latency_s=latency_s, request_hash=request_hash, reserved_usd=reserved_usd,
-            reservation_id=reservation_id, tags=tags or {},
+            latency_s=latency_s, admission_wait_s=admission_wait_s, request_hash=request_hash,
+            reserved_usd=reserved_usd, reservation_id=reservation_id, tags=tags or {},
         )
 
     def usage_rejected(self, figures: str, problem: str) -> CallRecord:

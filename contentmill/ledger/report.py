@@ -28,7 +28,7 @@ INT_METRICS = (
 )
 FLOAT_METRICS = ("cost_usd", "saved_usd", "seconds")
 METRICS = ("calls", "cost_usd", "saved_usd", "input_tokens", "output_tokens", "cached_input_tokens",
-           "characters", "seconds", "images", "errors", "refused", "orphaned", "cache_hits")
+           "characters", "seconds", "images", "errors", "refused", "orphaned", "cache_hits", "admission_wait_s")
 
 
 def _count_of(outcome: str) -> sa.ColumnElement[Any]:
@@ -48,6 +48,7 @@ def _metric_columns() -> list[sa.ColumnElement[Any]]:
         "refused": _count_of("refused"),
         "orphaned": _count_of("orphaned"),
         "cache_hits": _count_of("cached"),
+        "admission_wait_s": sa.func.coalesce(sa.func.sum(calls.c.admission_wait_s), 0.0),  # our limits' delay
     }
     return [columns[name].label(name) for name in METRICS]
 

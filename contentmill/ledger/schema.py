@@ -66,6 +66,7 @@ calls = sa.Table(
     sa.Column("reserved_usd", sa.Double, nullable=False),
     sa.Column("saved_usd", sa.Double, nullable=False),
     sa.Column("latency_s", sa.Double, nullable=False),
+    sa.Column("admission_wait_s", sa.Double, nullable=False, server_default="0"),
     sa.Column("retries", sa.Integer, nullable=False),
     sa.Column("cache_status", sa.String(32), nullable=False),
     sa.Column("request_hash", sa.String(128), nullable=False),

@@ -71,7 +71,8 @@ def call_row(record: CallRecord) -> dict[str, Any]:
         "api_type": record.api_type, "outcome": record.outcome, "error_type": record.error_type,
         **_usage_columns(record),
         "cost_usd": record.cost_usd, "reserved_usd": record.reserved_usd, "saved_usd": record.saved_usd,
-        "latency_s": record.latency_s, "retries": record.retries, "cache_status": record.cache_status,
+        "latency_s": record.latency_s, "admission_wait_s": record.admission_wait_s,
+        "retries": record.retries, "cache_status": record.cache_status,
         "request_hash": record.request_hash, "reservation_id": record.reservation_id,
         "flagged": record.flagged, "tags": dict(record.tags),
     }
@@ -98,7 +99,8 @@ def record_from_mapping(m: Mapping[Any, Any]) -> CallRecord:
         id=m["id"], ts=m["ts"], model=m["model"], provider=m["provider"], api_type=m["api_type"],
         outcome=m["outcome"], error_type=m["error_type"], estimate=estimate, usage=usage,
         cost_usd=m["cost_usd"], reserved_usd=m["reserved_usd"], saved_usd=m["saved_usd"],
-        latency_s=m["latency_s"], retries=m["retries"], cache_status=m["cache_status"],
+        latency_s=m["latency_s"], admission_wait_s=m.get("admission_wait_s") or 0.0,
+        retries=m["retries"], cache_status=m["cache_status"],
         request_hash=m["request_hash"], reservation_id=m["reservation_id"], flagged=m["flagged"],
         tags=m["tags"],
     )

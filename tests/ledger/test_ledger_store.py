@@ -16,7 +16,7 @@ from contentmill.errors import LedgerError
 from contentmill.ledger import Alert, Budget, LedgerStore
 from contentmill.ledger.migrations import MIGRATIONS, Migration, current_version, migrate
 from contentmill.ledger.schema import metadata
-from contentmill.ledger.store import create_ledger_engine, settings_url
+from contentmill.ledger.store import call_row, create_ledger_engine, settings_url
 from contentmill.ledger.store import ledger_url as parse_url
 from contentmill.metering import Usage
 from contentmill.settings import load_settings
@@ -91,8 +91,27 @@ def test_a_ledger_of_version_4_loses_its_unused_reservations_table(ledger_url: s
     store = LedgerStore(ledger_url)
     try:
         store.write_calls([call()])
-        assert store.applied_migrations == [5] and store.count_calls() == 1
+        assert store.applied_migrations == [5, 6] and store.count_calls() == 1
         assert "reservations" not in sa.inspect(store.engine).get_table_names()
+    finally:
+        store.close()
+
+
+def test_calls_written_before_version_6_read_back_as_having_waited_nothing(ledger_url: str) -> None:
+    engine = create_ledger_engine(ledger_url)
+    try:
+        assert migrate(engine, MIGRATIONS[:5]) == [1, 2, 3, 4, 5]
+        older = sa.Table("calls", sa.MetaData(), autoload_with=engine)
+        assert "admission_wait_s" not in older.c
+        with engine.begin() as conn:
+            conn.execute(older.insert(), [{k: v for k, v in call_row(call(latency_s=1.5)).items() if k in older.c}])
+    finally:
+        engine.dispose()
+    store = LedgerStore(ledger_url)
+    try:
+        store.write_calls([call(latency_s=0.2, admission_wait_s=3.0, ts=T0 + timedelta(seconds=1))])
+        assert store.applied_migrations == [6]
+        assert [(r.latency_s, r.admission_wait_s) for r in store.calls()] == [(1.5, 0.0), (0.2, 3.0)]
     finally:
         store.close()
 
