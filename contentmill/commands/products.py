@@ -1,10 +1,15 @@
 """``contentmill products CATALOG``: descriptions for a catalog through the product-descriptions flow, or with
-``--dry-run`` the tokens and cost it would take per tier, counted without calling any model."""
+``--dry-run`` the tokens and cost it would take per tier, counted without calling any model.
+
+``--workers N`` runs the batches on a local Dask cluster of N worker processes, ``--dask-address`` on an
+existing one; the progress bar follows the run's journal, which the flow appends to after each batch."""
 
 from __future__ import annotations
 
 import asyncio
-from contextlib import ExitStack
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,6 +35,10 @@ def products(
     no_graph: Annotated[bool, typer.Option("--no-graph", help="Neither reuse nor record in the graph.")] = False,
     submit_mode: Annotated[SubmitMode, typer.Option(
         help="online, or batch: the provider's Batch API (cheaper, within 24 h).")] = "online",
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Run the batches on a local Dask cluster of N worker processes.")] = None,
+    dask_address: Annotated[str | None, typer.Option(
+        help="Run the batches on the Dask scheduler at this address (tcp://host:8786).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Write a description for each product of a catalog at the lowest cost per tier."""
@@ -40,7 +49,9 @@ def products(
             result = _dry_run(settings, catalog, config, limit)
             result.update(done=0, failed=0, reused=0, out=None, dry_run=True)
         else:
-            result = _run(settings, catalog, out, limit, config, tags, not no_graph, submit_mode, quiet=as_json)
+            cluster = (workers, dask_address) if workers or dask_address else None
+            result = _run(settings, catalog, out, limit, config, tags, not no_graph, submit_mode, cluster,
+                          quiet=as_json)
     except ContentmillError as exc:
         fail(str(exc))
     if as_json:
@@ -61,21 +72,26 @@ def _dry_run(settings: Settings, catalog: Path, config: Path | None, limit: int 
 
 
 def _run(settings: Settings, catalog: Path, out: Path | None, limit: int | None, config: Path | None,
-         tags: dict[str, str], use_graph: bool, submit_mode: SubmitMode, *, quiet: bool) -> dict[str, Any]:
+         tags: dict[str, str], use_graph: bool, submit_mode: SubmitMode, cluster: tuple[int | None, str | None] | None,
+         *, quiet: bool) -> dict[str, Any]:
     from contentmill.commands.video import _mute_prefect_console, _prefect_defaults
-    from contentmill.flows.product_descriptions import product_descriptions  # imports Prefect: only when needed
-    from contentmill.products.runner import listening
+    from contentmill.flows.product_descriptions import dask_task_runner, product_descriptions  # imports Prefect
 
+    flow = product_descriptions
     with ExitStack() as stack:
         stack.enter_context(_prefect_defaults())
         _mute_prefect_console()
+        if cluster is not None:
+            stack.enter_context(_api_for_workers())
+            flow = product_descriptions.with_options(task_runner=dask_task_runner(*cluster))
         if not quiet:
             bar = stack.enter_context(Progress(TextColumn("products"), BarColumn(), MofNCompleteColumn(),
                                                TimeElapsedColumn(), console=Console(stderr=True)))
             task = bar.add_task("products", total=None)
-            stack.enter_context(listening(lambda done, total: bar.update(task, completed=done, total=total)))
+            stack.enter_context(_following(settings, catalog, config, limit,
+                                           lambda done, total: bar.update(task, completed=done, total=total)))
         try:
-            summary: dict[str, Any] = asyncio.run(product_descriptions(
+            summary: dict[str, Any] = asyncio.run(flow(
                 catalog=str(catalog), out=str(out) if out else None, limit=limit,
                 config_file=str(config) if config else None, use_graph=use_graph, submit_mode=submit_mode,
                 tags=tags))
@@ -84,6 +100,54 @@ def _run(settings: Settings, catalog: Path, out: Path | None, limit: int | None,
         except (OSError, RuntimeError) as exc:
             fail(f"the flow could not run ({type(exc).__name__}): {exc}")
     return summary
+
+
+@contextmanager
+def _api_for_workers() -> Iterator[None]:
+    """Without a Prefect API configured, a temporary one for the run that the Dask workers reach too (each
+    would otherwise start its own)."""
+    import prefect.settings
+    from prefect.server.api.server import SubprocessASGIServer
+
+    if prefect.settings.PREFECT_API_URL.value():
+        yield
+        return
+    server = SubprocessASGIServer()
+    server.start()
+    try:
+        with prefect.settings.temporary_settings(updates={prefect.settings.PREFECT_API_URL: server.api_url}):
+            yield
+    finally:
+        server.stop()
+
+
+@contextmanager
+def _following(settings: Settings, catalog: Path, config: Path | None, limit: int | None,
+               show: Callable[[int, int | None], None]) -> Iterator[None]:
+    """Call ``show(finished, total)`` every half second from the run's journal, until the block ends."""
+    from contentmill.products.config import load_config
+    from contentmill.products.journal import finished_count
+    from contentmill.products.runner import count_products, journal_path
+
+    stop = threading.Event()
+
+    def follow() -> None:
+        try:
+            products_config = load_config(config)
+            journal = journal_path(settings, catalog, products_config, limit)
+            total = count_products(catalog, products_config, limit)
+        except ContentmillError:
+            return  # the flow reports the same error
+        while not stop.wait(0.5):
+            show(finished_count(journal), total)
+
+    follower = threading.Thread(target=follow, name="products-progress", daemon=True)
+    follower.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        follower.join()
 
 
 def _show(console: Console, result: dict[str, Any]) -> None:

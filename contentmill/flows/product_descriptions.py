@@ -4,7 +4,9 @@ quality per tier.
 Unchanged products cost nothing (their current output in the knowledge graph serves them), variants reuse
 one output, changed products are written again and supersede their old version. The rest are packed into
 batches, one Prefect task per batch, sized by the model's context window and rate-limit headroom, with
-concurrency that backs off on 429s. A killed run started again with the same parameters resumes from its
+concurrency that backs off on 429s. The batches run in the flow's process, or on a Dask cluster when the flow
+runs with prefect-dask's task runner (``product_descriptions.with_options(task_runner=DaskTaskRunner(...))``,
+what ``contentmill products --workers N`` does). A killed run started again with the same parameters resumes from its
 journal. Artifacts: a progress bar during the run, a cost table by tier and category at the end.
 """
 
@@ -15,15 +17,18 @@ from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
+from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
+from prefect.task_runners import TaskRunner
 from pydantic import Field
 
 from contentmill.products.config import load_config
 from contentmill.products.runner import ProductRun, Summary
 from contentmill.settings import load_settings
-from contentmill.tasks.products import dispatch, dispatch_offline
+from contentmill.tasks.products import dispatchers
 
 ARTIFACT_KEY = "product-descriptions"
+THREADS_PER_WORKER = 8  # batches one Dask worker process runs at once (they wait on the network, not the CPU)
 SubmitMode = Literal["online", "batch"]
 
 
@@ -53,6 +58,8 @@ async def product_descriptions(
     settings = load_settings()
     products_config = load_config(Path(config_file) if config_file else None, config)
     logger = get_run_logger()
+    context = FlowRunContext.get()
+    online, offline = dispatchers(context.task_runner if context is not None else None)
     async with ProductRun(settings, products_config, Path(catalog), out=Path(out) if out else None, limit=limit,
                           use_graph=use_graph, tags=tags) as run:
         progress = await acreate_progress_artifact(0.0, key=ARTIFACT_KEY + "-progress",
@@ -61,8 +68,7 @@ async def product_descriptions(
         async def report(done: int, total: int) -> None:
             await aupdate_progress_artifact(progress, 100.0 * done / max(total, 1))
 
-        summary: Summary = await run.run(dispatch, report,
-                                         offline=dispatch_offline if submit_mode == "batch" else None)
+        summary: Summary = await run.run(online, report, offline=offline if submit_mode == "batch" else None)
         await aupdate_progress_artifact(progress, 100.0)
         await acreate_table_artifact(
             run.table(summary), key=ARTIFACT_KEY + "-costs",
@@ -72,3 +78,14 @@ async def product_descriptions(
                 summary.items, summary.done, summary.failed, summary.cached, summary.reused, summary.cost_usd,
                 summary.out)
     return {**summary.as_dict(), "flow_run_id": str(flow_run.id)}
+
+
+def dask_task_runner(workers: int | None = None, address: str | None = None) -> TaskRunner[Any]:
+    """prefect-dask's task runner: the Dask scheduler at ``address``, or a local cluster of ``workers`` processes
+    for the length of the flow run. Each process opens its own gateway from its environment's settings."""
+    from prefect_dask.task_runners import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": workers or 1, "processes": True,
+                                          "threads_per_worker": THREADS_PER_WORKER, "dashboard_address": None})

@@ -4,7 +4,7 @@ A product's id is its id column where the catalog has one, else a digest of its 
 product keeps its id from one night's catalog to the next. A row without a name, a JSONL line that is not an
 object, a CSV row with more cells than the header, a cell (JSONL: a line) over CELL_LIMIT, or a repeated id is
 reported with its reason and skipped: the rest of the catalog still runs. The file is read in pieces, so no
-cell is held whole beyond the limit.
+cell is held whole beyond the limit, and a run reads products as it needs them (``iter_catalog``).
 """
 
 from __future__ import annotations
@@ -290,24 +290,39 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | None, str
                     number, None, "unparsable: a JSON line must be an object")
 
 
-def read_catalog(path: Path, columns: Columns, limit: int | None = None) -> Catalog:
-    """Products and row errors of a CSV or JSONL catalog (by extension: .jsonl/.ndjson are JSON lines)."""
+def catalog_digest(path: Path) -> str:
+    """A digest of the file's bytes: a rerun of the same file resumes the same run."""
     if not path.is_file():
         raise ConfigError(f"no catalog file at {path}: give the path of a CSV or JSONL catalog")
     with path.open("rb") as handle:
-        catalog = Catalog(digest=hashlib.file_digest(handle, "sha256").hexdigest()[:16])
+        return hashlib.file_digest(handle, "sha256").hexdigest()[:16]
+
+
+def iter_catalog(path: Path, columns: Columns, limit: int | None = None) -> Iterator[Product | RowError]:
+    """The products and row errors of a CSV or JSONL catalog (by extension: .jsonl/.ndjson are JSON lines), in
+    file order, read as they are needed: only the ids seen so far are held, to report a repeated one."""
+    if not path.is_file():
+        raise ConfigError(f"no catalog file at {path}: give the path of a CSV or JSONL catalog")
     rows = _jsonl_rows(path) if path.suffix.lower() in (".jsonl", ".ndjson") else _csv_rows(path)
     seen: dict[str, int] = {}
     for number, raw, problem in rows:
-        if limit is not None and len(catalog.products) >= limit:
+        if limit is not None and len(seen) >= limit:
             break
         found = to_product(raw, number, columns) if problem is None and raw is not None else RowError(
             number, problem or "unparsable", (_text(raw, columns.id) or None) if raw else None)
         if isinstance(found, Product) and found.id in seen:
             found = RowError(number, f"duplicate id {found.id} (first at row {seen[found.id]})", found.id)
+        if isinstance(found, Product):
+            seen[found.id] = number
+        yield found
+
+
+def read_catalog(path: Path, columns: Columns, limit: int | None = None) -> Catalog:
+    """The whole catalog in memory (estimates, tests); a run reads it with ``iter_catalog``."""
+    catalog = Catalog(digest=catalog_digest(path))
+    for found in iter_catalog(path, columns, limit):
         if isinstance(found, RowError):
             catalog.errors.append(found)
-            continue
-        seen[found.id] = number
-        catalog.products.append(found)
+        else:
+            catalog.products.append(found)
     return catalog

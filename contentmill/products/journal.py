@@ -2,7 +2,9 @@
 
 A run killed at any point and started again with the same catalog and config reads the journal and skips
 every product in it, so nothing finished is paid for twice (the gateway's cache covers a batch that was paid
-but not yet journaled). A finished run removes its journal.
+but not yet journaled). The journal is also where a run keeps its rows: it holds only each row's offset in
+memory and reads a row back when the output is written, so a run's memory does not grow with its catalog.
+A finished run removes its journal.
 """
 
 from __future__ import annotations
@@ -18,32 +20,64 @@ class RunJournal:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._offsets: dict[str, int] = {}  # product id -> where its row starts
+        if path.exists():
+            with path.open("rb") as handle:
+                offset = 0
+                for line in handle:
+                    product = _product_id(line)
+                    if product is not None:  # a line cut off by a crash is ignored
+                        self._offsets[product] = offset
+                    offset += len(line)
 
-    def finished(self) -> dict[str, dict[str, Any]]:
-        """Rows already journaled, by product id; a line cut off by a crash is ignored."""
-        if not self.path.exists():
-            return {}
-        rows: dict[str, dict[str, Any]] = {}
-        with self.path.open(encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(row, dict) and "id" in row:
-                    rows[str(row["id"])] = row
-        return rows
+    def __contains__(self, product: str) -> bool:
+        return product in self._offsets
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def row(self, product: str) -> dict[str, Any] | None:
+        """The journaled row of ``product``, or None."""
+        offset = self._offsets.get(product)
+        if offset is None:
+            return None
+        with self.path.open("rb") as handle:
+            handle.seek(offset)
+            found: dict[str, Any] = json.loads(handle.readline())
+        return found
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
-        data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        if not data:
+        lines = [(str(row["id"]), (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")) for row in rows]
+        if not lines:
             return
         with self.path.open("a+b") as handle:
-            if handle.tell() and (handle.seek(-1, os.SEEK_END), handle.read(1))[1] != b"\n":
-                data = "\n" + data  # a line cut off by a crash ends here, and stays unreadable on its own
-            handle.write(data.encode("utf-8"))
+            end = handle.seek(0, os.SEEK_END)
+            if end and (handle.seek(-1, os.SEEK_END), handle.read(1))[1] != b"\n":
+                handle.write(b"\n")  # a line cut off by a crash ends here, and stays unreadable on its own
+                end += 1
+            handle.write(b"".join(data for _, data in lines))
             handle.flush()
             os.fsync(handle.fileno())
+        for product, data in lines:
+            self._offsets[product] = end
+            end += len(data)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def finished_count(path: Path) -> int:
+    """How many rows a journal holds now, read from outside the run (a progress bar): its complete lines."""
+    try:
+        with path.open("rb") as handle:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    except FileNotFoundError:
+        return 0
+
+
+def _product_id(line: bytes) -> str | None:
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return str(row["id"]) if isinstance(row, dict) and "id" in row else None

@@ -16,27 +16,33 @@ from collections.abc import Sequence
 from contentmill.errors import ProviderUnavailable
 from contentmill.gateway import Generation
 from contentmill.gateway import batch as batch_api
+from contentmill.products.describing import Answers, Describer, batch_gateway
 from contentmill.products.prompts import TEMPLATE_VERSION, build_request
-from contentmill.products.runner import BatchResult, ProductRun, Work
+from contentmill.products.work import Batch, BatchResult, Work
 
 DEFAULT_WAIT_S = 24 * 3600.0  # the Batch API's completion window
 
 
-async def describe_offline(run: ProductRun, groups: Sequence[list[Work]], wait_s: float = DEFAULT_WAIT_S
-                           ) -> BatchResult:
-    """Describe packed groups of one tier and language through one Batch API batch."""
+async def describe_offline(batch: Batch, wait_s: float = DEFAULT_WAIT_S) -> BatchResult:
+    """The body of one Batch API task: the batch's packed groups (one tier and language) as one vendor batch."""
+    async with batch_gateway() as gateway:
+        return await _describe(Describer(gateway, batch.config, batch.tags), batch.groups, wait_s)
+
+
+async def _describe(describer: Describer, groups: Sequence[Sequence[Work]], wait_s: float) -> BatchResult:
     started = time.perf_counter()
     result = BatchResult()
     tier = groups[0][0].tier
-    models = run.config.models(tier)
+    models = describer.config.models(tier)
     requests = [(f"g{i}", build_request([w.item() for w in group], group[0].language, models.words))
                 for i, group in enumerate(groups)]
-    ticket = await batch_api.submit(run.gw, requests, model=models.model, tags={**run.tags, "tier": tier},
+    gateway = describer.gateway
+    ticket = await batch_api.submit(gateway, requests, model=models.model, tags={**describer.tags, "tier": tier},
                                     template_version=TEMPLATE_VERSION)
     found: dict[str, Generation] = dict(ticket.cached)
     by_hash = {digest: custom_id for custom_id, digest in ticket.hashes.items()}
     for batch_id in sorted({b for b in (ticket.batch_id, *ticket.waiting.values()) if b is not None}):
-        outcome = await batch_api.wait_and_collect(run.gw, batch_id, timeout_s=wait_s)
+        outcome = await batch_api.wait_and_collect(gateway, batch_id, timeout_s=wait_s)
         if outcome is None:
             raise ProviderUnavailable(f"batch {batch_id} is still running after {wait_s:g} s; run again later "
                                       "to collect it (it stays pending, nothing is paid twice)")
@@ -47,10 +53,9 @@ async def describe_offline(run: ProductRun, groups: Sequence[list[Work]], wait_s
     judged = []
     for index, group in enumerate(groups):
         gen = found.get(f"g{index}")
-        answers: dict[str, tuple[str | None, str | None]] = (
-            run.answers(group, gen, result, "batch") if gen is not None else {w.id: (None, None) for w in group})
-        judged.append(run.judge(group, answers, result))
+        answers: Answers = (describer.answers(group, gen, result, "batch") if gen is not None
+                            else {w.id: (None, None) for w in group})
+        judged.append(describer.judge(group, answers, result))
     await asyncio.gather(*judged)
-    await run.finish(result.rows)
     result.latency_s = time.perf_counter() - started
     return result

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contentmill.files import write_atomic
+from contentmill.files import atomic_target, write_atomic
 from contentmill.metering import Usage
 
 CSV_COLUMNS = ("id", "name", "category", "tier", "model", "description", "cost_usd", "cached", "reused_from",
@@ -57,25 +58,26 @@ def as_text_cell(value: Any) -> Any:
     return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
 
 
-def write_rows(path: Path, rows: Sequence[Row]) -> None:
+def write_rows(path: Path, rows: Iterable[Row]) -> None:
     """JSONL with the exact text, or CSV when the file name ends in .csv (usage flattened to token columns, checks
-    as JSON, cells that would run as formulas quoted)."""
-    if path.suffix.lower() != ".csv":
-        write_atomic(path, "".join(json.dumps(r.as_dict(), ensure_ascii=False) + "\n" for r in rows), durable=True)
-        return
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
-    writer.writeheader()
-    for row in rows:
-        data = row.as_dict()
-        cells = {**{k: data.get(k) for k in CSV_COLUMNS if k in data},
-                 "input_tokens": row.usage.get("input_tokens", 0),
-                 "output_tokens": row.usage.get("output_tokens", 0),
-                 "checks": json.dumps(row.checks, ensure_ascii=False)}
-        writer.writerow({k: as_text_cell(v) for k, v in cells.items()})
-    write_atomic(path, buffer.getvalue(), durable=True)
+    as JSON, cells that would run as formulas quoted); written as ``rows`` come, whole or not at all."""
+    as_csv = path.suffix.lower() == ".csv"
+    with atomic_target(path) as partial, partial.open("w", newline="" if as_csv else None, encoding="utf-8") as out:
+        if not as_csv:
+            for row in rows:
+                out.write(json.dumps(row.as_dict(), ensure_ascii=False) + "\n")
+        else:
+            writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            for row in rows:
+                data = row.as_dict()
+                cells = {**{k: data.get(k) for k in CSV_COLUMNS if k in data},
+                         "input_tokens": row.usage.get("input_tokens", 0),
+                         "output_tokens": row.usage.get("output_tokens", 0),
+                         "checks": json.dumps(row.checks, ensure_ascii=False)}
+                writer.writerow({k: as_text_cell(v) for k, v in cells.items()})
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def write_errors(path: Path, errors: Iterable[Mapping[str, Any]]) -> None:
@@ -94,17 +96,24 @@ def _add(group: dict[str, dict[str, Any]], key: str, row: Row) -> None:
     entry["tokens"] += row.tokens
 
 
-def totals(rows: Iterable[Row]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """(by tier, by top-level category) totals of items, outcomes, cost and tokens."""
-    by_tier: dict[str, dict[str, Any]] = {}
-    by_category: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        _add(by_tier, row.tier, row)
-        _add(by_category, row.category, row)
-    for group in (by_tier, by_category):
-        for entry in group.values():
-            entry["cost_usd"] = round(entry["cost_usd"], 8)
-    return by_tier, by_category
+class Totals:
+    """Items, outcomes, cost and tokens by tier and by top-level category, added up as rows go by."""
+
+    def __init__(self) -> None:
+        self.by_tier: dict[str, dict[str, Any]] = {}
+        self.by_category: dict[str, dict[str, Any]] = {}
+
+    def counting(self, rows: Iterable[Row]) -> Iterator[Row]:
+        for row in rows:
+            _add(self.by_tier, row.tier, row)
+            _add(self.by_category, row.category, row)
+            yield row
+
+    def rounded(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        for group in (self.by_tier, self.by_category):
+            for entry in group.values():
+                entry["cost_usd"] = round(entry["cost_usd"], 8)
+        return self.by_tier, self.by_category
 
 
 def cost_table(by_tier: Mapping[str, Mapping[str, Any]], by_category: Mapping[str, Mapping[str, Any]]

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from contentmill.catalog import ModelInfo
 from contentmill.gateway import Gateway
 from contentmill.products.config import Packing
-from contentmill.providers.resolve import provider_account
 
 DEFAULT_CONTEXT = 8192
 HEADROOM_FLOOR = 0.25
@@ -33,19 +32,9 @@ def context_tokens(info: ModelInfo, packing: Packing) -> int:
     return int((info.context_window or DEFAULT_CONTEXT) * packing.context_share)
 
 
-async def tpm_headroom(gateway: Gateway, info: ModelInfo) -> tuple[float, float] | None:
-    """(tokens available now, bucket size) of the gateway's TPM bucket for the model; None without a TPM."""
-    if not info.tpm:
-        return None
-    account = provider_account(gateway.text_model(info.name))
-    claim = gateway.policy.vendor_bucket(f"acct:{account}:{info.name}:tpm", 0.0, info.tpm, f"tpm of {info.name}")
-    (available, _reserved), = await gateway.admission.levels([claim])
-    return available, claim.limit
-
-
 async def budget(gateway: Gateway, info: ModelInfo, packing: Packing, concurrency: int) -> Budget:
     tokens = context_tokens(info, packing)
-    headroom = await tpm_headroom(gateway, info)
+    headroom = await gateway.tpm_headroom(info.name)
     if headroom is not None:
         available, size = headroom
         share = max(available, size * HEADROOM_FLOOR) / max(concurrency, 1)

@@ -1,39 +1,88 @@
 """The product-descriptions batch as a Prefect task: one task run per batch of products, never one per product.
 
-The task receives the run's id and the id of a batch the run holds, and runs it on the run's gateway and
-graph, which live in the flow's process for the length of the run. With the Batch API, one task submits a tier's packed
-requests as one batch and waits for it. Prefect's own retries stay off: a rate-limited batch
-comes back to the flow, which slows down and sends it again, and a failed item is retried inside the batch.
+The task's input is the batch itself (products, config, run id: plain picklable data; in this process passed
+``quote``d, so Prefect does not walk every product), and it opens what it needs where it runs. With the flow's default task
+runner a batch is awaited in the flow's process, as a task of the flow; with any other (prefect-dask's
+``DaskTaskRunner``) it is submitted to that runner, and its result comes back through the task's state.
+With the Batch API, one task submits a tier's packed requests as one batch and waits for it. Prefect's own
+retries stay off: a rate-limited batch comes back to the flow, which slows down and sends it again, and a
+failed item is retried inside the batch.
 """
 
 from __future__ import annotations
 
-from prefect import task
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, cast
+
+from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
+from contentmill.products.describing import describe_batch
 from contentmill.products.offline import describe_offline
-from contentmill.products.runner import BatchResult, Work, lookup
+from contentmill.products.scheduling import Dispatch
+from contentmill.products.work import Batch, BatchResult
+
+_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False, "retries": 0}
 
 
-@task(name="describe-batch", cache_policy=NO_CACHE, persist_result=False, retries=0,
-      task_run_name="describe-{size}-{tier}")
-async def describe_batch_task(run_id: str, batch_id: str, tier: str, size: int) -> BatchResult:
+@task(name="describe-batch", task_run_name="describe-{size}-{tier}", **_OPTIONS)
+async def describe_batch_task(batch: Batch, tier: str, size: int) -> BatchResult:
     """Describe one batch: a packed request, checks item by item, lone retries, a tier up where checks fail."""
-    run = lookup(run_id)
-    return await run.describe(run.unstage(batch_id))
+    return await describe_batch(batch)
 
 
-async def dispatch(run_id: str, batch_id: str, batch: list[Work]) -> BatchResult:
-    return await describe_batch_task(run_id, batch_id, batch[0].tier, len(batch))
-
-
-@task(name="describe-batch-api", cache_policy=NO_CACHE, persist_result=False, retries=0,
-      task_run_name="batch-api-{size}-{tier}")
-async def describe_offline_task(run_id: str, batch_id: str, tier: str, size: int) -> BatchResult:
+@task(name="describe-batch-api", task_run_name="batch-api-{size}-{tier}", **_OPTIONS)
+async def describe_offline_task(batch: Batch, tier: str, size: int) -> BatchResult:
     """Describe one tier's products through one Batch API batch, then check and retry online what failed."""
-    run = lookup(run_id)
-    return await describe_offline(run, run.unstage(batch_id))
+    return await describe_offline(batch)
 
 
-async def dispatch_offline(run_id: str, batch_id: str, groups: list[list[Work]]) -> BatchResult:
-    return await describe_offline_task(run_id, batch_id, groups[0][0].tier, sum(len(g) for g in groups))
+BatchTask = Task[[Batch, str, int], Coroutine[Any, Any, BatchResult]]
+
+
+def dispatchers(runner: TaskRunner[Any] | None) -> tuple[Dispatch, Dispatch]:
+    """(online, Batch API) dispatch for a flow run whose task runner is ``runner``."""
+    inline = runner is None or isinstance(runner, ThreadPoolTaskRunner)
+    make = _inline if inline else _submitted
+    return make(describe_batch_task), make(describe_offline_task)
+
+
+def _quoted(batch: Batch) -> Batch:
+    return cast(Batch, quote(batch))
+
+
+def _inline(task: BatchTask) -> Dispatch:
+    async def dispatch(batch: Batch) -> BatchResult:
+        return await task(_quoted(batch), batch.tier, batch.size)
+
+    return dispatch
+
+
+def _submitted(task: BatchTask) -> Dispatch:
+    async def dispatch(batch: Batch) -> BatchResult:
+        # Not quoted: a quoted parameter reaches a Dask worker as a bare tuple.
+        future = cast(PrefectFuture[BatchResult], task.submit(batch, batch.tier, batch.size))
+        return await _outcome(future)
+
+    return dispatch
+
+
+async def _outcome(future: PrefectFuture[BatchResult]) -> BatchResult:
+    """The task's result, awaited without holding a thread while it runs elsewhere."""
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[None] = loop.create_future()
+
+    def settle() -> None:
+        if not finished.done():
+            finished.set_result(None)
+
+    def wake(_future: PrefectFuture[BatchResult]) -> None:
+        loop.call_soon_threadsafe(settle)
+
+    future.add_done_callback(wake)
+    await finished
+    return await asyncio.to_thread(future.result)

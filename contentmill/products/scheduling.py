@@ -1,0 +1,139 @@
+"""Scheduling a run's batches: as many at once as ``Aimd`` allows, each sent through ``dispatch`` (a Prefect task
+in this process, or on a Dask cluster), the run paused for a rate limit's Retry-After; each result is recorded
+(graph, journal) while the next batches go out.
+
+A batch that never comes back (its worker process died, its task crashed) is sent again; the gateway's cache
+answers whatever it had already paid for. A product whose batches are lost ``MAX_LOST`` times ends the run
+with the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from contentmill.products.aimd import Aimd
+from contentmill.products.config import ProductsConfig
+from contentmill.products.output import Row
+from contentmill.products.planning import Packer, variant_row
+from contentmill.products.recording import Recorder
+from contentmill.products.work import Batch, BatchResult, Work
+
+log = logging.getLogger("contentmill.products")
+DEFAULT_RETRY_AFTER_S = 1.0
+MAX_LOST = 3
+
+Dispatch = Callable[[Batch], Awaitable[BatchResult]]
+Progress = Callable[[int], Awaitable[None]]  # products with a row so far (resumed ones too)
+
+
+@dataclass
+class RunStats:
+    calls: int = 0
+    batches: int = 0
+    rate_limited: int = 0
+    lost: int = 0  # batches sent again because they never came back
+    upstream_s: float = 0.0
+
+
+class Scheduler:
+    def __init__(self, run_id: str, config: ProductsConfig, tags: dict[str, str], packer: Packer,
+                 followers: dict[str, list[Work]], recorder: Recorder, aimd: Aimd) -> None:
+        self.run_id, self.config, self.tags = run_id, config, tags
+        self.packer, self.followers, self.recorder, self.aimd = packer, followers, recorder, aimd
+        self.stats = RunStats()
+        self._in_flight: dict[asyncio.Future[BatchResult], Batch] = {}
+        self._recording: set[asyncio.Task[None]] = set()  # rows being written while the next batches go out
+        self._record_lock = asyncio.Lock()
+
+    def batch(self, groups: list[list[Work]]) -> Batch:
+        self.stats.batches += 1
+        return Batch(self.run_id, self.stats.batches, tuple(tuple(g) for g in groups), self.config, self.tags)
+
+    async def run(self, dispatch: Dispatch, progress: Progress | None = None, *,
+                  offline: Dispatch | None = None) -> RunStats:
+        """Send every batch, the Batch API ones first when ``offline`` is given; ``progress`` after each."""
+        if offline is not None:
+            for groups in self.packer.groups():
+                self._send(offline, self.batch(groups))
+            await self._drain(progress)
+        paused_until = 0.0
+        while self.packer.pending() or self._in_flight:
+            while len(self._in_flight) < self.aimd.slots and time.monotonic() >= paused_until:
+                works = await self.packer.next_batch(self.aimd.slots)
+                if works is None:
+                    break
+                self._send(dispatch, self.batch([works]))
+            if not self._in_flight:
+                await asyncio.sleep(max(0.0, paused_until - time.monotonic()))
+                continue
+            retry_after = await self._next_result()
+            if retry_after is not None:
+                paused_until = time.monotonic() + retry_after
+            await self._progress(progress)
+        await asyncio.gather(*self._recording)
+        return self.stats
+
+    def _send(self, dispatch: Dispatch, batch: Batch) -> None:
+        self._in_flight[asyncio.ensure_future(dispatch(batch))] = batch
+
+    async def _drain(self, progress: Progress | None) -> None:
+        while self._in_flight:
+            await self._next_result()
+            await self._progress(progress)
+
+    async def _progress(self, progress: Progress | None) -> None:
+        if progress is not None:
+            await progress(len(self.recorder.journal))
+
+    async def _next_result(self) -> float | None:
+        """Absorb the batches that finish next; the pause a rate limit asks for, if one did."""
+        done, _ = await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+        pause = None
+        for future in done:
+            batch = self._in_flight.pop(future)
+            try:
+                result = future.result()
+            except Exception as error:  # the task never returned: its worker died, or it crashed
+                self._lost(batch, error)
+                continue
+            await self._absorb(batch, result)
+            if result.rate_limited:
+                pause = result.retry_after or DEFAULT_RETRY_AFTER_S
+        return pause
+
+    def _lost(self, batch: Batch, error: Exception) -> None:
+        works = batch.works
+        for work in works:
+            work.lost += 1
+        if any(work.lost >= MAX_LOST for work in works):
+            raise error
+        self.stats.lost += 1
+        log.warning("batch %d (%d products) did not come back (%s: %s); sending it again",
+                    batch.number, len(works), type(error).__name__, error)
+        self.packer.requeue(works)
+
+    async def _absorb(self, batch: Batch, result: BatchResult) -> None:
+        stats = self.stats
+        stats.calls += result.calls
+        stats.upstream_s += result.upstream_s
+        stats.rate_limited += result.rate_limited
+        self.aimd.observe(rate_limited=result.rate_limited or result.congested, latency_s=result.latency_s)
+        self.packer.requeue(result.requeue)
+        works = {work.id: work for work in batch.works}
+        variants: list[Row] = []
+        for row in result.rows:
+            for follower in self.followers.pop(row.id, []):
+                variants.append(variant_row(follower, row))
+                works[follower.id] = follower
+        recording = asyncio.ensure_future(self._record([*result.rows, *variants], works))
+        self._recording.add(recording)
+        recording.add_done_callback(self._recording.discard)
+
+    async def _record(self, rows: list[Row], works: dict[str, Work]) -> None:
+        """One batch's rows into the graph and the journal, one batch at a time, off the event loop."""
+        async with self._record_lock:
+            await asyncio.to_thread(self.recorder.record, rows, works)
