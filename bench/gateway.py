@@ -28,8 +28,8 @@ from pydantic import SecretStr
 
 from contentmill.gateway import Gateway
 from contentmill.gateway.admission import MemoryAdmission
-from contentmill.providers.base import TextRequest
 from contentmill.providers.openai_compat import OpenAICompatClient, OpenAICompatTextModel
+from contentmill.requests import TextRequest
 from contentmill.settings import load_settings
 from contentmill.testing.harness import start_upstream
 

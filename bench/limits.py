@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from contentmill.errors import ContentmillError, RateLimited
 from contentmill.gateway import Gateway
 from contentmill.metering import count_message_tokens
-from contentmill.providers.base import TextRequest
+from contentmill.requests import TextRequest
 from contentmill.settings import load_settings
 from contentmill.testing.harness import start_upstream
 

@@ -25,8 +25,8 @@ from typing import Any
 
 from llama_cpp import Llama
 
-from contentmill.providers.base import TextRequest
 from contentmill.providers.llama_local import LlamaTextModel, model_path
+from contentmill.requests import TextRequest
 
 N_CTX = 2048
 GENERATION_PROMPT = "Product: steel water bottle\nDescription:"

@@ -21,8 +21,8 @@ import aiohttp
 import httpx
 from pydantic import SecretStr
 
-from contentmill.providers.base import TextRequest
 from contentmill.providers.openai_compat import OpenAICompatClient, OpenAICompatTextModel
+from contentmill.requests import TextRequest
 from contentmill.testing.harness import start_upstream
 
 KEY = "sk-bench"

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from contentmill.media import LANDSCAPE, PALETTES, VERTICAL, Scene, find_font, render_video, write_slide
-from contentmill.providers.base import SpeechRequest
 from contentmill.providers.espeak import EspeakSpeechModel
+from contentmill.requests import SpeechRequest
 from contentmill.video.illustrate import illustration, keyword, pick_icons
 
 SCENES = [

@@ -34,8 +34,8 @@ from contentmill.ledger import Budget, CallRecord, LedgerStore, settings_url
 from contentmill.ledger.records import utcnow
 from contentmill.ledger.schema import quality_scores
 from contentmill.metering import Usage
-from contentmill.providers.base import TextRequest
 from contentmill.providers.fake import FakeTextModel
+from contentmill.requests import TextRequest
 from contentmill.routing import Router, RoutingConfig
 from contentmill.routing.matrix import rank
 from contentmill.routing.router import decision_id

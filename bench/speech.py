@@ -13,8 +13,8 @@ import asyncio
 import json
 import time
 
-from contentmill.providers.base import SpeechRequest
 from contentmill.providers.espeak import EspeakSpeechModel
+from contentmill.requests import SpeechRequest
 
 PARAGRAPHS = {
     "en": (

@@ -26,7 +26,7 @@ from contentmill.commands.server import keys_app, serve
 from contentmill.commands.video import demo, video
 from contentmill.errors import ContentmillError
 from contentmill.gateway import Gateway, Generation
-from contentmill.providers.base import SpeechRequest, TextRequest
+from contentmill.requests import SpeechRequest, TextRequest
 
 app = typer.Typer(
     name="contentmill",

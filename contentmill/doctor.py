@@ -58,8 +58,8 @@ def _provider_key(catalog: Catalog, model: str, settings: Settings) -> str:
 
 
 async def _text_engine(settings: Settings) -> str:
-    from contentmill.providers.base import TextRequest
     from contentmill.providers.llama_local import LlamaTextModel
+    from contentmill.requests import TextRequest
 
     model = LlamaTextModel(settings.data_dir, n_ctx=512, name=settings.text_model)
     started = time.perf_counter()
@@ -74,8 +74,8 @@ async def _text_engine(settings: Settings) -> str:
 
 
 async def _speech_engine(settings: Settings) -> str:
-    from contentmill.providers.base import SpeechRequest
     from contentmill.providers.espeak import EspeakSpeechModel
+    from contentmill.requests import SpeechRequest
 
     result = await EspeakSpeechModel(name=settings.speech_model).synthesize(SpeechRequest("Checking the voice."))
     if not result.audio or result.duration_s <= 0:

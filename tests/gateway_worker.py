@@ -13,7 +13,7 @@ import sys
 
 from contentmill.errors import BudgetExceeded, ContentmillError, RateLimited
 from contentmill.gateway import Gateway
-from contentmill.providers.base import TextRequest
+from contentmill.requests import TextRequest
 from contentmill.settings import load_settings
 
 

@@ -23,8 +23,8 @@ from contentmill.gateway import Gateway
 from contentmill.gateway.batch import MODE_TAG, BatchOutcome, BatchTicket, pending_batches, wait_and_collect
 from contentmill.gateway.generation import estimate_text_usage
 from contentmill.ledger import Budget, LedgerStore, settings_url
-from contentmill.providers.base import TextRequest
 from contentmill.providers.batch import BatchStatus
+from contentmill.requests import TextRequest
 from contentmill.settings import Settings, load_settings
 from contentmill.tasks.batch import collect_batch, submit_batch
 from contentmill.testing.harness import Upstream

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from contentmill.errors import EngineCrashed, EngineError
-from contentmill.providers.base import TextRequest
 from contentmill.providers.engine_process import EngineProcess, describe_exit
+from contentmill.requests import TextRequest
 
 HINT = "Try the other thing."
 

@@ -16,8 +16,9 @@ import pytest
 
 from contentmill.errors import EngineError
 from contentmill.metering import Usage
-from contentmill.providers.base import SpeechModel, SpeechRequest, SpeechResult
+from contentmill.providers.base import SpeechModel, SpeechResult
 from contentmill.providers.espeak import EspeakSpeechModel
+from contentmill.requests import SpeechRequest
 
 EN = "Every product page needs a short and clear description. This one is read aloud by the embedded engine."
 ZH = "每个产品页面都需要一段简短清晰的介绍。这段话由内置的语音引擎朗读。"

@@ -27,7 +27,7 @@ from contentmill.gateway import Gateway
 from contentmill.gateway.admission_redis import RedisAdmission
 from contentmill.ledger import Budget, LedgerStore, settings_url
 from contentmill.ledger.report import report
-from contentmill.providers.base import SpeechRequest, TextRequest
+from contentmill.requests import SpeechRequest, TextRequest
 from contentmill.settings import Settings, load_settings
 
 KEY = "sk-test-gateway-0123456789"

@@ -16,7 +16,7 @@ from contentmill.errors import ProviderTimeout
 from contentmill.gateway import Gateway
 from contentmill.gateway.admission import MemoryAdmission
 from contentmill.ledger import LedgerStore, settings_url
-from contentmill.providers.base import TextRequest
+from contentmill.requests import TextRequest
 from contentmill.settings import Settings, load_settings
 
 KEY = "sk-test-deadlines-0123456789"

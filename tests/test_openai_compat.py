@@ -28,12 +28,12 @@ from contentmill.errors import (
 )
 from contentmill.gateway import Gateway
 from contentmill.metering import count_message_tokens, count_tokens
-from contentmill.providers.base import SpeechRequest, TextRequest
 from contentmill.providers.openai_compat import (
     OpenAICompatClient,
     OpenAICompatSpeechModel,
     OpenAICompatTextModel,
 )
+from contentmill.requests import SpeechRequest, TextRequest
 from contentmill.settings import load_settings
 
 KEY = "sk-test-contentmill-0123456789"

@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from contentmill.errors import BudgetExceeded
 from contentmill.gateway import Gateway
 from contentmill.ledger import Budget, LedgerStore, settings_url
-from contentmill.providers.base import TextRequest
+from contentmill.requests import TextRequest
 from contentmill.settings import load_settings
 
 KEY = "sk-test-redis-down-0123456789"

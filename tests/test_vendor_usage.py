@@ -18,13 +18,13 @@ from contentmill.errors import BudgetExceeded, MalformedResponse, UnusableAnswer
 from contentmill.gateway import Gateway
 from contentmill.ledger import Budget, CallRecord, LedgerStore, settings_url
 from contentmill.metering import ReportedUsage, Usage, usage_ceiling, usage_problem
-from contentmill.providers.base import EmbeddingRequest, TextRequest
 from contentmill.providers.openai_compat import (
     OpenAICompatClient,
     OpenAICompatEmbeddingModel,
     OpenAICompatTextModel,
     _usage,
 )
+from contentmill.requests import EmbeddingRequest, TextRequest
 from contentmill.settings import Settings, get_settings, load_settings
 
 KEY = "sk-test-vendor-usage-0123456789"

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import SecretBytes, SecretStr
 
-from contentmill.providers.base import EmbeddingRequest, ImageRequest, Message, SpeechRequest, TextRequest
+from contentmill.requests import EmbeddingRequest, ImageRequest, Message, SpeechRequest, TextRequest
 
 KEY_VERSION = 1  # part of every digest: bump it when the canonical form changes
 SHARED_SCOPE = "shared"

@@ -19,10 +19,10 @@ import numpy as np
 
 from contentmill.errors import GatewayError, ProviderError, TemplateError, UnpricedModel
 from contentmill.gateway import Gateway, Generation
-from contentmill.providers.base import TextRequest
 from contentmill.quality.base import Sample, Scorer
 from contentmill.quality.records import QualityRecord, write_scores
 from contentmill.quality.rubric import FinishedScorer
+from contentmill.requests import TextRequest
 
 DEFAULT_MAX_TOKENS = 256
 DEFAULT_CONCURRENCY = 4

@@ -11,7 +11,7 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from contentmill.experiments.compare import DEFAULT_MAX_TOKENS
-from contentmill.providers.base import TextRequest
+from contentmill.requests import TextRequest
 from contentmill.tasks.tuning import chart_task, compare_task
 from contentmill.video.summary import link
 

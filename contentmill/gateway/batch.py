@@ -37,9 +37,10 @@ from contentmill.gateway.generation import DEFAULT_TENANT, TEXT, Generation, req
 from contentmill.gateway.meter import Call, Meter, refusal_error, reservation_payload
 from contentmill.gateway.policy import NO_LIMITS, CallFacts, CallLimits, Unit, units
 from contentmill.metering import Usage, usage_ceiling
-from contentmill.providers.base import TextModel, TextRequest
+from contentmill.providers.base import TextModel
 from contentmill.providers.batch import BatchAnswer, BatchClient, BatchStatus, as_requests
 from contentmill.providers.openai_compat import OpenAICompatTextModel
+from contentmill.requests import TextRequest
 from contentmill.settings import Settings
 
 log = logging.getLogger("contentmill.gateway.batch")

@@ -54,18 +54,15 @@ from contentmill.ledger import AlertEngine, CallRecord, LedgerStore
 from contentmill.metering import Usage, usage_ceiling
 from contentmill.providers.base import (
     EmbeddingModel,
-    EmbeddingRequest,
     EmbeddingResult,
     ImageModel,
-    ImageRequest,
     SpeechModel,
-    SpeechRequest,
     TextChunk,
     TextModel,
-    TextRequest,
     TextResult,
 )
 from contentmill.providers.resolve import embedding_model, image_model, provider_account, speech_model, text_model
+from contentmill.requests import EmbeddingRequest, ImageRequest, SpeechRequest, TextRequest
 from contentmill.settings import Settings, get_settings
 
 __all__ = ["Gateway"]

@@ -20,17 +20,8 @@ from contentmill.audio import wav_info
 from contentmill.cache import IMAGES, JSON, WAV
 from contentmill.cache.serializers import Serializer
 from contentmill.metering import TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMING, Usage
-from contentmill.providers.base import (
-    EmbeddingRequest,
-    EmbeddingResult,
-    ImageRequest,
-    ImageResult,
-    SpeechRequest,
-    SpeechResult,
-    TextModel,
-    TextRequest,
-    TextResult,
-)
+from contentmill.providers.base import EmbeddingResult, ImageResult, SpeechResult, TextModel, TextResult
+from contentmill.requests import EmbeddingRequest, ImageRequest, SpeechRequest, TextRequest
 
 Result = TextResult | SpeechResult | EmbeddingResult | ImageResult
 AnyRequest = TextRequest | SpeechRequest | EmbeddingRequest | ImageRequest

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contentmill.metering import count_tokens
-from contentmill.providers.base import TextRequest
+from contentmill.requests import TextRequest
 
 TEMPLATE_VERSION = "product_description@1"
 LANGUAGES = {"en": "English", "zh": "Chinese", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian"}

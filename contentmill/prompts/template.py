@@ -17,7 +17,7 @@ from typing import Any, Literal, cast
 import yaml
 
 from contentmill.errors import TemplateError, TemplateVariableError
-from contentmill.providers.base import TextRequest
+from contentmill.requests import TextRequest
 
 VarType = Literal["str", "int", "float", "bool", "list"]
 VAR_TYPES: dict[str, tuple[type, ...]] = {

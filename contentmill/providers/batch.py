@@ -18,7 +18,7 @@ import orjson
 
 from contentmill.errors import BadRequest, MalformedResponse, ProviderError, ProviderUnavailable
 from contentmill.metering import Usage
-from contentmill.providers.base import TextRequest, TextResult
+from contentmill.providers.base import TextResult
 from contentmill.providers.openai_compat import (
     _STATUS_ERRORS,
     OpenAICompatTextModel,
@@ -26,6 +26,7 @@ from contentmill.providers.openai_compat import (
     _unusable,
     _usage,
 )
+from contentmill.requests import TextRequest
 
 ENDPOINT = "/v1/chat/completions"
 COMPLETION_WINDOW = "24h"

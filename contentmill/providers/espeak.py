@@ -21,7 +21,8 @@ from typing import Any
 from contentmill.audio import wav_bytes
 from contentmill.errors import EngineError
 from contentmill.metering import Usage
-from contentmill.providers.base import SpeechRequest, SpeechResult
+from contentmill.providers.base import SpeechResult
+from contentmill.requests import SpeechRequest
 
 NAME = "local:espeak-ng"
 DEFAULT_WPM = 175  # espeakRATE_NORMAL: speed 1.0

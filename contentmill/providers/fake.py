@@ -12,15 +12,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 from contentmill.audio import CHARS_PER_SECOND, tone, wav_info
 from contentmill.metering import Usage, count_message_tokens, count_tokens, get_encoding
-from contentmill.providers.base import (
-    ImageRequest,
-    ImageResult,
-    SpeechRequest,
-    SpeechResult,
-    TextChunk,
-    TextRequest,
-    TextResult,
-)
+from contentmill.providers.base import ImageResult, SpeechResult, TextChunk, TextResult
+from contentmill.requests import ImageRequest, SpeechRequest, TextRequest
 
 _WORDS = (
     "clear bright simple useful quiet steady light warm fresh careful honest quick small strong gentle "

@@ -43,8 +43,9 @@ from typing import Any
 from contentmill.errors import BadRequest, ConfigError, EngineError
 from contentmill.files import atomic_target, write_atomic
 from contentmill.metering import Usage
-from contentmill.providers.base import Message, TextChunk, TextRequest, TextResult
+from contentmill.providers.base import TextChunk, TextResult
 from contentmill.providers.engine_process import EngineProcess
+from contentmill.requests import Message, TextRequest
 
 NAME = "local:gemma-3-270m"
 INSTALL_HINT = "pip install 'contentmill[local]'"

@@ -34,18 +34,9 @@ from contentmill.errors import (
     UnusableAnswer,
 )
 from contentmill.metering import ReportedUsage, Usage, count_message_tokens, count_tokens, read_count, usage_figures
-from contentmill.providers.base import (
-    EmbeddingRequest,
-    EmbeddingResult,
-    ImageRequest,
-    ImageResult,
-    SpeechRequest,
-    SpeechResult,
-    TextChunk,
-    TextRequest,
-    TextResult,
-)
+from contentmill.providers.base import EmbeddingResult, ImageResult, SpeechResult, TextChunk, TextResult
 from contentmill.providers.transport import EVENT_STREAM, AiohttpTransport, WholeAnswer
+from contentmill.requests import EmbeddingRequest, ImageRequest, SpeechRequest, TextRequest
 
 USER_AGENT = "contentmill/0.1"
 

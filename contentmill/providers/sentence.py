@@ -23,7 +23,8 @@ import numpy.typing as npt
 
 from contentmill.errors import BadRequest, EngineError
 from contentmill.metering import Usage
-from contentmill.providers.base import EmbeddingRequest, EmbeddingResult
+from contentmill.providers.base import EmbeddingResult
+from contentmill.requests import EmbeddingRequest
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -26,7 +26,7 @@ from contentmill.ledger import Budget, LedgerStore
 from contentmill.ledger.forecast import period_bounds
 from contentmill.ledger.records import utcnow
 from contentmill.ledger.writer import BatchWriter
-from contentmill.providers.base import TextRequest
+from contentmill.requests import TextRequest
 from contentmill.routing.config import DIMENSIONS, PRIORITIES, DegradationStep, RoutingConfig, Weights
 from contentmill.routing.floor import FloorChoice, cheapest_meeting_floor
 from contentmill.routing.matrix import Candidate, SelectionMatrix

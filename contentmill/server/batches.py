@@ -31,7 +31,7 @@ from contentmill.errors import ContentmillError
 from contentmill.gateway import Generation
 from contentmill.gateway.batch import BatchOutcome
 from contentmill.ids import new_id
-from contentmill.providers.base import TextRequest
+from contentmill.requests import TextRequest
 from contentmill.server.errors import ApiError
 from contentmill.server.http import Answer, Request, json_answer
 from contentmill.server.keys import VirtualKey

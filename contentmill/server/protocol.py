@@ -17,15 +17,8 @@ import orjson
 
 from contentmill.gateway import Generation
 from contentmill.metering import Usage
-from contentmill.providers.base import (
-    IMAGE_SIZE,
-    EmbeddingRequest,
-    ImageRequest,
-    Message,
-    SpeechRequest,
-    TextChunk,
-    TextRequest,
-)
+from contentmill.providers.base import TextChunk
+from contentmill.requests import IMAGE_SIZE, EmbeddingRequest, ImageRequest, Message, SpeechRequest, TextRequest
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 MAX_STOP = 4

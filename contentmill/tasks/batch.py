@@ -14,8 +14,8 @@ from prefect.cache_policies import NO_CACHE
 
 from contentmill.gateway import Gateway
 from contentmill.gateway.batch import BatchOutcome, BatchTicket, wait_and_collect
-from contentmill.providers.base import TextRequest
 from contentmill.providers.batch import BatchStatus
+from contentmill.requests import TextRequest
 from contentmill.settings import load_settings
 from contentmill.tasks import RETRY_OPTIONS
 

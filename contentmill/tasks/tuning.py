@@ -19,8 +19,8 @@ from contentmill.experiments.status import status
 from contentmill.experiments.store import ExperimentStore
 from contentmill.gateway import Gateway
 from contentmill.prompts.library import TemplateLibrary
-from contentmill.providers.base import TextRequest
 from contentmill.quality.pick import pick_scorer
+from contentmill.requests import TextRequest
 from contentmill.settings import load_settings
 from contentmill.storage import open_store
 from contentmill.tasks import RETRY_OPTIONS

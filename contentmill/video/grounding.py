@@ -17,7 +17,7 @@ import numpy as np
 from contentmill.errors import InvalidRequest
 from contentmill.gateway import Gateway
 from contentmill.media.text import is_cjk
-from contentmill.providers.base import EmbeddingRequest
+from contentmill.requests import EmbeddingRequest
 from contentmill.video.request import Language
 from contentmill.video.script import (
     Script,

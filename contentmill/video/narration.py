@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from contentmill.audio import wav_info
 from contentmill.errors import MalformedResponse
 from contentmill.gateway import Gateway, Generation
-from contentmill.providers.base import SpeechRequest
+from contentmill.requests import SpeechRequest
 from contentmill.storage import ObjectStore
 from contentmill.video.progress import StepEvent, announce
 from contentmill.video.records import StepReport, digest, every_one

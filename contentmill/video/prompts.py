@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from contentmill.providers.base import TextRequest
+from contentmill.requests import TextRequest
 from contentmill.video.request import Language
 from contentmill.video.script import MAX_SCENES, MIN_SCENES
 

@@ -26,8 +26,8 @@ from contentmill.errors import ConfigError, MalformedResponse
 from contentmill.gateway import Gateway, Generation
 from contentmill.media import Font, find_font
 from contentmill.media.icons import icon_set_version
-from contentmill.providers.base import ImageRequest
 from contentmill.providers.pexels import PexelsClient
+from contentmill.requests import ImageRequest
 from contentmill.settings import Settings
 from contentmill.storage import ObjectStore
 from contentmill.video.illustrate import illustration, keyword, pick_icons, scene_palette

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from contentmill.errors import MalformedResponse
 from contentmill.gateway import Gateway, Generation
 from contentmill.media.text import is_cjk
-from contentmill.providers.base import EmbeddingRequest, Message, TextRequest
+from contentmill.requests import EmbeddingRequest, Message, TextRequest
 from contentmill.storage import ObjectStore
 from contentmill.video import prompts
 from contentmill.video.grounding import EMBEDDING_MODEL, extract_script, grounding_problem, spoken_size

@@ -9,7 +9,7 @@ from pydantic import SecretStr
 
 from contentmill.cache import SecretInCacheKey, build_key, speech_key, text_key
 from contentmill.cache.keys import CacheKey, normalize_text
-from contentmill.providers.base import Message, SpeechRequest, TextRequest
+from contentmill.requests import Message, SpeechRequest, TextRequest
 
 BASE: dict[str, Any] = {
     "model": "openai:gpt-4o-mini",

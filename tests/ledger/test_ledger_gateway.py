@@ -12,8 +12,8 @@ from contentmill.errors import UnpricedModel
 from contentmill.gateway import Gateway
 from contentmill.ledger import AlertEngine, CallRecord, LedgerStore, ModelUnpriced, report
 from contentmill.metering import Usage
-from contentmill.providers.base import TextRequest
 from contentmill.providers.fake import FakeTextModel
+from contentmill.requests import TextRequest
 from contentmill.settings import load_settings
 
 PRICED_FAKE = {"models": {"fake:text": {"free": False, "input_per_mtok": 1.0, "output_per_mtok": 4.0}}}

@@ -10,8 +10,8 @@ from pathlib import Path
 import imageio_ffmpeg
 import pytest
 
-from contentmill.providers.base import SpeechRequest
 from contentmill.providers.espeak import EspeakSpeechModel
+from contentmill.requests import SpeechRequest
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 

@@ -22,7 +22,7 @@ from contentmill.ledger import Budget, CallRecord, LedgerStore, settings_url
 from contentmill.ledger.records import utcnow
 from contentmill.ledger.schema import quality_scores, route_decisions
 from contentmill.metering import Usage
-from contentmill.providers.base import TextRequest
+from contentmill.requests import TextRequest
 from contentmill.routing import Router, RoutingConfig
 from contentmill.routing.stats import prior_cost
 from contentmill.testing.harness import Upstream

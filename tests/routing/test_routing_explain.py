@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from contentmill.cli import app
 from contentmill.gateway import Gateway
-from contentmill.providers.base import TextRequest
+from contentmill.requests import TextRequest
 from contentmill.routing import DIMENSIONS, Router
 from contentmill.routing.store import ROUTE_TAG
 from contentmill.testing.harness import Upstream

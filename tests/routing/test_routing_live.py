@@ -10,7 +10,7 @@ from routing_helpers import GPT4O, MINI, settings_for, two_model_config
 
 from contentmill.errors import ProviderUnavailable
 from contentmill.gateway import Gateway
-from contentmill.providers.base import TextRequest
+from contentmill.requests import TextRequest
 from contentmill.routing import Router
 from contentmill.testing.harness import Upstream
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from contentmill.catalog import load_catalog
-from contentmill.providers.base import SpeechRequest
 from contentmill.providers.espeak import EspeakSpeechModel
+from contentmill.requests import SpeechRequest
 
 VOICES = load_catalog(None).get("local:espeak-ng").voices
 

@@ -9,8 +9,8 @@ import pytest
 
 from contentmill.errors import MalformedResponse
 from contentmill.gateway import Gateway
-from contentmill.providers.base import TextRequest
 from contentmill.providers.fake import FakeTextModel
+from contentmill.requests import TextRequest
 from contentmill.settings import load_settings
 from contentmill.video import prompts
 from contentmill.video.request import VideoRequest

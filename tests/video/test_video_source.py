@@ -11,8 +11,8 @@ import pytest
 
 from contentmill.errors import InvalidRequest
 from contentmill.gateway import Gateway
-from contentmill.providers.base import TextRequest
 from contentmill.providers.fake import FakeTextModel
+from contentmill.requests import TextRequest
 from contentmill.settings import load_settings
 from contentmill.video import VideoRequest, prompts
 from contentmill.video.grounding import read_notes, spoken_size, unsupported

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from contentmill.errors import ConfigError, InvalidRequest
 from contentmill.ids import new_id
-from contentmill.providers.base import SpeechRequest
 from contentmill.providers.resolve import configured
+from contentmill.requests import SpeechRequest
 from contentmill.server.errors import ApiError
 from contentmill.server.http import Answer, Request, json_answer
 from contentmill.server.keys import VirtualKey

@@ -27,8 +27,8 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from contentmill.media.ffmpeg import run_ffmpeg
-from contentmill.providers.base import IMAGE_SIZE
 from contentmill.providers.fake import fake_png
+from contentmill.requests import IMAGE_SIZE
 from contentmill.testing.upstream.common import Exchange, Wrap, json_body, optional_int, required_str, sleep
 from contentmill.testing.upstream.errors import ApiError, bad_request
 from contentmill.testing.upstream.service import MALFORMED_JSON, Service
