@@ -22,6 +22,7 @@ from contentmill.commands.ledger import alerts_app, report_app
 from contentmill.commands.products import products
 from contentmill.commands.prompts import prompts_app
 from contentmill.commands.route import route_app
+from contentmill.commands.running import run as run_app
 from contentmill.commands.server import keys_app, serve
 from contentmill.commands.video import demo, video
 from contentmill.errors import ContentmillError
@@ -195,8 +196,6 @@ def doctor(json_out: JsonOption = False) -> None:
 
 def main() -> None:
     """Every command (the executable, ``contentmill.entry``, runs ``video`` and ``demo`` without the others)."""
-    from contentmill.entry import run as run_app
-
     run_app(app)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import io
 import json
 import math
@@ -13,13 +12,11 @@ import time
 import uuid
 import wave
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-import contentmill.testing
 from contentmill.audio import CHARS_PER_SECOND
 from contentmill.errors import EngineError
 from contentmill.metering import count_message_tokens, count_tokens, encoding_name_for
@@ -436,85 +433,3 @@ def test_key_fingerprints_never_show_the_key() -> None:
     assert key_fingerprint("sk-proj-0123456789abcdefWXYZ") == "sk-...WXYZ"
     short = key_fingerprint("sk-good")
     assert short.startswith("sk-...") and "good" not in short and short == key_fingerprint("sk-good")
-
-
-# -- the package's imports ------------------------------------------------------------------------------------
-
-
-def module_paths(root: Path, package: str) -> dict[str, Path]:
-    """Every module below ``root`` by its dotted name (a package by its own name, for its ``__init__``)."""
-    found = {}
-    for path in sorted(root.rglob("*.py")):
-        parts = path.relative_to(root).with_suffix("").parts
-        found[".".join((package, *parts[: -1 if parts[-1] == "__init__" else None]))] = path
-    return found
-
-
-def imported(module: str, is_package: bool, node: ast.Import | ast.ImportFrom, known: set[str]) -> set[str]:
-    """The modules of ``known`` one import statement names, relative ones resolved from ``module``."""
-    if isinstance(node, ast.Import):
-        return {alias.name for alias in node.names} & known
-    base = node.module or ""
-    if node.level:
-        parent = module.split(".") if is_package else module.split(".")[:-1]
-        base = ".".join(parent[: len(parent) - node.level + 1] + ([base] if base else []))
-    return {f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names} & known
-
-
-def import_graph(root: Path, package: str) -> dict[str, set[str]]:
-    """Which module imports which, among the modules below ``root``, counting imports inside functions too."""
-    paths = module_paths(root, package)
-    known = set(paths)
-    graph: dict[str, set[str]] = {}
-    for module, path in paths.items():
-        nodes = ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path)))
-        is_package = path.name == "__init__.py"
-        graph[module] = {
-            target
-            for node in nodes if isinstance(node, ast.Import | ast.ImportFrom)
-            for target in imported(module, is_package, node, known)
-        } - {module}
-    return graph
-
-
-def find_cycle(graph: Mapping[str, set[str]]) -> list[str] | None:
-    """One import cycle (its modules, the first repeated at the end), or None when the imports go one way."""
-    done: set[str] = set()
-
-    def visit(module: str, path: list[str]) -> list[str] | None:
-        if module in path:
-            return path[path.index(module):] + [module]
-        if module in done:
-            return None
-        for target in sorted(graph.get(module, ())):
-            cycle = visit(target, [*path, module])
-            if cycle is not None:
-                return cycle
-        done.add(module)
-        return None
-
-    for start in sorted(graph):
-        cycle = visit(start, [])
-        if cycle is not None:
-            return cycle
-    return None
-
-
-def test_the_testing_modules_import_one_way() -> None:
-    root = Path(contentmill.testing.__file__).parent
-    graph = import_graph(root, "contentmill.testing")
-    assert {"contentmill.testing.upstream.batches", "contentmill.testing.upstream.online"} <= graph[
-        "contentmill.testing.upstream.server"
-    ]
-    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or ())
-
-
-def test_a_cycle_through_a_lazy_or_relative_import_is_found(tmp_path: Path) -> None:
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "__init__.py").write_text("")
-    (tmp_path / "sub" / "__init__.py").write_text("from .low import helper\n")
-    (tmp_path / "sub" / "low.py").write_text("def helper() -> None:\n    from pkg.high import Server\n")
-    (tmp_path / "high.py").write_text("from pkg.sub import low\n\n\nclass Server: ...\n")
-    graph = import_graph(tmp_path, "pkg")
-    assert graph == {"pkg": set(), "pkg.sub": {"pkg.sub.low"}, "pkg.sub.low": {"pkg.high"}, "pkg.high": {"pkg.sub.low"}}
-    assert find_cycle(graph) == ["pkg.high", "pkg.sub.low", "pkg.high"]

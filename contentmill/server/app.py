@@ -54,7 +54,7 @@ from contentmill.server.protocol import (
     parse_json,
     parse_speech,
 )
-from contentmill.server.web import Web
+from contentmill.server.web.pages import web_app
 from contentmill.settings import Settings, get_settings
 
 log = logging.getLogger("contentmill.server")
@@ -94,7 +94,7 @@ class Server:
         admin = self.settings.admin_key
         self._admin = admin.get_secret_value() if admin is not None and admin.get_secret_value() else None
         self.batches = Batches(self)
-        self.web = Web(self)  # the pages beside the API: the dashboard at / and what web/pages.py installs
+        self.web = web_app(self)  # the pages beside the API: the dashboard at /, the studio
         self._routes: dict[tuple[str, str], Callable[[Request], Awaitable[Answer | None]]] = {
             ("GET", "/healthz"): self.healthz,
             ("GET", "/metrics"): self.metrics_page,

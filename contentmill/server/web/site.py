@@ -134,9 +134,6 @@ class Web:
         self._ids: dict[str, tuple[float, VirtualKey | None]] = {}  # sessions' keys by id, briefly
         admin = server.settings.admin_key
         self._admin = admin.get_secret_value() if admin is not None and admin.get_secret_value() else None
-        from contentmill.server.web import pages  # the pages register themselves on this Web
-
-        pages.install(self)
 
     # -- registry --------------------------------------------------------------------------------------------
 
