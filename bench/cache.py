@@ -142,7 +142,7 @@ async def tier_figures(n: int, rounds: int, redis_url: str, s3: tuple[Any, str],
             return await redis_client.get(name)
 
         def get_object() -> bytes:
-            body = s3_client.get_object(Bucket=bucket, Key=s3_cache.name_of(KEY))["Body"]
+            body = s3_client.get_object(Bucket=bucket, Key=s3_cache.objects.name(s3_cache.name_of(KEY)))["Body"]
             data: bytes = body.read()
             body.close()
             return data

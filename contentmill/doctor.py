@@ -135,29 +135,14 @@ def _database(url: str) -> str:
 
 
 def _bucket(bucket: str, endpoint_url: str | None) -> str:
-    from botocore.exceptions import BotoCoreError, ClientError
+    from contentmill.storage import S3Store
 
-    from contentmill.cache.objectstore import S3Cache
-
-    client = S3Cache.make_client(endpoint_url, None, TIMEOUT_S)
-    where = endpoint_url or "AWS S3"
+    store = S3Store(bucket, endpoint_url=endpoint_url, timeout_s=TIMEOUT_S)
     try:
-        client.head_bucket(Bucket=bucket)
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in {"404", "NoSuchBucket", "NotFound"}:
-            raise _Failed(f"bucket {bucket} does not exist at {where}: create it, or set CONTENTMILL_S3_BUCKET to "
-                          f"one that does") from None
-        if code in {"403", "AccessDenied"}:
-            raise _Failed(f"bucket {bucket} at {where} refuses these credentials: check the AWS credentials") from None
-        raise _Failed(f"bucket {bucket} at {where} answered {code or exc}: check CONTENTMILL_S3_BUCKET and the "
-                      f"AWS credentials") from None
-    except BotoCoreError as exc:
-        raise _Failed(f"cannot reach the object store at {where} ({_one_line(str(exc))}): start it or fix "
-                      f"CONTENTMILL_S3_ENDPOINT_URL") from None
+        store.check()  # raises ObjectStoreError: a missing bucket, refused credentials, an unreachable endpoint
     finally:
-        client.close()
-    return f"bucket {bucket} at {where} is there"
+        store.close()
+    return f"bucket {bucket} at {store.endpoint} is there"
 
 
 def _prefect() -> str:

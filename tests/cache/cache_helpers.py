@@ -96,12 +96,12 @@ async def raw_blobs(cache: Cache) -> list[bytes]:
             async for name in tier.client.scan_iter(match=tier.prefix + "*"):
                 value = await tier.client.get(name)
                 blobs += [name, value if isinstance(value, bytes) else b""]
-        elif isinstance(tier, S3Cache):
-            paginator = tier.client.get_paginator("list_objects_v2")
-            pages = paginator.paginate(Bucket=tier.bucket, Prefix=tier.prefix)
+        elif isinstance(tier, S3Cache):  # boto3 straight on the bucket, below the store layer
+            client, bucket = tier.objects.client, tier.objects.bucket
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=tier.objects.prefix)
             for page in pages:
                 for item in page.get("Contents", []):
-                    body = tier.client.get_object(Bucket=tier.bucket, Key=item["Key"])["Body"]
+                    body = client.get_object(Bucket=bucket, Key=item["Key"])["Body"]
                     blobs += [item["Key"].encode(), body.read()]
                     body.close()
         elif isinstance(tier, LocalDirCache):
