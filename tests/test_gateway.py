@@ -189,7 +189,7 @@ async def test_fallback_to_the_next_model_and_cooldown(upstream: Callable[..., A
             gen = await gateway.generate(request, model="down:model", fallbacks=["openai:gpt-4o-mini"],
                                          cache=False)
             assert gen.model == "openai:gpt-4o-mini"
-        assert gateway.health.cooling("down:model") > 0  # three failures in a row: it rests
+        assert gateway.cooldowns.cooling("down:model") > 0  # three failures in a row: it rests
         await gateway.generate(request, model="down:model", fallbacks=["openai:gpt-4o-mini"], cache=False)
         with pytest.raises(ProviderUnavailable):
             await gateway.generate(request, model="down:model", cache=False)  # no fallback: it is tried, and fails

@@ -37,6 +37,7 @@ from contentmill.gateway import batch
 from contentmill.gateway import generation as codecs
 from contentmill.gateway.admission import Admission
 from contentmill.gateway.batch import BatchOutcome, BatchTicket
+from contentmill.gateway.cooldowns import Cooldowns
 from contentmill.gateway.generation import (
     DEFAULT_TENANT,
     Codec,
@@ -45,7 +46,6 @@ from contentmill.gateway.generation import (
     estimate_text_usage,
     request_hash,
 )
-from contentmill.gateway.health import Health
 from contentmill.gateway.meter import Bill, Call, Meter
 from contentmill.gateway.policy import NO_LIMITS, CallLimits, Policy, with_caller
 from contentmill.gateway.retry import RetryPolicy, call_with_retries
@@ -86,7 +86,7 @@ class Gateway:
         ledger: LedgerStore | None = None,
         policy: Policy | None = None,
         alerts: AlertEngine | None = None,
-        health: Health | None = None,
+        cooldowns: Cooldowns | None = None,
         settle_in_background: bool = False,
     ) -> None:
         """``settle_in_background``: a call's answer goes back to its caller before its reservation is settled
@@ -118,7 +118,7 @@ class Gateway:
         # The meter's parts, named here as callers and operators know them.
         self.admission, self.journal, self.policy = self.meter.admission, self.meter.journal, self.meter.policy
         self.store, self.ledger, self.alerts = self.meter.store, self.meter.ledger, self.meter.alerts
-        self.health = health or Health()
+        self.cooldowns = cooldowns or Cooldowns()
 
     # -- models ---------------------------------------------------------------------------------------------
 
@@ -272,12 +272,12 @@ class Gateway:
                          tags=call.tags)
         record = call.answered(gen, billed, "off" if key is None else "miss")
         if end.error is not None:
-            self.health.failed(call.info.name)
+            self.cooldowns.failed(call.info.name)
             record = replace(record, outcome="error", error_type=type(end.error).__name__)
         elif end.closed_early:
             record = replace(record, error_type="StreamClosed")
         else:
-            self.health.succeeded(call.info.name)
+            self.cooldowns.succeeded(call.info.name)
             if key is not None and self.cache is not None:
                 await self.cache.set(key, codecs.TEXT.encode(gen), JSON, cost_usd=cost)
         self.meter.record(record)
@@ -416,7 +416,7 @@ class Gateway:
     async def _with_fallbacks(self, names: Sequence[str], attempt: Callable[[str], Awaitable[T]]) -> T:
         last: ContentmillError | None = None
         for index, name in enumerate(names):
-            left = self.health.cooling(name)
+            left = self.cooldowns.cooling(name)
             if left and index < len(names) - 1:
                 log.info("skipping %s: cooling down for %.0f s after repeated failures", name, left)
                 continue
@@ -466,7 +466,7 @@ class Gateway:
         result, attempts = await self._invoke(call, invoke, started)
         reported = result.reported if isinstance(result, TextResult | EmbeddingResult) else None
         billed = call.bill(result.usage, reported)
-        self.health.succeeded(call.info.name)
+        self.cooldowns.succeeded(call.info.name)
         return result, billed, attempts, time.perf_counter() - started
 
     async def _invoke(self, call: Call, invoke: Callable[[], Awaitable[T]], started: float) -> tuple[T, int]:
@@ -478,7 +478,7 @@ class Gateway:
             await self.meter.fail(call, error, latency_s=time.perf_counter() - started,
                                   retries=self.retry.max_retries if retryable else 0)
             if isinstance(error, ProviderError):
-                self.health.failed(call.info.name)
+                self.cooldowns.failed(call.info.name)
             raise
 
     # -- orphans and closing ----------------------------------------------------------------------------------

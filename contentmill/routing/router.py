@@ -1,4 +1,4 @@
-"""The router: a tier rule fixes the candidates, the matrix ranks them, health removes the cooling ones, the
+"""The router: a tier rule fixes the candidates, the matrix ranks them, cooldowns remove the resting ones, the
 ranking gives the fallbacks, and budget pressure may move low-priority work to a cheaper tier or defer it.
 
 Decisions are made from memory (a snapshot of blended statistics and of budget spend, re-read by ``refresh``), so
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from contentmill.catalog import Catalog
 from contentmill.errors import ConfigError, ContentmillError, RouteDeferred, RoutingError
-from contentmill.gateway.health import Health
+from contentmill.gateway.cooldowns import Cooldowns
 from contentmill.gateway.policy import Scope
 from contentmill.ids import new_id
 from contentmill.ledger import Budget, LedgerStore
@@ -95,14 +95,14 @@ class Router:
         store: LedgerStore | None = None,
         config: RoutingConfig | None = None,
         *,
-        health: Health | None = None,
+        cooldowns: Cooldowns | None = None,
         budgets: Sequence[Budget] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.catalog = catalog
         self.store = store
         self.config = config or RoutingConfig()
-        self.health = health
+        self.cooldowns = cooldowns
         self.budgets = list(budgets)
         self._clock = clock
         self.live: dict[str, LiveStats] = {}
@@ -113,8 +113,8 @@ class Router:
 
     @classmethod
     def for_gateway(cls, gateway: Gateway, config: RoutingConfig | None = None) -> Router:
-        """A router over the gateway's catalog, ledger, health and budgets."""
-        return cls(gateway.catalog, gateway.store, config, health=gateway.health, budgets=gateway.policy.budgets)
+        """A router over the gateway's catalog, ledger, cooldowns and budgets."""
+        return cls(gateway.catalog, gateway.store, config, cooldowns=gateway.cooldowns, budgets=gateway.policy.budgets)
 
     # -- statistics ------------------------------------------------------------------------------------------
 
@@ -169,7 +169,7 @@ class Router:
 
     def rank(self, models: Sequence[str], *, task_kind: str | None = None, language: str | None = None,
              weights: Weights | Mapping[str, float] | None = None) -> tuple[Candidate, ...]:
-        """The matrix ranking of ``models`` (best first), before health and budgets."""
+        """The matrix ranking of ``models`` (best first), before cooldowns and budgets."""
         return self.matrix.rank(models, Weights.of(weights) if weights is not None else self.config.weights,
                                 task_kind, language)
 
@@ -210,7 +210,7 @@ class Router:
                 log.warning("routing: %s", notes[-1])
         ranked = self.rank(self.config.tier_models(chosen_tier), task_kind=task_kind, language=language,
                            weights=used_weights)
-        ranked = self._healthy(ranked, notes)
+        ranked = self._rested(ranked, notes)
         usable = [c for c in ranked if c.excluded is None]
         if not usable:
             reasons = "; ".join(f"{c.model}: {c.excluded}" for c in ranked)
@@ -226,11 +226,11 @@ class Router:
             return None
         return self.pressure(tags or {})
 
-    def _healthy(self, ranked: tuple[Candidate, ...], notes: list[str]) -> tuple[Candidate, ...]:
+    def _rested(self, ranked: tuple[Candidate, ...], notes: list[str]) -> tuple[Candidate, ...]:
         """Mark models in cooldown as excluded, unless every usable one is cooling (then the gateway probes)."""
-        if self.health is None:
+        if self.cooldowns is None:
             return ranked
-        cooling = {c.model: left for c in ranked if c.excluded is None and (left := self.health.cooling(c.model))}
+        cooling = {c.model: left for c in ranked if c.excluded is None and (left := self.cooldowns.cooling(c.model))}
         if not cooling:
             return ranked
         if len(cooling) == sum(c.excluded is None for c in ranked):

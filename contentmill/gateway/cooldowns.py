@@ -17,7 +17,9 @@ class _State:
     until: float = 0.0
 
 
-class Health:
+class Cooldowns:
+    """Which models are resting after repeated failures, and for how long."""
+
     def __init__(self, threshold: int = 3, cooldown_s: float = 30.0, clock: Callable[[], float] = time.monotonic):
         self.threshold = threshold
         self.cooldown_s = cooldown_s
