@@ -304,13 +304,6 @@ async def _reserve(meter: Meter, info: ModelInfo, claims: list[Claim], pending: 
     raise error
 
 
-async def status(gateway: Host, batch_id: str) -> BatchStatus:
-    """The vendor's status of a pending batch."""
-    pending = await _pending(gateway, batch_id)
-    client, _ = batch_client(gateway, pending.model)
-    return await client.status(batch_id)
-
-
 async def _pending(gateway: Host, batch_id: str) -> PendingBatch:
     store = PendingStore(gateway.settings)
     try:
