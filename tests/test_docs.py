@@ -19,7 +19,8 @@ from contentmill.testing.upstream.cli import parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-FENCE = re.compile(r"^\s*(```|~~~)")
+FENCE = re.compile(r"^\s*(?:```|~~~)\s*([\w+-]*)")
+NOT_SHELL = {"python", "yaml", "yml", "toml", "json", "nginx", "ini"}  # code blocks that hold no command line
 INLINE_CODE = re.compile(r"`[^`]*`")
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 HTML_SOURCE = re.compile(r"<(?:img|a)\s[^>]*?(?:src|href)=\"([^\"]+)\"", re.IGNORECASE)
@@ -32,15 +33,20 @@ COMMAND_END = re.compile(r"\s(?:\||>|&&|;|#)|\$\(|\)\s*$")
 
 
 def split_page(text: str) -> tuple[list[str], list[str]]:
-    """The lines of a markdown page outside fenced code blocks and the lines inside them."""
+    """The lines of a markdown page outside fenced code blocks, and the lines inside blocks that may hold a
+    command line (a block marked python, yaml, toml, json ... holds none)."""
     prose: list[str] = []
     code: list[str] = []
-    fenced = False
+    language: str | None = None  # None: outside a block
     for line in text.splitlines():
-        if FENCE.match(line):
-            fenced = not fenced
+        fence = FENCE.match(line)
+        if fence is not None:
+            language = fence.group(1).lower() if language is None else None
             continue
-        (code if fenced else prose).append(line)
+        if language is None:
+            prose.append(line)
+        elif language not in NOT_SHELL:
+            code.append(line)
     return prose, code
 
 
