@@ -26,8 +26,9 @@ LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 HTML_SOURCE = re.compile(r"<(?:img|a)\s[^>]*?(?:src|href)=\"([^\"]+)\"", re.IGNORECASE)
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 EXTERNAL = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)  # http:, https:, mailto:, ...
-# "contentmill WORD" as a command: after a line start, a space, a path or "$(" (not a database named contentmill).
-COMMAND = re.compile(r"(?:^|[\s/(])contentmill[ \t]+(?!contentmill\b)([a-z][a-z-]*)(?=\s|$)(.*)$")
+# "contentmill WORD" as a command: after a line start, a space, a path or "$(" (not a database named contentmill,
+# nor "from contentmill import" in a drawing).
+COMMAND = re.compile(r"(?:^|[\s/(])contentmill[ \t]+(?!contentmill\b|import\b)([a-z][a-z-]*)(?=\s|$)(.*)$")
 UPSTREAM = re.compile(r"-m\s+contentmill\.testing\.upstream\b(.*)$")
 COMMAND_END = re.compile(r"\s(?:\||>|&&|;|#)|\$\(|\)\s*$")
 
