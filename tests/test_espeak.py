@@ -18,6 +18,7 @@ from contentmill.errors import EngineError
 from contentmill.metering import Usage
 from contentmill.providers.base import SpeechModel, SpeechResult
 from contentmill.providers.espeak import EspeakSpeechModel
+from contentmill.providers.word_marks import word_marks
 from contentmill.requests import SpeechRequest
 
 EN = "Every product page needs a short and clear description. This one is read aloud by the embedded engine."
@@ -85,8 +86,16 @@ async def test_speech_is_a_complete_playable_wav(
     assert result.duration_s > 2.0  # two sentences take seconds to say
     assert result.usage == Usage(characters=len(text), seconds=result.duration_s)
     assert result.model == "local:espeak-ng"
-    assert result.meta == {"voice": spoken_by, "rate_wpm": 175}
+    assert {key: result.meta[key] for key in ("voice", "rate_wpm")} == {"voice": spoken_by, "rate_wpm": 175}
     assert _rms(pcm) > 500  # speech, not silence (full scale is 32767)
+    said = result.meta["words"]  # where espeak-ng starts each word, which the WAV carries as cue points
+    marked = word_marks(result.audio, text)
+    assert [(mark.start, mark.end) for mark in marked] == [(word.start, word.end) for word in said]
+    assert [mark.at_s for mark in marked] == pytest.approx([word.at_s for word in said], abs=1 / SAMPLE_RATE)
+    if text == EN:  # whole words in order (espeak-ng says "This one" as one word: "one" has no mark)
+        words = text.replace(".", "").split()
+        assert [text[mark.start:mark.end] for mark in marked] == [word for word in words if word != "one"]
+    assert 0 == marked[0].at_s < marked[-1].at_s < result.duration_s
 
     path = tmp_path / "speech.wav"
     path.write_bytes(result.audio)
@@ -145,7 +154,10 @@ async def test_concurrent_calls_match_serial_results(model: EspeakSpeechModel) -
         # espeak-ng carries its pitch flutter across utterances: equal to within a few milliseconds.
         assert together.duration_s == pytest.approx(alone.duration_s, rel=0.01)
         assert together.usage.characters == len(request.text)
-        assert together.meta == alone.meta
+        assert {**together.meta, "words": None} == {**alone.meta, "words": None}
+        assert [word[:2] for word in together.meta["words"]] == [word[:2] for word in alone.meta["words"]]
+        assert [word.at_s for word in together.meta["words"]] == pytest.approx(
+            [word.at_s for word in alone.meta["words"]], abs=0.05)
 
 
 @pytest.mark.parametrize(

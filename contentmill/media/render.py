@@ -33,6 +33,7 @@ from contentmill.media.layout import VERTICAL, Layout
 from contentmill.media.loudness import loudness_chain
 from contentmill.media.music import mix_music
 from contentmill.media.subtitles import Cue, build_cues, to_srt
+from contentmill.providers.word_marks import WordMark
 
 DEFAULT_FPS = 30
 DURATION_TOLERANCE_S = 0.5  # the rendered video against the summed narration
@@ -63,13 +64,15 @@ class Scene:
     duration_s: float
     footage: Path | None = None
     keyword: str = ""  # with motion: set large for a moment at the scene's start
+    words: tuple[WordMark, ...] = ()  # where the voice starts each word of the narration: karaoke follows them
 
     @classmethod
     def from_files(cls, slide: str | Path, audio: str | Path, narration: str = "",
-                   footage: str | Path | None = None, keyword: str = "") -> Scene:
+                   footage: str | Path | None = None, keyword: str = "",
+                   words: Sequence[WordMark] = ()) -> Scene:
         """A scene whose duration is measured from its WAV, the one source of timing for video and SRT."""
         return cls(Path(slide), Path(audio), narration, audio_duration(audio),
-                   Path(footage) if footage is not None else None, keyword)
+                   Path(footage) if footage is not None else None, keyword, tuple(words))
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +125,7 @@ def render_video(
     with atomic_target(target) as partial, tempfile.TemporaryDirectory(prefix="contentmill-render-") as scratch:
         work = Path(scratch)
         frames = _frame_counts(scenes, fps)
-        style = _prepare_subtitles(work, cues, chosen, layout, karaoke) if chosen and cues else None
+        style = _prepare_subtitles(work, scenes, cues, chosen, layout, karaoke) if chosen and cues else None
         if kinetic and chosen is not None:
             style = ",".join(filter(None, [_prepare_keywords(work, scenes, frames, fps, chosen, layout), style]))
         audio = [mix_music([scene.audio for scene in scenes], music, total, work / "mix.wav")] if music else None
@@ -227,12 +230,15 @@ def _link_font(work: Path, font: Font) -> None:
         linked.write_bytes(font.path.read_bytes())
 
 
-def _prepare_subtitles(work: Path, cues: Sequence[Cue], font: Font, layout: Layout, karaoke: bool = False) -> str:
-    """Write the SRT (or the karaoke ASS) and link the font into ``work``; return the filter that burns them in."""
+def _prepare_subtitles(work: Path, scenes: Sequence[Scene], cues: Sequence[Cue], font: Font, layout: Layout,
+                       karaoke: bool = False) -> str:
+    """Write the SRT (or the scenes' karaoke ASS) and link the font into ``work``; return the filter that burns
+    them in."""
     _link_font(work, font)
     if karaoke:
         fields = subtitle_fields(layout, font, cues)
-        (work / "karaoke.ass").write_text(karaoke_ass(cues, (layout.width, layout.height), fields), encoding="utf-8")
+        ass = karaoke_ass(scenes, (layout.width, layout.height), fields)
+        (work / "karaoke.ass").write_text(ass, encoding="utf-8")
         return "ass=filename=karaoke.ass:fontsdir=fonts"
     (work / "subtitles.srt").write_text(to_srt(cues), encoding="utf-8")
     style = subtitle_style(layout, font, cues)
@@ -343,7 +349,7 @@ def _arguments(
     graph.append(f"{audio_labels}concat=n={len(sound)}:v=0:a=1,{loud + ',' if loud else ''}"
                  f"aresample={_AUDIO_RATE}[audio]")
     encode = [
-        "-map", "[video]", "-map", "[audio]",
+        "-map", "[video]", "-map", "[audio]", "-map_chapters", "-1",  # a WAV's word marks are not chapters
         "-c:v", "libx264", *(MOTION_X264 if motion or clips else STILL_X264), "-crf", "20",
         "-pix_fmt", "yuv420p", "-r", str(fps), "-g", str(2 * fps),
         "-c:a", "aac", "-b:a", "128k", "-ac", "2",

@@ -2,8 +2,10 @@
 
 libespeak-ng (shipped by the ``espeakng-loader`` wheel) keeps its state in C globals, so a process
 initializes it once, one synthesis runs at a time under a lock, and each call runs in a worker thread so the
-event loop stays free. espeak-ng carries its pitch-flutter phase from one utterance to the next: repeating a
-request gives audio of the same length within a few milliseconds, not byte-identical audio.
+event loop stays free. The synthesis callback also hands over espeak-ng's word events (each word's place in the
+text and in the audio), which the returned WAV carries as cue points (``word_marks.py``). espeak-ng carries its
+pitch-flutter phase from one utterance to the next: repeating a request gives audio of the same length within a
+few milliseconds, not byte-identical audio.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from contentmill.audio import wav_bytes
 from contentmill.errors import EngineError
 from contentmill.metering import Usage
 from contentmill.providers.base import SpeechResult
+from contentmill.providers.word_marks import WordMark, with_word_marks
 from contentmill.requests import SpeechRequest
 
 NAME = "local:espeak-ng"
@@ -38,9 +41,27 @@ _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _PARAM_RATE = 1
 _EE_OK = 0
+_EVENT_LIST_TERMINATED = 0
+_EVENT_WORD = 1
 
 # int SynthCallback(short *wav, int numsamples, espeak_EVENT *events)
 _SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+
+class _Event(ctypes.Structure):
+    """espeak_EVENT: for a word, its 1-based character position and length in the text, and where it starts
+    in the audio (milliseconds from the start of the synthesis)."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_char * 8),
+    ]
 
 
 class _Voice(ctypes.Structure):
@@ -84,12 +105,13 @@ _SIGNATURES: dict[str, tuple[list[Any], Any]] = {
 
 @dataclass(frozen=True, slots=True)
 class _Rendering:
-    """Mono 16-bit little-endian PCM and the voice and rate espeak-ng spoke it with."""
+    """Mono 16-bit little-endian PCM, the voice and rate espeak-ng spoke it with, and where each word starts."""
 
     pcm: bytes
     sample_rate: int
     voice: str
     rate_wpm: int
+    words: tuple[WordMark, ...] = ()
 
     @property
     def frames(self) -> int:
@@ -137,6 +159,7 @@ class _Engine:
         self._lib = _load(library)
         self._lock = threading.Lock()
         self._chunks: list[bytes] = []
+        self._words: list[WordMark] = []
         self._callback = _SynthCallback(self._collect)  # referenced here so C never calls a freed closure
         self.sample_rate = self._lib.espeak_Initialize(
             _AUDIO_OUTPUT_SYNCHRONOUS, 0, str(data).encode(), _INITIALIZE_DONT_EXIT
@@ -148,9 +171,18 @@ class _Engine:
         self.variants = sorted(p.name for p in (data / "voices" / "!v").iterdir() if p.is_file())
 
     def _collect(self, wav: Any, count: int, events: Any) -> int:
-        """The synth callback: keeps each buffer of samples; returning 0 lets synthesis go on."""
+        """The synth callback: keeps each buffer of samples and each word event; returning 0 lets synthesis go on."""
         if wav and count > 0:
             self._chunks.append(ctypes.string_at(wav, count * 2))
+        if events:
+            listed = ctypes.cast(events, ctypes.POINTER(_Event))
+            index = 0
+            while listed[index].type != _EVENT_LIST_TERMINATED:
+                event = listed[index]
+                if event.type == _EVENT_WORD and event.length > 0:
+                    start = event.text_position - 1
+                    self._words.append(WordMark(start, start + event.length, event.audio_position / 1000))
+                index += 1
         return 0
 
     def _language_voices(self) -> tuple[list[str], set[str]]:
@@ -172,17 +204,17 @@ class _Engine:
         with self._lock:
             voice = self._select_voice(candidates)
             self._check(self._lib.espeak_SetParameter(_PARAM_RATE, rate_wpm, 0), "espeak_SetParameter")
-            self._chunks = []
+            self._chunks, self._words = [], []
             try:
                 status = self._lib.espeak_Synth(
                     encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
                 )
                 self._check(status, "espeak_Synth")
                 self._check(self._lib.espeak_Synchronize(), "espeak_Synchronize")
-                pcm = b"".join(self._chunks)
+                pcm, words = b"".join(self._chunks), tuple(self._words)
             finally:
-                self._chunks = []
-        return _Rendering(_little_endian(pcm), self.sample_rate, voice, rate_wpm)
+                self._chunks, self._words = [], []
+        return _Rendering(_little_endian(pcm), self.sample_rate, voice, rate_wpm, words)
 
     def _select_voice(self, candidates: list[str]) -> str:
         for name in candidates:
@@ -274,6 +306,7 @@ class EspeakSpeechModel:
     ``voice="default"`` speaks the request's language (``en`` -> en-us, ``zh`` -> Mandarin ``cmn``); any other
     voice is an espeak-ng voice name such as ``en-us``, ``cmn`` or ``en+f3``. Speed 1.0 is 175 words a minute;
     espeak-ng speaks no slower than 80, so speeds below about 0.46 come out at 80 (``meta["rate_wpm"]``).
+    The WAV marks where each word starts (``word_marks.word_marks``; also ``meta["words"]``).
     """
 
     def __init__(
@@ -288,7 +321,8 @@ class EspeakSpeechModel:
         rendering = _engine(self._library, self._data).render(
             request.text, voice_candidates(request), rate_for(request.speed)
         )
-        return rendering, wav_bytes(rendering.pcm, rendering.sample_rate)
+        audio = wav_bytes(rendering.pcm, rendering.sample_rate)
+        return rendering, with_word_marks(audio, request.text, rendering.words)
 
     async def synthesize(self, request: SpeechRequest) -> SpeechResult:
         started = time.perf_counter()
@@ -301,7 +335,7 @@ class EspeakSpeechModel:
             sample_rate=rendering.sample_rate,
             duration_s=duration,
             latency_s=time.perf_counter() - started,
-            meta={"voice": rendering.voice, "rate_wpm": rendering.rate_wpm},
+            meta={"voice": rendering.voice, "rate_wpm": rendering.rate_wpm, "words": rendering.words},
         )
 
     async def aclose(self) -> None:

@@ -2,7 +2,8 @@
 
 Each scene's clip is stored at its own address (text, voice, language, speech model), so a rerun after a
 failure halfway through pays only for the clips still missing, and two videos that share a sentence share
-its clip. Remote engines speak several scenes at once; an embedded engine speaks one at a time.
+its clip. Remote engines speak several scenes at once; an embedded engine speaks one at a time. A voice that
+marks where it starts each word (espeak-ng, in its WAV) has those marks kept in the clip's record, for karaoke.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from contentmill.audio import wav_info
 from contentmill.errors import MalformedResponse
 from contentmill.gateway import Gateway, Generation
+from contentmill.providers.word_marks import WordMark, word_marks
 from contentmill.requests import SpeechRequest
 from contentmill.storage import ObjectStore
 from contentmill.video.progress import StepEvent, announce
@@ -28,7 +30,8 @@ REMOTE_CONCURRENCY = 4
 
 
 class Clip(BaseModel):
-    """One scene's narration audio: where the WAV is stored and how long it really lasts."""
+    """One scene's narration audio: where the WAV is stored, how long it really lasts, and where the voice starts
+    each word of the narration (empty for a voice that does not say)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -37,6 +40,7 @@ class Clip(BaseModel):
     narration: str
     duration_s: float
     cost_usd: float = 0.0
+    words: tuple[WordMark, ...] = ()
 
 
 class NarrationResult(BaseModel):
@@ -74,6 +78,7 @@ def _load_clip(store: ObjectStore, clip_key: str, found: str, text: str) -> Clip
             narration=text,
             duration_s=float(record["duration_s"]),
             cost_usd=float(record["cost_usd"]),
+            words=record.get("words", ()),
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -87,7 +92,8 @@ def _measured(generation: Generation, model: str) -> float:
         raise MalformedResponse(f"the speech is not a readable WAV file ({exc})", model=model) from None
 
 
-def _save_clip(store: ObjectStore, clip_key: str, generation: Generation, duration: float) -> None:
+def _save_clip(store: ObjectStore, clip_key: str, generation: Generation, duration: float,
+               words: tuple[WordMark, ...]) -> None:
     store.put(f"{clip_key}.wav", generation.audio or b"", "audio/wav")
     store.put_json(
         f"{clip_key}.json",
@@ -97,6 +103,7 @@ def _save_clip(store: ObjectStore, clip_key: str, generation: Generation, durati
             "cost_usd": generation.cost_usd,
             "duration_s": duration,
             "sample_rate": generation.sample_rate,
+            "words": [list(word) for word in words],
         },
     )
 
@@ -120,10 +127,10 @@ async def _clip(
         generation = await gateway.speak(speech, model=request.speech, tags=tags)
     made.append(generation)
     duration = _measured(generation, request.speech)
-    await asyncio.to_thread(_save_clip, store, clip_key, generation, duration)
-    return Clip(
-        key=f"{clip_key}.wav", digest=found, narration=text, duration_s=duration, cost_usd=generation.cost_usd
-    )
+    words = word_marks(generation.audio or b"", text)
+    await asyncio.to_thread(_save_clip, store, clip_key, generation, duration, words)
+    return Clip(key=f"{clip_key}.wav", digest=found, narration=text, duration_s=duration,
+                cost_usd=generation.cost_usd, words=words)
 
 
 async def _all_clips(

@@ -83,6 +83,8 @@ def render_digest(
         "motion": [MOTION, "keywords"],
     }
     inputs.update(request.finish)  # karaoke, music: only where set
+    if request.captions == "karaoke" and any(clip.words for clip in narration.clips):
+        inputs["karaoke_timing"] = "voice"  # words light up when the voice says them
     if request.music:
         inputs["music"] = file_identity(Path(request.music))
     return digest("render", RENDER_VERSION, inputs)
@@ -142,7 +144,8 @@ def _render(
         scenes = [
             Scene.from_files(slide, store.fetch(clip.key, folder / "audio"), clip.narration,
                              picture[0] if picture is not None and picture[1] == "footage" else None,
-                             keyword(scene.narration, scene.on_screen_text, request.topic) if MOTION else "")
+                             keyword(scene.narration, scene.on_screen_text, request.topic) if MOTION else "",
+                             clip.words)
             for slide, clip, picture, scene in zip(slides, narration.clips, pictures, script.script.scenes,
                                                    strict=True)
         ]

@@ -1,6 +1,7 @@
 """Karaoke captions and music as options of the creator video (``--captions karaoke``, ``--music FILE`` and the
-flow parameters ``captions`` and ``music``): a new render over the same script and narration, and a music file
-that cannot be played refused before anything is called."""
+flow parameters ``captions`` and ``music``): a new render over the same script and narration, the local voice's
+word times kept with each scene's narration, and a music file that cannot be played refused before anything is
+called."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from contentmill.errors import InvalidRequest
 from contentmill.gateway import Gateway
 from contentmill.ledger import LedgerStore, settings_url
 from contentmill.media.loudness import TARGET_LUFS, measure
+from contentmill.providers.word_marks import word_marks
 from contentmill.settings import load_settings
 from contentmill.storage import LocalStore
 from contentmill.testing.harness import Upstream
@@ -94,6 +96,33 @@ async def test_karaoke_and_music_render_again_over_the_same_script_and_narration
     moment = second.narration_s * 0.4  # a little before the first scene ends: its line mostly said, so mostly gold
     assert _gold(frame_at(Path(second.video), moment)) > 50 > _gold(frame_at(Path(first.video), moment))
     assert abs(measure([Path(second.video)]) - TARGET_LUFS) <= 1.0
+
+
+@pytest.mark.slow
+async def test_the_local_voice_s_word_times_stay_with_each_scene_and_an_edit_keeps_the_others(
+    data_dir: Path,
+) -> None:
+    settings = load_settings()
+    store = LocalStore(data_dir / "store")
+    own = "# Octopuses\n\nThe extraordinarily clever octopus tastes with its arms.\n\nIt has three hearts."
+    first = VideoRequest(topic="octopuses", seconds=10, own_script=own, speech_model="local:espeak-ng",
+                         resolution=480, fps=10, captions="karaoke")
+    edited = first.model_copy(update={"scene_edits": {2: "Its blood is blue."}})
+    async with Gateway(settings) as gateway:
+        made = await make_video(first, settings=settings, gateway=gateway, store=store)
+        again = await make_video(edited, settings=settings, gateway=gateway, store=store)
+    records = [store.get_json(f"steps/narration/{path.stem}.json")
+               for path in (data_dir / "store" / "steps" / "narration").glob("*.json")]
+    clips = {clip["narration"]: clip["words"] for record in records for clip in record["clips"]}
+    assert set(clips) == {"The extraordinarily clever octopus tastes with its arms.", "It has three hearts.",
+                          "Its blood is blue."}
+    for text, words in clips.items():
+        assert [text[start:end] for start, end, _ in words] == text.rstrip(".").split()
+        assert all(later[2] > earlier[2] for earlier, later in zip(words, words[1:], strict=False))
+    scene = "The extraordinarily clever octopus tastes with its arms."
+    for audio in (made.audio[0], again.audio[0]):  # the first scene, spoken once, keeps its words in both
+        assert [list(mark) for mark in word_marks(Path(audio).read_bytes(), scene)] == clips[scene]
+    assert again.steps["narration"].calls == 1  # only the edited scene was spoken again
 
 
 @pytest.mark.slow
