@@ -1,6 +1,7 @@
 """The README and docs/ stay true to the repository: every relative link and image points at a file that exists
 (and at a heading of it, when it names one), every ``contentmill`` command a code block of the README or of a
-page shows exists in the CLI with the options it is shown with, and the fake upstream takes the flags shown."""
+page shows exists in the CLI with the options it is shown with, the fake upstream takes the flags shown, and
+every setting is documented."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from typing import Any
 
 import pytest
 import typer.main
+from pydantic import AliasChoices
 
 from contentmill.cli import app
+from contentmill.settings import ENV_PREFIX, Settings
 from contentmill.testing.upstream.cli import parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,3 +190,15 @@ def test_shown_upstream_command_lines_parse(page: str, flags: str) -> None:
 
 def test_pages_show_the_upstream() -> None:
     assert {page for page, _ in upstream_lines()} >= {"README.md", "docs/testing.md"}
+
+
+def test_every_setting_is_documented() -> None:
+    """Each field of ``Settings`` by the variable that sets it (the vendors' own names for their keys and
+    endpoints), in docs/configuration.md or, for the cache's, in docs/cache.md."""
+    text = "".join((ROOT / "docs" / name).read_text(encoding="utf-8") for name in ("configuration.md", "cache.md"))
+    missing = []
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        variables = list(alias.choices) if isinstance(alias, AliasChoices) else [ENV_PREFIX + name.upper()]
+        missing += [variable for variable in variables if f"`{variable}`" not in text]
+    assert not missing, f"docs/configuration.md does not name {missing}"
