@@ -130,10 +130,8 @@ class Media:
 
     def _presigned(self, key: str, download: bool) -> Answer:
         assert isinstance(self.store, S3Store)
-        params = {"Bucket": self.store.bucket, "Key": self.store.name(key), "ResponseContentType": media_type(key)}
-        if download:
-            params["ResponseContentDisposition"] = _attachment(key)
-        url = str(self.store.client.generate_presigned_url("get_object", Params=params, ExpiresIn=PRESIGN_S))
+        url = self.store.presign(key, expires_s=PRESIGN_S, media_type=media_type(key),
+                                 disposition=_attachment(key) if download else None)
         return Answer(302, b"", b"text/plain", ((b"location", url.encode()), (b"cache-control", b"no-store")))
 
 
