@@ -24,9 +24,9 @@ RESULT = {"text": "A warm walnut lamp.", "cost_usd": 0.25}
 CLI = "from contentmill.commands.cache import cache_app; cache_app()"
 
 
-def cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("CONTENTMILL_")}
-    env["CONTENTMILL_DATA_DIR"] = str(data_dir)
+def cli(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    variables = {name: value for name, value in os.environ.items() if not name.startswith("CONTENTMILL_")}
+    env = {**variables, **(env or {}), "CONTENTMILL_DATA_DIR": str(data_dir)}
     command = [sys.executable, "-c", CLI, *args]
     return subprocess.run(command, cwd=data_dir.parent, env=env, capture_output=True, text=True, timeout=60)
 
@@ -94,6 +94,15 @@ def test_clearing_a_tier_that_is_not_configured_is_one_line_and_exit_1(tmp_path:
     done = cli(tmp_path / "data", "clear", "--tier", "redis", "--json")
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "CONTENTMILL_REDIS_URL" in done.stderr
+
+
+def test_clearing_a_bucket_that_does_not_exist_is_one_line_and_exit_1(tmp_path: Path, s3_endpoint: str) -> None:
+    variables = {"CONTENTMILL_S3_BUCKET": "no-such-bucket-here", "CONTENTMILL_S3_ENDPOINT_URL": s3_endpoint,
+                 "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    done = cli(tmp_path / "data", "clear", "--tier", "objectstore", "--json", env=variables)
+    assert done.returncode == 1 and done.stdout == "" and done.stderr.count("\n") == 1
+    assert done.stderr.startswith(f"contentmill: bucket no-such-bucket-here does not exist at {s3_endpoint} ")
+    assert done.stderr.rstrip().endswith("create it, or set CONTENTMILL_S3_BUCKET to one that does")
 
 
 def test_an_unknown_tier_is_refused(tmp_path: Path) -> None:
