@@ -20,8 +20,9 @@ from pydantic import SecretStr
 
 from contentmill.errors import AuthenticationError, BadRequest, BudgetExceeded, ConfigError
 from contentmill.gateway import Gateway
-from contentmill.gateway.batch import MODE_TAG, BatchOutcome, BatchTicket, pending_batches, wait_and_collect
+from contentmill.gateway.batch import MODE_TAG, BatchOutcome, BatchTicket, wait_and_collect
 from contentmill.gateway.generation import estimate_text_usage
+from contentmill.gateway.pending import pending_batches
 from contentmill.ledger import Budget, LedgerStore, settings_url
 from contentmill.providers.batch import BatchStatus
 from contentmill.requests import TextRequest

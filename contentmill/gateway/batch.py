@@ -5,22 +5,18 @@ against every budget and quota that applies (per-minute buckets do not apply: th
 from online traffic, within its 24 h window), submits one batch, and keeps a *pending* record of it (in Redis
 when configured, else in the data directory) so that ``collect`` works in a later process. ``collect`` reads the
 answers of a finished batch, settles the reservation with what was actually used, writes one ledger row per item
-and stores each answer in the cache, so the same request online later costs nothing.
+and stores each answer in the cache, so the same request online later costs nothing. The pending records are
+pending.py's; the money is the ``Meter``'s, as for an online call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Protocol, cast
-
-import orjson
-import redis.asyncio as aioredis
+from typing import Protocol, cast
 
 from contentmill.cache import Cache, CacheKey, text_key
 from contentmill.catalog import Catalog, ModelInfo
@@ -31,10 +27,17 @@ from contentmill.errors import (
     ProviderError,
     ProviderUnavailable,
 )
-from contentmill.files import write_atomic
 from contentmill.gateway.admission import Claim, Reservation
+from contentmill.gateway.billing import Call, reservation_payload
 from contentmill.gateway.generation import DEFAULT_TENANT, TEXT, Generation, request_hash
-from contentmill.gateway.meter import Call, Meter, refusal_error, reservation_payload
+from contentmill.gateway.meter import Meter, refusal_error
+from contentmill.gateway.pending import (
+    PendingBatch,
+    PendingItem,
+    PendingStore,
+    pending_batch,
+    pending_batches,
+)
 from contentmill.gateway.policy import NO_LIMITS, CallFacts, CallLimits, Unit, units
 from contentmill.metering import Usage, usage_ceiling
 from contentmill.providers.base import TextModel
@@ -47,55 +50,6 @@ log = logging.getLogger("contentmill.gateway.batch")
 WINDOW_S = 24 * 3600.0
 SLACK_S = 3600.0  # a reservation outlives the vendor's window by this much before it is swept as an orphan
 MODE_TAG = "submit_mode"
-
-
-@dataclass(frozen=True, slots=True)
-class PendingItem:
-    """What collecting one item needs to know, kept from submission (never the prompt)."""
-
-    custom_id: str
-    request_hash: str
-    estimate: Usage
-    reserved_usd: float
-    tags: Mapping[str, str]
-    cache_key: str | None  # CacheKey.path
-    claims: tuple[tuple[str, str], ...]  # (claim key, unit) of each budget or quota the item counts against
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"custom_id": self.custom_id, "request_hash": self.request_hash, "estimate": self.estimate.as_dict(),
-                "reserved_usd": self.reserved_usd, "tags": dict(self.tags), "cache_key": self.cache_key,
-                "claims": [list(c) for c in self.claims]}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PendingItem:
-        return cls(data["custom_id"], data["request_hash"], Usage.from_dict(data["estimate"]),
-                   float(data["reserved_usd"]), dict(data["tags"]), data.get("cache_key"),
-                   tuple((str(k), str(u)) for k, u in data["claims"]))
-
-
-@dataclass(frozen=True, slots=True)
-class PendingBatch:
-    """A submitted batch not yet collected: enough to collect it in any process that shares the store."""
-
-    batch_id: str
-    model: str
-    submitted_at: float
-    reservation: str  # the reservation's JSON
-    items: tuple[PendingItem, ...]
-
-    def to_json(self) -> bytes:
-        return orjson.dumps({"batch_id": self.batch_id, "model": self.model, "submitted_at": self.submitted_at,
-                             "reservation": self.reservation, "items": [i.as_dict() for i in self.items]})
-
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> PendingBatch:
-        data = json.loads(raw)
-        return cls(data["batch_id"], data["model"], float(data["submitted_at"]), data["reservation"],
-                   tuple(PendingItem.from_dict(i) for i in data["items"]))
-
-    @property
-    def reserved_usd(self) -> float:
-        return sum(item.reserved_usd for item in self.items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,52 +102,6 @@ class Host(Protocol):
     def text_model(self, name: str) -> TextModel: ...
     def text_estimate(self, provider: TextModel, info: ModelInfo, request: TextRequest, tags: Mapping[str, str]
                       ) -> Usage: ...
-
-
-class PendingStore:
-    """Pending batches by id: a Redis hash when the settings name Redis (shared by every worker), else files."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._redis = aioredis.from_url(settings.redis_url) if settings.redis_url else None
-        self._hash = settings.redis_prefix + "batches:pending"
-        self._dir = settings.data_dir / "batches"
-
-    def _path(self, batch_id: str) -> Path:
-        if not batch_id.replace("_", "").replace("-", "").isalnum():
-            raise ConfigError(f"{batch_id!r} is not a batch id")
-        return self._dir / f"{batch_id}.json"
-
-    async def put(self, pending: PendingBatch) -> None:
-        if self._redis is not None:
-            await self._redis.hset(self._hash, pending.batch_id, pending.to_json())
-            return
-        write_atomic(self._path(pending.batch_id), pending.to_json())
-
-    async def get(self, batch_id: str) -> PendingBatch | None:
-        if self._redis is not None:
-            raw = await self._redis.hget(self._hash, batch_id)
-            return None if raw is None else PendingBatch.from_json(raw)
-        path = self._path(batch_id)
-        return PendingBatch.from_json(path.read_bytes()) if path.is_file() else None
-
-    async def all(self) -> list[PendingBatch]:
-        if self._redis is not None:
-            return [PendingBatch.from_json(raw) for raw in (await self._redis.hgetall(self._hash)).values()]
-        return [PendingBatch.from_json(p.read_bytes()) for p in sorted(self._dir.glob("*.json"))]
-
-    async def take(self, batch_id: str) -> bool:
-        """Remove the record; False if another collector took it first (it is then settled once, there)."""
-        if self._redis is not None:
-            return bool(await self._redis.hdel(self._hash, batch_id))
-        try:
-            self._path(batch_id).unlink()
-        except FileNotFoundError:
-            return False
-        return True
-
-    async def aclose(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
 
 
 def batch_client(gateway: Host, model: str) -> tuple[BatchClient, ModelInfo]:
@@ -304,39 +212,11 @@ async def _reserve(meter: Meter, info: ModelInfo, claims: list[Claim], pending: 
     raise error
 
 
-async def _pending(gateway: Host, batch_id: str) -> PendingBatch:
-    store = PendingStore(gateway.settings)
-    try:
-        found = await store.get(batch_id)
-    finally:
-        await store.aclose()
-    if found is None:
-        raise ConfigError(f"no pending batch {batch_id!r} here: it was collected already, or submitted with "
-                          "another data directory or Redis (CONTENTMILL_DATA_DIR, CONTENTMILL_REDIS_URL)")
-    return found
-
-
-async def is_pending(settings: Settings, batch_id: str) -> bool:
-    store = PendingStore(settings)
-    try:
-        return await store.get(batch_id) is not None
-    finally:
-        await store.aclose()
-
-
-async def pending_batches(settings: Settings) -> list[PendingBatch]:
-    store = PendingStore(settings)
-    try:
-        return await store.all()
-    finally:
-        await store.aclose()
-
-
 async def collect(gateway: Host, batch_id: str, *, cancel: bool = False,
                   on_status: Callable[[BatchStatus], None] | None = None) -> BatchOutcome | None:
     """Collect a finished batch: settle, record and cache each item. None while the batch is still running
     (``cancel=True`` cancels it first, and then collects what it finished)."""
-    pending = await _pending(gateway, batch_id)
+    pending = await pending_batch(gateway.settings, batch_id)
     client, info = batch_client(gateway, pending.model)
     found = await client.cancel(batch_id) if cancel else await client.status(batch_id)
     while cancel and not found.done:

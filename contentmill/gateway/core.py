@@ -7,8 +7,9 @@ falling back to the next model on failures retries cannot fix; then bill the rep
 reservation, write the ledger row and let the alert rules see it.
 
 This module holds the call: the models, the cache in front, retries and fallbacks, streams. What concerns money
-(claims, reservations, billing, settlement, ledger rows, orphans) is the ``Meter``'s (meter.py), which the Batch
-API (batch.py) uses too; what a call produced and how the cache keeps it is generation.py's.
+(claims, reservations, settlement, ledger rows, orphans) is the ``Meter``'s (meter.py; a call's bill is
+billing.py's), which the Batch API (batch.py) uses too; what a call produced and how the cache keeps it is
+generation.py's. It stays one module: the five public calls are a signature and an attempt each over one path.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from contentmill.gateway import batch
 from contentmill.gateway import generation as codecs
 from contentmill.gateway.admission import Admission
 from contentmill.gateway.batch import BatchOutcome, BatchTicket
+from contentmill.gateway.billing import Bill, Call
 from contentmill.gateway.cooldowns import Cooldowns
 from contentmill.gateway.generation import (
     DEFAULT_TENANT,
@@ -46,7 +48,8 @@ from contentmill.gateway.generation import (
     estimate_text_usage,
     request_hash,
 )
-from contentmill.gateway.meter import Bill, Call, Meter
+from contentmill.gateway.meter import Meter
+from contentmill.gateway.pending import is_pending
 from contentmill.gateway.policy import NO_LIMITS, CallLimits, Policy, with_caller
 from contentmill.gateway.retry import RetryPolicy, call_with_retries
 from contentmill.gateway.stream import StreamEnd, TextStream
@@ -389,7 +392,7 @@ class Gateway:
 
     async def batch_pending(self, batch_id: str) -> bool:
         """Whether a submitted batch still waits to be collected (by this or any process sharing the store)."""
-        return await batch.is_pending(self.settings, batch_id)
+        return await is_pending(self.settings, batch_id)
 
     async def collect_batch(self, batch_id: str, *, cancel: bool = False) -> BatchOutcome | None:
         """The results of a submitted batch once it has finished (None while it runs), settled and recorded."""
