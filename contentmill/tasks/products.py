@@ -1,9 +1,10 @@
 """The product-descriptions batch as a Prefect task: one task run per batch of products, never one per product.
 
 The task's input is the batch itself (products, config, run id: plain picklable data; in this process passed
-``quote``d, so Prefect does not walk every product), and it opens what it needs where it runs. With the flow's default task
-runner a batch is awaited in the flow's process, as a task of the flow; with any other (prefect-dask's
-``DaskTaskRunner``) it is submitted to that runner, and its result comes back through the task's state.
+``quote``d, so Prefect does not walk every product), and it opens what it needs where it runs. With the flow's
+default task runner a batch is awaited in the flow's process, as a task of the flow; with any other
+(prefect-dask's ``DaskTaskRunner``) it is submitted to that runner, and its result comes back through the
+task's state.
 With the Batch API, one task submits a tier's packed requests as one batch and waits for it. Prefect's own
 retries stay off: a rate-limited batch comes back to the flow, which slows down and sends it again, and a
 failed item is retried inside the batch.
