@@ -119,6 +119,18 @@ def test_a_local_clear_takes_partial_files_and_empty_folders_too(tmp_path: Path)
     assert [p.name for p in (tmp_path / "store").rglob("*")] == []
 
 
+def test_only_partial_files_a_crash_left_long_ago_are_swept(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    store.put("entries/a/1.bin", b"1")
+    folder = tmp_path / "store" / "entries" / "a"
+    old, fresh = folder / ".partial-old.bin", folder / ".partial-fresh.bin"
+    for partial in (old, fresh):
+        partial.write_bytes(b"half")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert store.remove_partials("entries/", older_than_s=3600) == 1
+    assert sorted(p.name for p in folder.iterdir()) == [".partial-fresh.bin", "1.bin"]
+
+
 def test_a_missing_object_is_none_or_file_not_found(store: ObjectStore, tmp_path: Path) -> None:
     assert store.get("steps/none.bin") is None and not store.exists("steps/none.bin")
     for ask in (lambda: store.fetch("steps/none.bin", tmp_path), lambda: store.copy("steps/none.bin", "b.bin"),
