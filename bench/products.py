@@ -10,7 +10,15 @@ Figures (one JSON line each), every one a ratio to a baseline measured in the sa
 - orchestration overhead per item: the flow's wall time per product against an upstream that answers at once
   (packing, token counting, checks, Prefect task runs, graph and ledger writes, embedding each description for
   search), next to the upstream time per product of the realistic run; and the same without the graph.
-Upstreams: 250 ms latency; the throughput run's has TPM 200,000. Usage: ``python bench/products.py [CATALOG]``.
+Upstreams: 250 ms latency; the throughput run's has TPM 200,000.
+
+The 20,000-product case (``--scale``; the sample catalog copied 20 times under new ids and names), through
+``contentmill products`` as a user runs it:
+- throughput as a fraction of the upstream's TPM ceiling (3,000,000) with the batches in the flow's process,
+  and on a local Dask cluster of 1 and of 2 worker processes (``--workers``);
+- the flow process's peak RSS for 20,000 products against 2,000 (the catalog is read as a stream and the rows
+  kept in the journal, so it should stay flat).
+Usage: ``python bench/products.py [CATALOG] [--scale]`` (``--scale``: only the 20,000-product case).
 """
 
 from __future__ import annotations
@@ -19,8 +27,10 @@ import asyncio
 import csv
 import json
 import os
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +50,12 @@ LATENCY_MS = 250
 TPM = 200_000
 NAIVE_CONCURRENCY = 32
 MODELS = ("openai:gpt-4o", "openai:gpt-4o-mini", "openai:gpt-4.1-mini")
+SCALE = 20_000
+SCALE_SMALL = 2_000
+SCALE_TPM = 3_000_000
+SCALE_LATENCY_MS = 100
+ONE_MODEL = {"tiers": {tier: {"model": "openai:gpt-4o-mini", "fallbacks": []}
+                       for tier in ("light", "standard", "premium")}}
 
 
 def emit(**fields: object) -> None:
@@ -107,14 +123,127 @@ def changed_copy(catalog: Path, target: Path, share: float) -> int:
     return changed
 
 
+def tpm_fill(settings: Any, tpm: int) -> dict[str, Any]:
+    """Tokens charged per minute between a run's first and last call, as a share of ``tpm`` (the bucket starts
+    full: a minute's worth may go at once, so that much is taken off), from the run's ledger."""
+    from contentmill.ledger import LedgerStore, settings_url
+
+    with LedgerStore(settings_url(settings)) as store:
+        calls = [c for c in store.calls() if c.outcome == "ok"]
+    charged = sum(c.estimate.input_tokens + c.estimate.output_tokens for c in calls)
+    used = sum(c.usage.input_tokens + c.usage.output_tokens for c in calls)
+    first_at = min(c.ts for c in calls).timestamp() - min(c.latency_s for c in calls)
+    minutes = (max(c.ts for c in calls).timestamp() - first_at) / 60
+    return {"value": round((charged - tpm) / (minutes * tpm), 4), "charged_tokens": charged, "used_tokens": used,
+            "useful_share": round(used / charged, 4), "minutes": round(minutes, 3)}
+
+
+def scaled_catalog(source: Path, target: Path, count: int) -> Path:
+    """``count`` products from the sample catalog's rows, each copy under a new id and name."""
+    with source.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        fields = list(reader.fieldnames or [])
+        rows = list(reader)
+    with target.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for n in range(count):
+            row = dict(rows[n % len(rows)])
+            copy = n // len(rows)
+            row["Uniq Id"] = f"{row['Uniq Id']}-{copy}"
+            row["Product Name"] = f"{row['Product Name']} (edition {copy + 1})"
+            writer.writerow(row)
+    return target
+
+
+def run_cli(catalog: Path, out: Path, env: dict[str, str], *extra: str) -> tuple[dict[str, Any], float]:
+    """``contentmill products`` in a process of its own: its summary and the flow process's peak RSS in MiB."""
+    import psutil
+
+    command = [str(Path(sys.executable).with_name("contentmill")), "products", str(catalog), "--out", str(out),
+               "--no-graph", "--json", *extra]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    watched = psutil.Process(process.pid)
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        while not done.wait(0.1):
+            try:
+                peak = max(peak, watched.memory_info().rss)
+            except psutil.NoSuchProcess:
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    stdout, stderr = process.communicate()
+    done.set()
+    watcher.join()
+    if process.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed: {stderr[-2000:]}")
+    summary: dict[str, Any] = json.loads(stdout)
+    return summary, peak / 2**20
+
+
+def scale(catalog: Path, work: Path) -> None:
+    """The 20,000-product case: TPM fill inline and on 1 and 2 Dask workers; peak RSS against catalog size."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    command = "python bench/products.py --scale"
+    big = scaled_catalog(catalog, work / "scale-20k.csv", SCALE)
+    small = scaled_catalog(catalog, work / "scale-2k.csv", SCALE_SMALL)
+    models = work / "scale-models.yaml"
+    models.write_text(f"models:\n  openai:gpt-4o-mini: {{tpm: {SCALE_TPM}, rpm: 1000000}}\n", encoding="utf-8")
+    config = work / "scale-config.json"
+    config.write_text(json.dumps(ONE_MODEL), encoding="utf-8")
+    api = SubprocessASGIServer()  # one Prefect API for every run (and every Dask worker)
+    api.start()
+    try:
+        fills: dict[str, dict[str, Any]] = {}
+        rss: dict[int, float] = {}
+        for name, extra in (("inline", ()), ("workers_1", ("--workers", "1")), ("workers_2", ("--workers", "2"))):
+            with start_upstream(latency_ms=SCALE_LATENCY_MS, tpm=SCALE_TPM) as limited:
+                use(limited, work / f"scale-{name}", CONTENTMILL_CATALOG_FILE=str(models))
+                env = {**os.environ, "PREFECT_API_URL": api.api_url}
+                summary, peak = run_cli(big, work / f"scale-{name}.jsonl", env, "--config", str(config), *extra)
+                fill = tpm_fill(load_settings(), SCALE_TPM)
+                fills[name] = {**fill, "upstream_429": limited.stats()["rejected_429"], "done": summary["done"],
+                               "lost_batches": summary["lost_batches"], "peak_rss_mib": round(peak, 1)}
+            if name == "inline":
+                rss[SCALE] = peak
+        with start_upstream(latency_ms=SCALE_LATENCY_MS, tpm=SCALE_TPM) as limited:
+            use(limited, work / "scale-small", CONTENTMILL_CATALOG_FILE=str(models))
+            _summary, rss[SCALE_SMALL] = run_cli(small, work / "scale-small.jsonl",
+                                                 {**os.environ, "PREFECT_API_URL": api.api_url},
+                                                 "--config", str(config))
+    finally:
+        api.stop()
+    for name, fill in fills.items():
+        emit(figure=f"tpm_fill_{SCALE}_{name}", value=fill.pop("value"),
+             baseline=f"upstream TPM ceiling {SCALE_TPM} (after its initial full bucket)", products=SCALE, **fill,
+             command=command)
+    emit(figure="tpm_fill_2_workers_vs_1", value=round(fills["workers_2"]["charged_tokens"] / fills["workers_2"]
+                                                       ["minutes"] / (fills["workers_1"]["charged_tokens"]
+                                                                      / fills["workers_1"]["minutes"]), 3),
+         baseline="the same run on 1 Dask worker", command=command)
+    emit(figure="peak_rss_20k_vs_2k", value=round(rss[SCALE] / rss[SCALE_SMALL], 3), target="about 1 (flat)",
+         peak_rss_mib={str(k): round(v, 1) for k, v in rss.items()}, baseline=f"the same run on {SCALE_SMALL} products",
+         command=command)
+
+
 def main() -> None:
-    catalog = Path(sys.argv[1]) if len(sys.argv) > 1 else CATALOG
+    args = [a for a in sys.argv[1:] if a != "--scale"]
+    catalog = Path(args[0]) if args else CATALOG
     if not catalog.exists():
         sys.exit(f"no catalog at {catalog}: pass the path of amazon-products-1k.csv")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     work = Path(tempfile.mkdtemp(prefix="bench-products-"))
+    if "--scale" in sys.argv[1:]:
+        scale(catalog, work)
+        return
     command = "python bench/products.py"
 
     unlimited = work / "unlimited.yaml"  # the cost runs' upstream has no limits: neither has the gateway
@@ -154,19 +283,9 @@ def main() -> None:
         use(limited, work / "tpm", CONTENTMILL_CATALOG_FILE=str(catalog_file))
         run = run_flow(catalog, work / "tpm.jsonl", one_model)
         stats = limited.stats()
-    from contentmill.ledger import LedgerStore, settings_url
-
-    with LedgerStore(settings_url(load_settings())) as store:
-        calls = [c for c in store.calls() if c.outcome == "ok"]
-    charged = sum(c.estimate.input_tokens + c.estimate.output_tokens for c in calls)
-    used = sum(c.usage.input_tokens + c.usage.output_tokens for c in calls)
-    first_at = min(c.ts for c in calls).timestamp() - min(c.latency_s for c in calls)
-    last_at = max(c.ts for c in calls).timestamp()
-    minutes = (last_at - first_at) / 60
-    burst = TPM  # the bucket starts full: a minute's worth may go at once
-    emit(figure="tpm_fill", value=round((charged - burst) / (minutes * TPM), 4), target=">= 0.90",
-         baseline=f"upstream TPM ceiling {TPM} (after its initial full bucket)", charged_tokens=charged,
-         used_tokens=used, useful_share=round(used / charged, 4), minutes=round(minutes, 3),
+    fill = tpm_fill(load_settings(), TPM)
+    emit(figure="tpm_fill", value=fill.pop("value"), target=">= 0.90",
+         baseline=f"upstream TPM ceiling {TPM} (after its initial full bucket)", **fill,
          upstream_429=stats["rejected_429"], flow_rate_limited=run["rate_limited"], done=run["done"],
          command=command)
 
@@ -182,6 +301,7 @@ def main() -> None:
          baseline_value=round(upstream_per_item_ms, 2), ratio=round(per_item_ms / upstream_per_item_ms, 3),
          batches=quick["batches"], wall_s=round(quick["wall_s"], 2),
          without_graph_ms=round(1000 * bare["wall_s"] / bare["items"], 2), command=command)
+    scale(catalog, work)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ existing one; the progress bar follows the run's journal, which the flow appends
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -82,6 +83,7 @@ def _run(settings: Settings, catalog: Path, out: Path | None, limit: int | None,
         stack.enter_context(_prefect_defaults())
         _mute_prefect_console()
         if cluster is not None:
+            logging.getLogger("distributed").setLevel(logging.WARNING)  # the cluster's start and stop, line by line
             stack.enter_context(_api_for_workers())
             flow = product_descriptions.with_options(task_runner=dask_task_runner(*cluster))
         if not quiet:

@@ -2,11 +2,13 @@
 replaces), then every row into the run's journal (fsynced). After ``record`` returns, a crash loses nothing.
 
 Only the flow's process records: batches running elsewhere hand their rows back, and the graph and the
-journal keep one writer.
+journal keep one writer (one thread at a time: the scheduler records off the event loop while planning may
+record rows it serves without a model).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 
 from contentmill.knowledge_graph import KnowledgeGraph
@@ -19,12 +21,17 @@ from contentmill.products.work import Work
 class Recorder:
     def __init__(self, journal: RunJournal, graph: KnowledgeGraph | None) -> None:
         self.journal, self.graph = journal, graph
+        self._lock = threading.Lock()
 
     def record(self, rows: Sequence[Row], works: Mapping[str, Work] | None) -> None:
         """Journal ``rows``; those with a description and their product's ``works`` entry are new outputs, recorded
         in the graph first (None: nothing new, such as rows kept from the graph)."""
         if not rows:
             return
+        with self._lock:
+            self._record(rows, works)
+
+    def _record(self, rows: Sequence[Row], works: Mapping[str, Work] | None) -> None:
         if self.graph is not None and works is not None:
             outputs = []
             for row in rows:
