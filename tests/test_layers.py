@@ -19,8 +19,8 @@ ROOT = Path(contentmill.__file__).parent
 LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(names.split()) for names in (
     "errors ids files appendfile audio requests",
     "settings metering catalog sqlstore",
-    "providers",
-    "cache ledger storage",
+    "providers storage",
+    "cache ledger",
     "gateway routing knowledge_graph",
     "prompts media quality experiments products video",
     "tasks",

@@ -21,7 +21,6 @@ import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -37,6 +36,7 @@ from contentmill.providers.resolve import configured
 from contentmill.routing.config import load_routing_config
 from contentmill.routing.router import RouteDecision, Router
 from contentmill.routing.store import ROUTE_TAG
+from contentmill.server.admin import Admin
 from contentmill.server.batches import Batches
 from contentmill.server.errors import INVALID_KEY, ApiError, api_error
 from contentmill.server.http import JSON_TYPE, Answer, Receive, Request, Scope_, Send, json_answer
@@ -92,8 +92,9 @@ class Server:
         self._bare: dict[str, str] = {}
         self._usable: set[str] = set()  # models whose provider these settings can reach (base URL and key set)
         admin = self.settings.admin_key
-        self._admin = admin.get_secret_value() if admin is not None and admin.get_secret_value() else None
+        self.admin_key = admin.get_secret_value() if admin is not None and admin.get_secret_value() else None
         self.batches = Batches(self)
+        self.admin = Admin(self)
         self.web = web_app(self)  # the pages beside the API: the dashboard at /, the studio
         self._routes: dict[tuple[str, str], Callable[[Request], Awaitable[Answer | None]]] = {
             ("GET", "/healthz"): self.healthz,
@@ -105,8 +106,8 @@ class Server:
             ("POST", "/v1/images/generations"): self.images,
             ("POST", "/v1/files"): self.batches.upload,
             ("POST", "/v1/batches"): self.batches.create,
-            ("GET", "/admin/keys"): self.admin_list,
-            ("POST", "/admin/keys"): self.admin_create,
+            ("GET", "/admin/keys"): self.admin.list,
+            ("POST", "/admin/keys"): self.admin.create,
         }
 
     # -- lifespan --------------------------------------------------------------------------------------------
@@ -143,7 +144,7 @@ class Server:
         path, method = scope["path"], scope["method"]
         handler = self._routes.get((method, path))
         if handler is None and path.startswith("/admin/keys/"):
-            handler = self.admin_key
+            handler = self.admin.key
         elif handler is None and path.startswith(("/v1/files/", "/v1/batches/")):
             handler = self.batches.route
         elif handler is None:
@@ -220,11 +221,11 @@ class Server:
         request.team = key.team
         return key
 
-    def _is_admin(self, request: Request) -> bool:
+    def is_admin(self, request: Request) -> bool:
         auth = request.header(b"authorization") or ""
         scheme, _, secret = auth.partition(" ")
-        return (self._admin is not None and scheme.lower() == "bearer"
-                and hmac.compare_digest(secret.strip().encode(), self._admin.encode()))
+        return (self.admin_key is not None and scheme.lower() == "bearer"
+                and hmac.compare_digest(secret.strip().encode(), self.admin_key.encode()))
 
     def limits(self, key: VirtualKey) -> CallLimits:
         """The key's own budget and rates as claims scoped to ``vkey=<id>``; rebuilt when the key changes."""
@@ -302,7 +303,7 @@ class Server:
         return json_answer(200, {"status": "ok" if self.gateway is not None else "starting"})
 
     async def metrics_page(self, request: Request) -> Answer:
-        if not self._is_admin(request):
+        if not self.is_admin(request):
             key = await self.authenticate(request)
             if key.role != "read":
                 raise ApiError(403, "/metrics needs the admin key or a read-only key (role read)",
@@ -473,62 +474,6 @@ class Server:
         gen = await self.gateway.image(call.request, **self._options(request, key, model, fallbacks))
         self.metrics.observe(gen, time.perf_counter() - started)
         return json_answer(200, images_body(gen), self._answer_headers(request, gen, decision, gen.model))
-
-    # -- admin -----------------------------------------------------------------------------------------------
-
-    def _admin_only(self, request: Request) -> KeyStore:
-        if self._admin is None:
-            raise ApiError(404, "the admin API is off: set CONTENTMILL_ADMIN_KEY to turn it on",
-                           "invalid_request_error", "not_found")
-        if not self._is_admin(request):
-            raise ApiError(401, "the admin API needs 'Authorization: Bearer <CONTENTMILL_ADMIN_KEY>'",
-                           "invalid_request_error", "invalid_api_key")
-        assert self.keys is not None
-        return self.keys
-
-    async def admin_list(self, request: Request) -> Answer:
-        keys = self._admin_only(request)
-        listed = await asyncio.to_thread(keys.list)
-        return json_answer(200, {"object": "list", "data": [k.as_dict() for k in listed]})
-
-    async def admin_create(self, request: Request) -> Answer:
-        keys = self._admin_only(request)
-        body = parse_json(await request.body())
-        known = {"team", "name", "project", "user", "role", "budget_usd", "period", "rpm", "tpm", "models",
-                 "expires_at"}
-        unknown = sorted(set(body) - known)
-        if unknown:
-            raise BadBody(f"unknown field {unknown[0]!r}; a key takes {', '.join(sorted(known))}", unknown[0])
-        team = body.get("team")
-        if not isinstance(team, str) or not team:
-            raise BadBody("'team' is required", "team")
-        options = {k: v for k, v in body.items() if k not in ("team", "expires_at")}
-        expires = body.get("expires_at")
-        if expires is not None:
-            try:
-                options["expires_at"] = datetime.fromisoformat(str(expires))
-            except ValueError:
-                raise BadBody("'expires_at' is an ISO 8601 time with a zone, e.g. 2027-01-01T00:00:00Z",
-                              "expires_at") from None
-        try:
-            issued = await asyncio.to_thread(lambda: keys.create(team, **options))
-        except TypeError as exc:
-            raise BadBody(f"a field has the wrong type: {exc}") from None
-        return json_answer(201, issued.as_dict())
-
-    async def admin_key(self, request: Request) -> Answer:
-        keys = self._admin_only(request)
-        rest = request.scope["path"][len("/admin/keys/"):]
-        key_id, _, action = rest.partition("/")
-        method = request.scope["method"]
-        if method == "GET" and not action:
-            return json_answer(200, (await asyncio.to_thread(keys.get, key_id)).as_dict())
-        if method == "POST" and action == "revoke":
-            return json_answer(200, (await asyncio.to_thread(keys.revoke, key_id)).as_dict())
-        if method == "POST" and action == "rotate":
-            return json_answer(200, (await asyncio.to_thread(keys.rotate, key_id)).as_dict())
-        raise ApiError(404, f"{method} {request.scope['path']} is not a route of this server", "invalid_request_error",
-                       "not_found")
 
 
 def _route_label(path: str, routed: bool) -> str:

@@ -225,6 +225,9 @@ def test_a_revoked_key_is_refused_within_a_second_and_keys_work_over_the_admin_a
     assert as_string.status_code == 400 and "a list of model names" in as_string.json()["error"]["message"]
     secret, key_id = made.json()["key"], made.json()["id"]
     assert sdk(server, secret).models.list().data
+    known = httpx.post(server.root_url + "/admin/keys", json={"team": "ads"},
+                       headers={"authorization": f"Bearer {secret}"}, timeout=10)
+    assert known.status_code == 403 and known.json()["error"]["code"] == "admin_key_required"  # known, not allowed
     listed = admin.get("/admin/keys").json()["data"]
     assert [k["id"] for k in listed] == [key_id] and all("key" not in k for k in listed)
     assert admin.post(f"/admin/keys/{key_id}/revoke").json()["state"] == "revoked"

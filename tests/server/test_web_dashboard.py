@@ -226,7 +226,7 @@ def test_a_read_only_key_sees_the_keys_but_cannot_create_them(seeded: Seeded, br
         by_form = client.post("/keys", data={"team": "ops", "role": "api"}, headers={**auth, "accept": "text/html"})
         assert by_form.status_code == 403 and "a key of role read cannot open /keys" in by_form.text
         by_api = client.post("/admin/keys", json={"team": "ops"}, headers=auth)
-        assert by_api.status_code == 401
+        assert by_api.status_code == 403 and by_api.json()["error"]["code"] == "admin_key_required"
     try:
         assert len(KeyStore(store).list()) == before
     finally:
