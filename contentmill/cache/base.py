@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar, overload
 
+from contentmill.cache.backoff import Backoff, describe
 from contentmill.cache.entry import CorruptEntry, Entry, Found, Hit
-from contentmill.cache.health import Health, describe
 from contentmill.cache.keys import CacheKey, SecretInCacheKey
 from contentmill.cache.serializers import JSON, Serializer
 from contentmill.cache.singleflight import SingleFlight
@@ -209,7 +209,7 @@ class BaseCache(Cache):
         self.prefix = prefix
         self.ttl = ttl
         self.timeout = timeout
-        self.health = Health(self.tier, backoff_s=backoff_s, max_backoff_s=max_backoff_s)
+        self.backoff = Backoff(self.tier, backoff_s=backoff_s, max_backoff_s=max_backoff_s)
         self._failures: tuple[type[BaseException], ...] = self.errors + ((TimeoutError,) if timeout else ())
         self.counters: TierStats = self.stats.tier(self.tier)
 
@@ -252,17 +252,17 @@ class BaseCache(Cache):
         except self._failures as exc:
             self._failed(exc, operation)
             return False, None
-        if self.health.down:
-            self.health.succeeded()
+        if self.backoff.down:
+            self.backoff.succeeded()
         return True, result
 
     def _failed(self, exc: BaseException, operation: str) -> None:
         self.counters.errors += 1
-        self.health.failed(exc, operation)
+        self.backoff.failed(exc, operation)
 
     async def read_entry(self, key: CacheKey, *, record: bool = True) -> Entry | None:
         """The live entry under ``key``; misses are counted here, hits by ``record_hit`` once served."""
-        if self.health.down and not self.health.available():
+        if self.backoff.down and not self.backoff.available():
             return None
         name = self.name_of(key)
         try:  # _guarded, inlined: this is every hit's path
@@ -274,8 +274,8 @@ class BaseCache(Cache):
         except self._failures as exc:
             self._failed(exc, "read")
             return None
-        if self.health.down:
-            self.health.succeeded()
+        if self.backoff.down:
+            self.backoff.succeeded()
         if data is None:
             if record:
                 self.counters.misses += 1
@@ -308,7 +308,7 @@ class BaseCache(Cache):
 
     async def write_entry(self, key: CacheKey, entry: Entry) -> bool:
         """Store ``entry``, its life capped by this tier's TTL; False when skipped, declined or failed."""
-        if self.health.down and not self.health.available():
+        if self.backoff.down and not self.backoff.available():
             return False
         now = self.clock()
         entry = entry.capped(self.ttl, now)
@@ -337,7 +337,7 @@ class BaseCache(Cache):
         return await self.write_entry(key, entry)
 
     async def delete(self, key: CacheKey) -> bool:
-        if self.health.down and not self.health.available():
+        if self.backoff.down and not self.backoff.available():
             return False
         ok, removed = await self._guarded("delete", self._delete(self.name_of(key)))
         return bool(ok and removed)
@@ -346,5 +346,5 @@ class BaseCache(Cache):
         """Remove everything under this tier's prefix; raises if the backend cannot be reached (an explicit
         request deserves an answer, not a silent skip)."""
         count = await self._clear(self.prefix)
-        self.health.succeeded()
+        self.backoff.succeeded()
         return count

@@ -87,7 +87,7 @@ class ObjectStoreCache(BaseCache):
 
     async def put_media(self, key: CacheKey, data: bytes, media_type: str) -> MediaRef | None:
         """Store a large payload raw; the returned pointer goes into the entry instead of the payload."""
-        if self.health.down and not self.health.available():
+        if self.backoff.down and not self.backoff.available():
             return None
         name = self._relative("media", key)
         ok, stored = await self._guarded("write", self._put(name, data, media_type))
@@ -98,7 +98,7 @@ class ObjectStoreCache(BaseCache):
 
     async def get_media(self, ref: MediaRef) -> bytes | None:
         """The media bytes a pointer names, or None when missing, unreachable or not the bytes it names."""
-        if self.health.down and not self.health.available():
+        if self.backoff.down and not self.backoff.available():
             return None
         ok, data = await self._guarded("read", self._get(ref.name))
         if not ok or data is None:
@@ -136,14 +136,14 @@ class ObjectStoreCache(BaseCache):
 
     async def delete(self, key: CacheKey) -> bool:
         removed = await super().delete(key)
-        if self.health.down:
+        if self.backoff.down:
             return removed
         ok, media = await self._guarded("delete", self._delete(self._relative("media", key)))
         return removed or bool(ok and media)
 
     async def clear(self) -> int:
         count = await self._clear("entries/") + await self._clear("media/")
-        self.health.succeeded()
+        self.backoff.succeeded()
         return count
 
     async def release(self) -> None:

@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from contentmill.cache.backoff import Backoff
 from contentmill.cache.entry import Hit
-from contentmill.cache.health import Health
 
 log = logging.getLogger("contentmill.cache")
 T = TypeVar("T")
@@ -60,7 +60,7 @@ class SingleFlight:
         self.lease_ms = max(1, int(lease_s * 1000))
         self.wait_s = wait_s
         self.poll_s = poll_s
-        self.health = Health("redis lock", backoff_s=backoff_s)
+        self.backoff = Backoff("redis lock", backoff_s=backoff_s)
         self._inflight: dict[str, asyncio.Future[Any]] = {}
         self._release = redis.register_script(_RELEASE) if redis is not None else None
         self._renew = redis.register_script(_RENEW) if redis is not None else None
@@ -108,7 +108,7 @@ class SingleFlight:
     async def _across_processes(
         self, name: str, produce: Callable[[], Awaitable[T]], recheck: Callable[[], Awaitable[Hit[T] | None]]
     ) -> tuple[T, bool]:
-        if self.redis is None or not self.health.available():
+        if self.redis is None or not self.backoff.available():
             return await produce(), False
         lock, token = self.prefix + name, secrets.token_hex(16)
         deadline = time.monotonic() + self.wait_s
@@ -116,9 +116,9 @@ class SingleFlight:
             try:
                 acquired = await self.redis.set(lock, token, nx=True, px=self.lease_ms)
             except _REDIS_ERRORS as exc:
-                self.health.failed(exc, "lock")
+                self.backoff.failed(exc, "lock")
                 return await produce(), False
-            self.health.succeeded()
+            self.backoff.succeeded()
             if acquired:
                 return await self._hold(lock, token, produce, recheck)
             hit = await self._await_holder(lock, recheck, deadline)

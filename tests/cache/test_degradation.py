@@ -69,7 +69,7 @@ async def test_redis_stopped_mid_run_degrades_and_comes_back(
             return bool(await probe.exists(redis.name_of(key("after"))))
 
         assert await eventually(back)
-        assert not redis.health.down
+        assert not redis.backoff.down
         await cache.stats.flush()
         saved = await RedisStatsStore(probe, "deg").read()
         assert saved["redis"]["errors"] == cache.stats.snapshot()["redis"]["errors"]
@@ -94,7 +94,7 @@ async def test_an_unreachable_s3_is_a_miss_not_an_error(dead_s3: S3Cache) -> Non
         await asyncio.sleep(0.15)  # past the back-off: the next call probes again
         assert not await dead_s3.set(key("a"), RESULT)
         assert not await dead_s3.delete(key("a"))
-        assert dead_s3.counters.errors >= 1 and dead_s3.health.down
+        assert dead_s3.counters.errors >= 1 and dead_s3.backoff.down
         with pytest.raises(Exception):  # noqa: B017 - an explicit clear reports the failure
             await dead_s3.clear()
 

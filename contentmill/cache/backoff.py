@@ -19,7 +19,7 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
-class Health:
+class Backoff:
     """Whether to talk to a tier now. ``down`` is a plain attribute so the healthy path costs one check."""
 
     def __init__(self, name: str, *, backoff_s: float = 1.0, max_backoff_s: float = 30.0) -> None:
