@@ -7,8 +7,17 @@ and the ledger. Money held for calls in flight is the gateway's admission's (``c
 """
 
 from contentmill.errors import CostNotRecorded, LedgerError, LedgerUnavailable, UnsafeTag
-from contentmill.ledger.alerts import (
-    AlertEngine,
+from contentmill.ledger.alerts import AlertEngine
+from contentmill.ledger.anomaly import Anomaly, AnomalyConfig, detect, scan
+from contentmill.ledger.forecast import Forecast, forecast_budget, forecast_budgets, period_bounds, project
+from contentmill.ledger.records import (
+    Alert,
+    Budget,
+    CallRecord,
+    check_tags,
+)
+from contentmill.ledger.report import Report, report
+from contentmill.ledger.rules import (
     BudgetUsed,
     ErrorRate,
     ForecastOverBudget,
@@ -20,15 +29,6 @@ from contentmill.ledger.alerts import (
     UsageRejected,
     default_rules,
 )
-from contentmill.ledger.anomaly import Anomaly, AnomalyConfig, detect, scan
-from contentmill.ledger.forecast import Forecast, forecast_budget, forecast_budgets, period_bounds, project
-from contentmill.ledger.records import (
-    Alert,
-    Budget,
-    CallRecord,
-    check_tags,
-)
-from contentmill.ledger.report import Report, report
 from contentmill.ledger.sinks import AlertSink, LogSink, PrefectArtifactSink, WebhookSink
 from contentmill.ledger.spool import LedgerSpool
 from contentmill.ledger.store import LedgerStore, settings_url
