@@ -28,7 +28,8 @@ from pydantic import SecretStr
 
 from contentmill.gateway import Gateway
 from contentmill.gateway.admission import MemoryAdmission
-from contentmill.providers.openai_compat import OpenAICompatClient, OpenAICompatTextModel
+from contentmill.providers.openai_client import OpenAICompatClient
+from contentmill.providers.openai_compat import OpenAICompatTextModel
 from contentmill.requests import TextRequest
 from contentmill.settings import load_settings
 from contentmill.testing.harness import start_upstream

@@ -21,7 +21,8 @@ import aiohttp
 import httpx
 from pydantic import SecretStr
 
-from contentmill.providers.openai_compat import OpenAICompatClient, OpenAICompatTextModel
+from contentmill.providers.openai_client import OpenAICompatClient
+from contentmill.providers.openai_compat import OpenAICompatTextModel
 from contentmill.requests import TextRequest
 from contentmill.testing.harness import start_upstream
 

@@ -28,11 +28,8 @@ from contentmill.errors import (
 )
 from contentmill.gateway import Gateway
 from contentmill.metering import count_message_tokens, count_tokens
-from contentmill.providers.openai_compat import (
-    OpenAICompatClient,
-    OpenAICompatSpeechModel,
-    OpenAICompatTextModel,
-)
+from contentmill.providers.openai_client import OpenAICompatClient
+from contentmill.providers.openai_compat import OpenAICompatSpeechModel, OpenAICompatTextModel
 from contentmill.requests import SpeechRequest, TextRequest
 from contentmill.settings import load_settings
 

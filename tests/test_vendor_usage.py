@@ -18,12 +18,8 @@ from contentmill.errors import BudgetExceeded, MalformedResponse, UnusableAnswer
 from contentmill.gateway import Gateway
 from contentmill.ledger import Budget, CallRecord, LedgerStore, settings_url
 from contentmill.metering import ReportedUsage, Usage, usage_ceiling, usage_problem
-from contentmill.providers.openai_compat import (
-    OpenAICompatClient,
-    OpenAICompatEmbeddingModel,
-    OpenAICompatTextModel,
-    _usage,
-)
+from contentmill.providers.openai_client import OpenAICompatClient, reported_usage
+from contentmill.providers.openai_compat import OpenAICompatEmbeddingModel, OpenAICompatTextModel
 from contentmill.requests import EmbeddingRequest, TextRequest
 from contentmill.settings import Settings, get_settings, load_settings
 
@@ -60,9 +56,10 @@ def rows_and_alerts(data_dir: Path, base_url: str) -> tuple[list[CallRecord], li
 
 
 def test_a_usage_block_is_read_only_when_its_counts_are_counts() -> None:
-    good = _usage({"prompt_tokens": 12, "completion_tokens": 7, "prompt_tokens_details": {"cached_tokens": None}})
+    good = reported_usage({"prompt_tokens": 12, "completion_tokens": 7,
+                           "prompt_tokens_details": {"cached_tokens": None}})
     assert good is not None and good.usage == Usage(input_tokens=12, output_tokens=7) and good.problem is None
-    assert _usage(None) is None  # no block at all (a stream's chunks before the last)
+    assert reported_usage(None) is None  # no block at all (a stream's chunks before the last)
     wrong = {
         "prompt_tokens is negative (-5)": {"prompt_tokens": -5, "completion_tokens": 7},
         "completion_tokens is not a number ('n/a')": {"prompt_tokens": 5, "completion_tokens": "n/a"},
@@ -75,12 +72,13 @@ def test_a_usage_block_is_read_only_when_its_counts_are_counts() -> None:
         "the usage block is not a JSON object": ["prompt_tokens", 5],
     }
     for problem, block in wrong.items():
-        reported = _usage(block)
+        reported = reported_usage(block)
         assert reported is not None and reported.usage is None and reported.problem == problem, block
         assert reported.figures == json.dumps(block, separators=(",", ":"))
-    long = _usage({"prompt_tokens": "x" * 1000, "completion_tokens": 1})
+    long = reported_usage({"prompt_tokens": "x" * 1000, "completion_tokens": 1})
     assert long is not None and len(long.figures) <= 200 and long.figures.endswith("...")
-    assert _usage({"prompt_tokens": 9}, output=False) == ReportedUsage('{"prompt_tokens":9}', Usage(input_tokens=9))
+    assert reported_usage({"prompt_tokens": 9}, output=False) == ReportedUsage('{"prompt_tokens":9}',
+                                                                              Usage(input_tokens=9))
 
 
 def test_usage_past_what_the_call_could_use_is_refused() -> None:
@@ -249,7 +247,7 @@ def test_cli_bills_the_estimate_for_a_negative_usage(upstream: Callable[..., Any
 def test_a_usage_block_holding_a_credential_is_not_kept() -> None:
     record = CallRecord(model=MODEL, api_type="text", estimate=Usage(input_tokens=5, output_tokens=9), outcome="ok")
     secret = "sk-" + "a1B2c3D4" * 4
-    block = _usage({"prompt_tokens": secret, "completion_tokens": 1})
+    block = reported_usage({"prompt_tokens": secret, "completion_tokens": 1})
     assert block is not None and block.problem is not None
     flagged = record.usage_rejected(block.figures, block.problem)
     assert flagged.flagged and secret not in str(flagged.tags) and "withheld" in (flagged.vendor_usage or "")

@@ -19,13 +19,8 @@ import orjson
 from contentmill.errors import BadRequest, MalformedResponse, ProviderError, ProviderUnavailable
 from contentmill.metering import Usage
 from contentmill.providers.base import TextResult
-from contentmill.providers.openai_compat import (
-    _STATUS_ERRORS,
-    OpenAICompatTextModel,
-    _error_message,
-    _unusable,
-    _usage,
-)
+from contentmill.providers.openai_client import STATUS_ERRORS, error_message, reported_usage, unusable
+from contentmill.providers.openai_compat import OpenAICompatTextModel
 from contentmill.requests import TextRequest
 
 ENDPOINT = "/v1/chat/completions"
@@ -189,17 +184,17 @@ class BatchClient:
                                     model=self.model.name) from None
         if status != 200 or line.get("error"):
             error = line.get("error") or body
-            cls = _STATUS_ERRORS.get(status, ProviderUnavailable if status >= 500 else BadRequest)
-            message = _error_message(orjson.dumps(error)) if error else f"HTTP {status}"
+            cls = STATUS_ERRORS.get(status, ProviderUnavailable if status >= 500 else BadRequest)
+            message = error_message(orjson.dumps(error)) if error else f"HTTP {status}"
             return BatchAnswer(custom_id, error=cls(message, provider=self.provider, model=self.model.name,
                                                     status=status or None, request_id=request_id))
-        reported = _usage(body.get("usage")) if isinstance(body, dict) else None
+        reported = reported_usage(body.get("usage")) if isinstance(body, dict) else None
         try:
             choice = body["choices"][0]
             text = choice["message"].get("content") or ""
             finish = choice.get("finish_reason") or "stop"
         except (KeyError, IndexError, TypeError, AttributeError):
-            return BatchAnswer(custom_id, error=_unusable(
+            return BatchAnswer(custom_id, error=unusable(
                 "it has no choices[0].message", reported, self.provider, self.model.name, request_id))
         if reported is None:
             return BatchAnswer(custom_id, error=MalformedResponse(

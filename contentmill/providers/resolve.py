@@ -8,13 +8,14 @@ from contentmill.catalog import Catalog, ModelInfo
 from contentmill.errors import ConfigError
 from contentmill.providers.base import EmbeddingModel, ImageModel, SpeechModel, TextModel
 from contentmill.providers.fake import FakeImageModel, FakeSpeechModel, FakeTextModel
+from contentmill.providers.openai_client import OpenAICompatClient
 from contentmill.providers.openai_compat import (
-    OpenAICompatClient,
     OpenAICompatEmbeddingModel,
     OpenAICompatImageModel,
     OpenAICompatSpeechModel,
     OpenAICompatTextModel,
 )
+from contentmill.providers.piper import installed as piper_installed
 from contentmill.settings import Settings
 
 
@@ -39,7 +40,7 @@ def configured(name: str, settings: Settings, catalog: Catalog) -> bool:
     URL and key are set. A router that picks among models skips the others instead of failing on them."""
     provider = catalog.provider(catalog.get(name).provider)
     if provider.kind in ("local", "fake"):
-        return True
+        return not name.startswith("local:piper") or piper_installed()
     if not ((settings.value_of(provider.base_url_env) if provider.base_url_env else None) or provider.base_url):
         return False
     if not provider.api_key_env:
@@ -72,6 +73,10 @@ def speech_model(name: str, settings: Settings, catalog: Catalog, *,
     kind = catalog.provider(info.provider).kind
     if kind == "fake":
         return FakeSpeechModel(name)
+    if kind == "local" and name.startswith("local:piper"):
+        from contentmill.providers.piper import PiperSpeechModel
+
+        return PiperSpeechModel(name)
     if kind == "local":
         from contentmill.providers.espeak import EspeakSpeechModel
 
