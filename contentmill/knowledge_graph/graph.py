@@ -7,7 +7,8 @@ readers never embed stored texts again. One instance is meant for one thread.
 
 Nodes: entity (a product, a topic), field (one field of an entity), request, output (text, audio, video,
 subtitle, image), template (a template version), model. Edges: see ``records.py``; the key of an edge in
-the MultiDiGraph is its kind.
+the MultiDiGraph is its kind. The class stays whole: every method keeps the in-memory graph, the vector
+indexes and the store in step, and splitting it would spread that one invariant over several modules.
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ as clients send them, OpenAI's bodies and errors, streaming with disconnects bil
 Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``POST /v1/audio/speech``,
 ``POST /v1/images/generations``, ``GET /v1/models``,
 the Batch API (``/v1/files``, ``/v1/batches``: server/batches.py), ``GET /healthz``, ``GET /metrics``, and with
-``CONTENTMILL_ADMIN_KEY`` set, ``/admin/keys`` (docs/server.md has them all).
+``CONTENTMILL_ADMIN_KEY`` set, ``/admin/keys`` (server/admin.py; docs/server.md has them all). It stays one module:
+each endpoint is a parse, a gateway call and an answer over the same key, model and tag handling, which is the
+rest of the file; the Batch API, the admin API and the web pages, which have state of their own, live apart.
 """
 
 from __future__ import annotations
