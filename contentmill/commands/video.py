@@ -275,15 +275,17 @@ def _make(settings: Settings, fields: dict[str, Any], out: Path | None, json_out
 
 
 def _stored_video(settings: Settings, request: VideoRequest) -> VideoResult | None:
-    """The finished video of this very request from the store, before any Prefect API is started (None: run it)."""
+    """The finished video of this very request, or of an earlier topic that means the same, from the store before
+    any Prefect API is started (None: run it)."""
     if request.review:
         return None
-    from contentmill.video.rerun import recall
+    from contentmill.video.rerun import recall, recall_similar
 
     try:
         store = open_store(settings)
         try:
-            return recall(store, settings, request.with_models(settings))
+            resolved = request.with_models(settings)
+            return recall(store, settings, resolved) or recall_similar(store, settings, resolved)
         finally:
             store.close()
     except (ContentmillError, OSError):

@@ -19,6 +19,7 @@ from typing import Any
 from contentmill.errors import ContentmillError
 from contentmill.knowledge_graph import KnowledgeGraph, OutputSpec, RequestFacts
 from contentmill.knowledge_graph.records import DESCRIBES, entity_node
+from contentmill.providers.minilm import NumpyMiniLM
 from contentmill.settings import Settings
 from contentmill.video import prompts
 from contentmill.video.narration import NarrationResult
@@ -62,12 +63,14 @@ def video_facts(request: VideoRequest) -> RequestFacts:
                         template=f"creator_video@{prompts.PROMPT_VERSION}", fields=fields)
 
 
-def find_similar(settings: Settings, request: VideoRequest) -> SimilarVideo | None:
-    """An earlier, current video whose topic means the same as this one under the same settings, or None. A graph
-    that cannot be read is a warning: the video is then made as asked."""
+def find_similar(settings: Settings, request: VideoRequest, *, record: bool = True) -> SimilarVideo | None:
+    """An earlier, current video whose topic means the same as this one under the same settings, or None; the
+    decision is kept in the graph when ``record``. A graph that cannot be read is a warning: the video is then
+    made as asked. The topic is embedded by the numpy MiniLM (the same vectors without importing torch, which
+    would take longer than the rest of a rerun)."""
     try:
-        with KnowledgeGraph.open(settings) as graph:
-            decision = graph.decide(video_facts(request))
+        with KnowledgeGraph.open(settings, embedder=NumpyMiniLM()) as graph:
+            decision = graph.decide(video_facts(request), record=record)
             match = decision.match
             if match is None:
                 return None
@@ -78,13 +81,14 @@ def find_similar(settings: Settings, request: VideoRequest) -> SimilarVideo | No
     return SimilarVideo(topic, round(match.score, 4), match.output) if topic else None
 
 
-def resolve_similar(settings: Settings, request: VideoRequest) -> tuple[VideoRequest, dict[str, Any] | None]:
+def resolve_similar(settings: Settings, request: VideoRequest, *, record: bool = True
+                    ) -> tuple[VideoRequest, dict[str, Any] | None]:
     """The request to run: the earlier topic's when one means the same (every stored step is then reused and
     nothing is paid), with a note of what was asked; else the request as it is. Edits, a script of the creator's
-    own or from a source, and ``reuse_similar=False`` keep the request as asked."""
+    own or from a source, and ``reuse_similar=False`` keep the request as asked. ``record``: as in find_similar."""
     if not request.reuse_similar or not request.as_asked:
         return request, None
-    similar = find_similar(settings, request)
+    similar = find_similar(settings, request, record=record)
     if similar is None or similar.topic == request.topic:
         return request, None
     note = {"asked": request.topic, "topic": similar.topic, "score": similar.score, "video": similar.video}

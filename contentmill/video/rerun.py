@@ -4,6 +4,9 @@ Each finished run leaves a small record at the address of the request as asked (
 the models resolved from the settings, the font file, and the versions of the steps), pointing at its published
 folder. The CLI reads it before it starts a Prefect API: a rerun then takes about a second instead of the 20 s a
 temporary API takes to start. A record whose folder is gone (deleted to make the video again) is ignored.
+
+A topic that means the same as an earlier one (the knowledge graph's dedupe, as the flow's similar step decides
+it) is answered the same way from the earlier request's record, and recorded under its own request for next time.
 """
 
 from __future__ import annotations
@@ -56,6 +59,24 @@ def remember(settings: Settings, asked: VideoRequest, result: VideoResult) -> No
             store.close()
     except (ContentmillError, OSError) as exc:
         log.warning("the video is made, but a rerun will start Prefect to find it: %s", exc)
+
+
+def recall_similar(store: ObjectStore, settings: Settings, request: VideoRequest) -> VideoResult | None:
+    """The stored video of an earlier topic that means the same as ``request``'s (models resolved), with the note
+    the flow gives it (``similar_to``), the decision kept in the graph and the answer recorded under ``request``;
+    None when no earlier video serves or its record is not in the store, and then nothing is recorded: the flow
+    decides again."""
+    if request.review:
+        return None
+    from contentmill.video.lineage import resolve_similar  # the knowledge graph: only when no record answers
+
+    earlier, note = resolve_similar(settings, request, record=False)
+    stored = recall(store, settings, earlier) if note is not None else None
+    if stored is None or resolve_similar(settings, request)[1] is None:  # the second look keeps the decision
+        return None
+    result = stored.model_copy(update={"similar_to": note})
+    store.put_json(request_key(request, settings), result.model_dump(mode="json"))
+    return result
 
 
 def recall(store: ObjectStore, settings: Settings, request: VideoRequest) -> VideoResult | None:

@@ -1,5 +1,6 @@
 """``contentmill demo`` and ``contentmill video`` as a person runs them: a real process, a real Prefect API,
-the embedded engines for the demo, and the files it leaves behind played back with ffmpeg."""
+the embedded engines for the demo, the files it leaves behind played back with ffmpeg, and a topic that means the
+same as an earlier one answered from the store with no Prefect API to reach."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ import imageio_ffmpeg
 import pytest
 from PIL import Image
 
+from contentmill.knowledge_graph import KnowledgeGraph
 from contentmill.media import Layout, audio_duration, parse_srt, probe
+from contentmill.settings import load_settings
 from contentmill.testing.harness import Upstream
 
 pytestmark = pytest.mark.slow
@@ -119,6 +122,38 @@ def test_video_copies_its_files_out_and_a_failure_is_one_line(
 
     invalid = _run("video", "x", "--lang", "fr", cwd=tmp_path, api=prefect_api)
     assert invalid.returncode == 2 and "'fr' is not one of" in invalid.stderr
+
+
+def test_a_topic_that_means_the_same_is_answered_from_the_store_before_any_prefect_api(
+    openai_upstream: Upstream, data_dir: Path, prefect_api: str, tmp_path: Path
+) -> None:
+    small = ["--seconds", "15", "--resolution", "480"]
+    made = _run("video", "How do octopuses breathe?", *small, "--json", cwd=tmp_path, api=prefect_api)
+    assert made.returncode == 0, made.stderr
+    first = json.loads(made.stdout)
+    paid = openai_upstream.stats()["requests"]
+
+    nowhere = "http://127.0.0.1:9/api"  # no Prefect API answers there: the store must
+    similar = _run("video", "how octopuses breathe", *small, cwd=tmp_path, api=nowhere, extra={"COLUMNS": "400"})
+    assert similar.returncode == 0, similar.stderr
+    lines = [" ".join(line.split()) for line in similar.stdout.splitlines()]
+    assert lines[0] == "✓ stored every step of this video is stored: nothing called, no flow run"
+    assert "'how octopuses breathe' means the same as the earlier 'How do octopuses breathe?' (similarity" in (
+        similar.stdout)
+    assert f"video {first['video']}" in lines, lines
+    assert any(line.startswith("total cost $0.000000") for line in lines), lines
+    assert not any(line.startswith("flow run") for line in lines)
+
+    again = _run("video", "how octopuses breathe", *small, "--json", cwd=tmp_path, api=nowhere)
+    assert again.returncode == 0, again.stderr
+    answer = json.loads(again.stdout)
+    assert answer["video"] == first["video"] and answer["topic"] == "How do octopuses breathe?"
+    assert answer["similar_to"]["asked"] == "how octopuses breathe" and answer["flow_run_id"] is None
+    assert answer["cost_usd"] == 0 and all(step["cached"] for step in answer["steps"].values())
+    assert openai_upstream.stats()["requests"] == paid
+    with KnowledgeGraph.open(load_settings()) as graph:
+        reused = [decision["reused"] for decision in graph.store.decisions()]
+    assert sorted(reused) == [False, True]  # the first video found nothing; the similar topic's reuse is kept once
 
 
 def _children(pid: int) -> dict[int, str]:
