@@ -25,6 +25,7 @@ from contentmill.commands.route import route_app
 from contentmill.commands.running import run as run_app
 from contentmill.commands.server import keys_app, serve
 from contentmill.commands.video import demo, video
+from contentmill.commands.voices import voices
 from contentmill.errors import ContentmillError
 from contentmill.gateway import Gateway, Generation
 from contentmill.requests import SpeechRequest, TextRequest
@@ -38,6 +39,7 @@ app = typer.Typer(
 )
 app.command()(video)
 app.command()(demo)
+app.command()(voices)
 app.command()(search)
 app.command()(products)
 app.add_typer(graph_app, name="graph")
