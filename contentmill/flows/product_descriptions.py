@@ -59,7 +59,7 @@ async def product_descriptions(
     products_config = load_config(Path(config_file) if config_file else None, config)
     logger = get_run_logger()
     context = FlowRunContext.get()
-    online, offline = dispatchers(context.task_runner if context is not None else None)
+    send = dispatchers(context.task_runner if context is not None else None)
     async with ProductRun(settings, products_config, Path(catalog), out=Path(out) if out else None, limit=limit,
                           use_graph=use_graph, tags=tags) as run:
         progress = await acreate_progress_artifact(0.0, key=ARTIFACT_KEY + "-progress",
@@ -68,7 +68,8 @@ async def product_descriptions(
         async def report(done: int, total: int) -> None:
             await aupdate_progress_artifact(progress, 100.0 * done / max(total, 1))
 
-        summary: Summary = await run.run(online, report, offline=offline if submit_mode == "batch" else None)
+        summary: Summary = await run.run(send.online, report, offline=send.offline if submit_mode == "batch" else None,
+                                         per_task=send.per_task)
         await aupdate_progress_artifact(progress, 100.0)
         await acreate_table_artifact(
             run.table(summary), key=ARTIFACT_KEY + "-costs",

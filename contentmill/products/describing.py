@@ -59,9 +59,13 @@ async def batch_gateway() -> AsyncIterator[Gateway]:
 
 
 async def describe_batch(batch: Batch) -> BatchResult:
-    """The body of one online batch task."""
+    """The body of one online batch task: its requests side by side, one result."""
     async with batch_gateway() as gateway:
-        return await Describer(gateway, batch.config, batch.tags).describe(list(batch.groups[0]))
+        describer = Describer(gateway, batch.config, batch.tags)
+        result = BatchResult()
+        for part in await asyncio.gather(*(describer.describe(list(group)) for group in batch.groups)):
+            result.add(part)
+        return result
 
 
 class Describer:

@@ -114,16 +114,17 @@ class ProductRun:
         return self.gateway
 
     async def run(self, dispatch: Dispatch, progress: Progress | None = None, *,
-                  offline: Dispatch | None = None) -> Summary:
+                  offline: Dispatch | None = None, per_task: int = 1) -> Summary:
         """Describe every product that needs it: through ``offline`` (the Batch API) first when given, then
-        online, ``dispatch`` running each batch; ``progress(finished, total)`` after each batch."""
+        online, ``dispatch`` running each batch of up to ``per_task`` requests; ``progress(finished, total)``
+        after each batch."""
         started = time.perf_counter()
         recorder = Recorder(self.journal, self.graph)
         planner = Planner(self.config, self.catalog, self.limit, recorder)
         packer = Packer(planner.works(), self.gw, self.config)
         packing = self.config.packing
         aimd = Aimd(limit=float(packing.start_concurrency), ceiling=float(packing.max_concurrency))
-        scheduler = Scheduler(self.key, self.config, self.tags, packer, planner.followers, recorder, aimd)
+        scheduler = Scheduler(self.key, self.config, self.tags, packer, planner.followers, recorder, aimd, per_task)
         report = None
         if progress is not None:
             total = await asyncio.to_thread(count_products, self.catalog, self.config, self.limit)

@@ -1,5 +1,6 @@
-"""Scheduling a run's batches: as many at once as ``Aimd`` allows, each sent through ``dispatch`` (a Prefect task
-in this process, or on a Dask cluster), the run paused for a rate limit's Retry-After; each result is recorded
+"""Scheduling a run's batches: as many requests at once as ``Aimd`` allows, sent through ``dispatch`` (a Prefect
+task in this process, one request a task; or on a Dask cluster, up to ``per_task`` requests a task, so a task's
+own cost is spread over several), the run paused for a rate limit's Retry-After; each result is recorded
 (graph, journal) while the next batches go out.
 
 A batch that never comes back (its worker process died, its task crashed) is sent again; the gateway's cache
@@ -41,8 +42,8 @@ class RunStats:
 
 class Scheduler:
     def __init__(self, run_id: str, config: ProductsConfig, tags: dict[str, str], packer: Packer,
-                 followers: dict[str, list[Work]], recorder: Recorder, aimd: Aimd) -> None:
-        self.run_id, self.config, self.tags = run_id, config, tags
+                 followers: dict[str, list[Work]], recorder: Recorder, aimd: Aimd, per_task: int = 1) -> None:
+        self.run_id, self.config, self.tags, self.per_task = run_id, config, tags, per_task
         self.packer, self.followers, self.recorder, self.aimd = packer, followers, recorder, aimd
         self.stats = RunStats()
         self._in_flight: dict[asyncio.Future[BatchResult], Batch] = {}
@@ -62,11 +63,8 @@ class Scheduler:
             await self._drain(progress)
         paused_until = 0.0
         while self.packer.pending() or self._in_flight:
-            while len(self._in_flight) < self.aimd.slots and time.monotonic() >= paused_until:
-                works = await self.packer.next_batch(self.aimd.slots)
-                if works is None:
-                    break
-                self._send(dispatch, self.batch([works]))
+            while time.monotonic() >= paused_until and (groups := await self._next_groups()):
+                self._send(dispatch, self.batch(groups))
             if not self._in_flight:
                 await asyncio.sleep(max(0.0, paused_until - time.monotonic()))
                 continue
@@ -76,6 +74,17 @@ class Scheduler:
             await self._progress(progress)
         await asyncio.gather(*self._recording)
         return self.stats
+
+    async def _next_groups(self) -> list[list[Work]]:
+        """Up to ``per_task`` requests for the next task, within the requests AIMD lets run at once."""
+        busy = sum(len(batch.groups) for batch in self._in_flight.values())
+        groups: list[list[Work]] = []
+        while len(groups) < self.per_task and busy + len(groups) < self.aimd.slots:
+            works = await self.packer.next_batch(self.aimd.slots)
+            if works is None:
+                break
+            groups.append(works)
+        return groups
 
     def _send(self, dispatch: Dispatch, batch: Batch) -> None:
         self._in_flight[asyncio.ensure_future(dispatch(batch))] = batch

@@ -61,8 +61,9 @@ class Work:
 
 @dataclass(frozen=True)
 class Batch:
-    """One task's input: the products of one packed request (online) or of a tier's packed requests (the Batch
-    API, ``groups``), with the run's config (tiers already routed) and cost tags."""
+    """One task's input: the products of packed requests (``groups``; online, one request each, sent side by side;
+    with the Batch API, a tier's requests as one vendor batch), with the run's config (tiers already routed) and
+    cost tags."""
 
     run_id: str
     number: int
@@ -93,6 +94,18 @@ class BatchResult:
     upstream_s: float = 0.0  # time spent in provider calls (0 for cache hits)
     calls: int = 0
     congested: bool = False  # a call needed retries (429s or errors the gateway absorbed)
+
+    def add(self, other: BatchResult) -> None:
+        """Take in the result of another request of the same batch, described side by side."""
+        self.rows += other.rows
+        self.requeue += other.requeue
+        self.rate_limited |= other.rate_limited
+        if other.retry_after is not None:
+            self.retry_after = max(self.retry_after or 0.0, other.retry_after)
+        self.latency_s = max(self.latency_s, other.latency_s)
+        self.upstream_s += other.upstream_s
+        self.calls += other.calls
+        self.congested |= other.congested
 
 
 def variant_key(fields: dict[str, str], language: str) -> str:

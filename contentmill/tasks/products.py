@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any, cast
 
 from prefect import Task, task
@@ -43,13 +44,21 @@ async def describe_offline_task(batch: Batch, tier: str, size: int) -> BatchResu
 
 
 BatchTask = Task[[Batch, str, int], Coroutine[Any, Any, BatchResult]]
+REQUESTS_PER_TASK = 4  # on a cluster: a task's own cost (its run in the worker, a gateway opened) spread over 4
 
 
-def dispatchers(runner: TaskRunner[Any] | None) -> tuple[Dispatch, Dispatch]:
-    """(online, Batch API) dispatch for a flow run whose task runner is ``runner``."""
-    inline = runner is None or isinstance(runner, ThreadPoolTaskRunner)
-    make = _inline if inline else _submitted
-    return make(describe_batch_task), make(describe_offline_task)
+@dataclass(frozen=True)
+class Dispatchers:
+    online: Dispatch
+    offline: Dispatch
+    per_task: int  # online requests one task carries
+
+
+def dispatchers(runner: TaskRunner[Any] | None) -> Dispatchers:
+    """How a flow run whose task runner is ``runner`` sends its batches."""
+    if runner is None or isinstance(runner, ThreadPoolTaskRunner):
+        return Dispatchers(_inline(describe_batch_task), _inline(describe_offline_task), 1)
+    return Dispatchers(_submitted(describe_batch_task), _submitted(describe_offline_task), REQUESTS_PER_TASK)
 
 
 def _quoted(batch: Batch) -> Batch:
