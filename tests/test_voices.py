@@ -28,6 +28,8 @@ def _frames(audio: bytes) -> tuple[int, int]:
 
 @needs_piper
 async def test_piper_speaks_english_and_says_in_one_line_that_it_speaks_nothing_else() -> None:
+    import usearch.index  # noqa: F401  the knowledge graph's index: onnxruntime crashes on import next to it
+
     model = piper.PiperSpeechModel()
     text = "Octopuses have three hearts and blue blood."
     spoken = await model.synthesize(SpeechRequest(text))

