@@ -4,7 +4,8 @@ own cost is spread over several), the run paused for a rate limit's Retry-After;
 (graph, journal) while the next batches go out.
 
 A batch that never comes back (its worker process died, its task crashed) is sent again; the gateway's cache
-answers whatever it had already paid for. A product whose batches are lost ``MAX_LOST`` times ends the run
+answers whatever it had already paid for. A ``ContentmillError`` (a cluster that cannot be reached) ends the run
+at once. A product whose batches are lost ``MAX_LOST`` times ends the run
 with the error.
 """
 
@@ -16,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from contentmill.errors import ContentmillError
 from contentmill.products.aimd import Aimd
 from contentmill.products.config import ProductsConfig
 from contentmill.products.output import Row
@@ -106,6 +108,8 @@ class Scheduler:
             batch = self._in_flight.pop(future)
             try:
                 result = future.result()
+            except ContentmillError:
+                raise
             except Exception as error:  # the task never returned: its worker died, or it crashed
                 self._lost(batch, error)
                 continue

@@ -23,6 +23,7 @@ from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
+from contentmill.errors import ConfigError
 from contentmill.products.describing import describe_batch
 from contentmill.products.offline import describe_offline
 from contentmill.products.scheduling import Dispatch
@@ -74,8 +75,10 @@ def _inline(task: BatchTask) -> Dispatch:
 
 def _submitted(task: BatchTask) -> Dispatch:
     async def dispatch(batch: Batch) -> BatchResult:
-        # Not quoted: a quoted parameter reaches a Dask worker as a bare tuple.
-        future = cast(PrefectFuture[BatchResult], task.submit(batch, batch.tier, batch.size))
+        try:  # not quoted: a quoted parameter reaches a Dask worker as a bare tuple
+            future = cast(PrefectFuture[BatchResult], task.submit(batch, batch.tier, batch.size))
+        except OSError as error:  # the cluster cannot be reached: nothing to send again
+            raise ConfigError(f"cannot send batches to the task runner's cluster: {error}") from None
         return await _outcome(future)
 
     return dispatch
