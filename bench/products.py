@@ -209,7 +209,7 @@ def scale(catalog: Path, work: Path) -> None:
                 summary, peak = run_cli(big, work / f"scale-{name}.jsonl", env, "--config", str(config), *extra)
                 fill = tpm_fill(load_settings(), SCALE_TPM)
                 fills[name] = {**fill, "upstream_429": limited.stats()["rejected_429"], "done": summary["done"],
-                               "lost_batches": summary["lost_batches"], "peak_rss_mib": round(peak, 1)}
+                               "lost_jobs": summary["lost_jobs"], "peak_rss_mib": round(peak, 1)}
             if name == "inline":
                 rss[SCALE] = peak
         with start_upstream(latency_ms=SCALE_LATENCY_MS, tpm=SCALE_TPM) as limited:
@@ -299,7 +299,7 @@ def main() -> None:
     emit(figure="orchestration_overhead_per_item_ms", value=round(per_item_ms, 2),
          baseline="upstream time per item of the realistic first run (sum of call latencies / items)",
          baseline_value=round(upstream_per_item_ms, 2), ratio=round(per_item_ms / upstream_per_item_ms, 3),
-         batches=quick["batches"], wall_s=round(quick["wall_s"], 2),
+         jobs=quick["jobs"], wall_s=round(quick["wall_s"], 2),
          without_graph_ms=round(1000 * bare["wall_s"] / bare["items"], 2), command=command)
     scale(catalog, work)
 

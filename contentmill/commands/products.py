@@ -1,8 +1,8 @@
 """``contentmill products CATALOG``: descriptions for a catalog through the product-descriptions flow, or with
 ``--dry-run`` the tokens and cost it would take per tier, counted without calling any model.
 
-``--workers N`` runs the batches on a local Dask cluster of N worker processes, ``--dask-address`` on an
-existing one; the progress bar follows the run's journal, which the flow appends to after each batch."""
+``--workers N`` runs the jobs on a local Dask cluster of N worker processes, ``--dask-address`` on an
+existing one; the progress bar follows the run's journal, which the flow appends to after each job."""
 
 from __future__ import annotations
 
@@ -37,9 +37,9 @@ def products(
     submit_mode: Annotated[SubmitMode, typer.Option(
         help="online, or batch: the provider's Batch API (cheaper, within 24 h).")] = "online",
     workers: Annotated[int | None, typer.Option(
-        min=1, help="Run the batches on a local Dask cluster of N worker processes.")] = None,
+        min=1, help="Run the jobs on a local Dask cluster of N worker processes.")] = None,
     dask_address: Annotated[str | None, typer.Option(
-        help="Run the batches on the Dask scheduler at this address (tcp://host:8786).")] = None,
+        help="Run the jobs on the Dask scheduler at this address (tcp://host:8786).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Write a description for each product of a catalog at the lowest cost per tier."""

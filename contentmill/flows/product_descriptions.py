@@ -3,8 +3,8 @@ quality per tier.
 
 Unchanged products cost nothing (their current output in the knowledge graph serves them), variants reuse
 one output, changed products are written again and supersede their old version. The rest are packed into
-batches, one Prefect task per batch, sized by the model's context window and rate-limit headroom, with
-concurrency that backs off on 429s. The batches run in the flow's process, or on a Dask cluster when the flow
+jobs, one Prefect task per job, sized by the model's context window and rate-limit headroom, with
+concurrency that backs off on 429s. The jobs run in the flow's process, or on a Dask cluster when the flow
 runs with prefect-dask's task runner (``product_descriptions.with_options(task_runner=DaskTaskRunner(...))``,
 what ``contentmill products --workers N`` does). A killed run started again with the same parameters resumes from its
 journal. Artifacts: a progress bar during the run, a cost table by tier and category at the end.
@@ -28,7 +28,7 @@ from contentmill.settings import load_settings
 from contentmill.tasks.products import dispatchers
 
 ARTIFACT_KEY = "product-descriptions"
-THREADS_PER_WORKER = 8  # batches one Dask worker process runs at once (they wait on the network, not the CPU)
+THREADS_PER_WORKER = 8  # jobs one Dask worker process runs at once (they wait on the network, not the CPU)
 SubmitMode = Literal["online", "batch"]
 
 

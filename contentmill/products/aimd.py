@@ -1,8 +1,8 @@
-"""How many batches run at once: additive increase, multiplicative decrease (AIMD), as TCP does.
+"""How many jobs run at once: additive increase, multiplicative decrease (AIMD), as TCP does.
 
-Each batch that finishes cleanly adds ``1/limit`` (about one more slot per round of batches); a batch that met
+Each job that finishes cleanly adds ``1/limit`` (about one more slot per round of jobs); a job that met
 a rate limit (a 429 the gateway retried or gave up on) halves the limit, and one much slower than the usual
-batch takes a fifth off, so the run backs off before the provider has to refuse it. ``trace`` keeps the
+job takes a fifth off, so the run backs off before the provider has to refuse it. ``trace`` keeps the
 limit after each change, for the run's report.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SLOW_FACTOR = 3.0  # a batch this many times slower than the moving average counts as congestion
+SLOW_FACTOR = 3.0  # a job this many times slower than the moving average counts as congestion
 LATENCY_DECREASE = 0.8
 RATE_LIMIT_DECREASE = 0.5
 EWMA_WEIGHT = 0.2
@@ -30,7 +30,7 @@ class Aimd:
         return max(int(self.limit), 1)
 
     def observe(self, *, rate_limited: bool = False, latency_s: float | None = None) -> None:
-        """Adjust the limit after one batch."""
+        """Adjust the limit after one job."""
         slow = (latency_s is not None and self.latency_ewma_s is not None
                 and latency_s > SLOW_FACTOR * self.latency_ewma_s)
         if latency_s is not None and not rate_limited:

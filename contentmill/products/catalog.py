@@ -79,7 +79,7 @@ class RowError:
 
 
 @dataclass(slots=True)
-class Catalog:
+class ProductCatalog:
     products: list[Product] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
     digest: str = ""  # of the file's bytes: a rerun of the same file resumes the same run
@@ -317,9 +317,9 @@ def iter_catalog(path: Path, columns: Columns, limit: int | None = None) -> Iter
         yield found
 
 
-def read_catalog(path: Path, columns: Columns, limit: int | None = None) -> Catalog:
+def read_catalog(path: Path, columns: Columns, limit: int | None = None) -> ProductCatalog:
     """The whole catalog in memory (estimates, tests); a run reads it with ``iter_catalog``."""
-    catalog = Catalog(digest=catalog_digest(path))
+    catalog = ProductCatalog(digest=catalog_digest(path))
     for found in iter_catalog(path, columns, limit):
         if isinstance(found, RowError):
             catalog.errors.append(found)

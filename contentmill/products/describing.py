@@ -1,9 +1,9 @@
-"""Describing one batch: a packed request, each item's answer checked, the failures asked again alone, and a
-product that fails alone asked one tier up; what comes back is the batch's rows (``BatchResult``).
+"""Describing one job: a packed request, each item's answer checked, the failures asked again alone, and a
+product that fails alone asked one tier up; what comes back is the job's rows (``JobResult``).
 
-A batch needs nothing of the run but its ``Batch``: ``describe_batch`` opens a gateway from the settings of
+A job needs nothing of the run but its ``Job``: ``describe_job`` opens a gateway from the settings of
 the process it runs in (a Dask worker's own, which reach the same Redis limits and budgets in the services
-profile) unless the caller shares its open one (``sharing``: the flow's process, where batches run inline).
+profile) unless the caller shares its open one (``sharing``: the flow's process, where jobs run inline).
 Recording the rows (graph, journal) is the scheduler's part, in the flow's process.
 """
 
@@ -22,7 +22,7 @@ from contentmill.products.config import ProductsConfig
 from contentmill.products.output import Row
 from contentmill.products.prompts import TEMPLATE_VERSION, build_request, parse_answer
 from contentmill.products.tiers import next_tier
-from contentmill.products.work import Batch, BatchResult, Work, split_usage
+from contentmill.products.work import Job, JobResult, Work, split_usage
 from contentmill.settings import load_settings
 
 Answers = dict[str, tuple[str | None, str | None]]  # product id -> (its text, the model that wrote it)
@@ -30,7 +30,7 @@ _SHARED: ContextVar[Gateway | None] = ContextVar("contentmill_products_gateway",
 
 
 class Deferred(Exception):
-    """A call met a rate limit: the batch (or the product) goes back to the scheduler's queue."""
+    """A call met a rate limit: the job (or the product) goes back to the scheduler's queue."""
 
     def __init__(self, retry_after: float | None) -> None:
         super().__init__("rate limited")
@@ -48,22 +48,22 @@ def sharing(gateway: Gateway) -> Iterator[None]:
 
 
 @asynccontextmanager
-async def batch_gateway() -> AsyncIterator[Gateway]:
+async def job_gateway() -> AsyncIterator[Gateway]:
     shared = _SHARED.get()
     if shared is not None:
         yield shared
         return
-    # The flow's own gateway runs the periodic rules and the orphan sweep; a batch's only calls.
+    # The flow's own gateway runs the periodic rules and the orphan sweep; a job's only calls.
     async with Gateway(load_settings(monitor_interval_s=0)) as gateway:
         yield gateway
 
 
-async def describe_batch(batch: Batch) -> BatchResult:
-    """The body of one online batch task: its requests side by side, one result."""
-    async with batch_gateway() as gateway:
-        describer = Describer(gateway, batch.config, batch.tags)
-        result = BatchResult()
-        for part in await asyncio.gather(*(describer.describe(list(group)) for group in batch.groups)):
+async def describe_job(job: Job) -> JobResult:
+    """The body of one online job task: its requests side by side, one result."""
+    async with job_gateway() as gateway:
+        describer = Describer(gateway, job.config, job.tags)
+        result = JobResult()
+        for part in await asyncio.gather(*(describer.describe(list(group)) for group in job.groups)):
             result.add(part)
         return result
 
@@ -72,10 +72,10 @@ class Describer:
     def __init__(self, gateway: Gateway, config: ProductsConfig, tags: dict[str, str]) -> None:
         self.gateway, self.config, self.tags = gateway, config, tags
 
-    async def describe(self, works: list[Work]) -> BatchResult:
+    async def describe(self, works: list[Work]) -> JobResult:
         """One packed call for ``works`` (one tier and language), its answers judged."""
         started = time.perf_counter()
-        result = BatchResult()
+        result = JobResult()
         try:
             answers: Answers | None = await self.ask(works, result, packed=len(works) > 1)
         except Deferred as deferred:
@@ -92,7 +92,7 @@ class Describer:
         result.latency_s = time.perf_counter() - started
         return result
 
-    async def judge(self, works: Sequence[Work], answers: Answers, result: BatchResult) -> None:
+    async def judge(self, works: Sequence[Work], answers: Answers, result: JobResult) -> None:
         """Check each answer of one request; the failures are asked again alone (online), a tier up if they
         failed alone already."""
         alone: list[Work] = []
@@ -108,7 +108,7 @@ class Describer:
             if outcome is not None:
                 result.rows.append(outcome)
 
-    async def ask(self, works: Sequence[Work], result: BatchResult, *, packed: bool,
+    async def ask(self, works: Sequence[Work], result: JobResult, *, packed: bool,
                   retry: str | None = None) -> Answers:
         """One call for ``works`` (all of one tier and language); each item's text and the model that wrote it."""
         tier = works[0].tier
@@ -122,7 +122,7 @@ class Describer:
             raise Deferred(error.retry_after) from None
         return self.answers(works, gen, result, "packed" if packed else "alone")
 
-    def answers(self, works: Sequence[Work], gen: Generation, result: BatchResult, mode: str) -> Answers:
+    def answers(self, works: Sequence[Work], gen: Generation, result: JobResult, mode: str) -> Answers:
         """Charge a call to its products and read each one's text from its answer."""
         result.calls += 1
         if not gen.cached:
@@ -137,7 +137,7 @@ class Describer:
             work.attempts.append(f"{work.tier}:{mode}")
         return {w.id: (texts[w.id], gen.model) for w in works}
 
-    def _accept(self, work: Work, text: str | None, model: str | None, result: BatchResult) -> bool:
+    def _accept(self, work: Work, text: str | None, model: str | None, result: JobResult) -> bool:
         """Check one answer; a passing one becomes a row."""
         if text is None:
             work.checks = {"answer": "missing or malformed in the answer"}
@@ -151,7 +151,7 @@ class Describer:
             work.attempts[-1] += ":" + ",".join(n for n, r in work.checks.items() if r != "ok")
         return False
 
-    def _escalate(self, work: Work, text: str | None, model: str | None, result: BatchResult) -> bool:
+    def _escalate(self, work: Work, text: str | None, model: str | None, result: JobResult) -> bool:
         """Move a product that failed alone one tier up; at the top, it becomes an error row. True if it ended."""
         higher = next_tier(work.tier)
         if higher is None or higher not in self.config.tiers:
@@ -161,7 +161,7 @@ class Describer:
         work.tier = higher
         return False
 
-    async def _alone(self, work: Work, result: BatchResult) -> Row | None:
+    async def _alone(self, work: Work, result: JobResult) -> Row | None:
         """Ask for one product on its own until it passes, runs out of tiers, or meets a rate limit."""
         retry = next((name for name, outcome in work.checks.items() if outcome != "ok"), None)
         while True:

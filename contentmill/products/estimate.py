@@ -13,9 +13,9 @@ from typing import Any
 
 from contentmill.catalog import Catalog as ModelCatalog
 from contentmill.metering import Usage
-from contentmill.products.catalog import Catalog
+from contentmill.products.catalog import ProductCatalog
 from contentmill.products.config import TIERS, ProductsConfig, Tier
-from contentmill.products.packing import Budget, batches_needed, context_tokens
+from contentmill.products.packing import PackLimit, context_tokens, requests_needed
 from contentmill.products.prompts import ITEM_OUTPUT_OVERHEAD, Item, item_tokens, output_budget, overhead_tokens
 from contentmill.products.tiers import assign
 
@@ -26,7 +26,7 @@ def expected_output(words: tuple[int, int]) -> int:
     return math.ceil((words[0] + words[1]) / 2 * EXPECTED_TOKENS_PER_WORD) + ITEM_OUTPUT_OVERHEAD // 2
 
 
-def estimate(catalog: Catalog, config: ProductsConfig, models: ModelCatalog) -> dict[str, Any]:
+def estimate(catalog: ProductCatalog, config: ProductsConfig, models: ModelCatalog) -> dict[str, Any]:
     by_tier: dict[Tier, list[Item]] = defaultdict(list)
     for product in catalog.products:
         by_tier[assign(product, config)].append(Item(product.id, product.fields(config.packing)))
@@ -40,8 +40,8 @@ def estimate(catalog: Catalog, config: ProductsConfig, models: ModelCatalog) -> 
         per_item_out = output_budget(spec.words, 1)
         inputs = [item_tokens(item, info.tokenizer) for item in items]
         overhead = overhead_tokens(config.language, spec.words, info.tokenizer)
-        limit = Budget(context_tokens(info, config.packing), config.packing.max_items)
-        requests = batches_needed([n + per_item_out for n in inputs], limit, overhead)
+        limit = PackLimit(context_tokens(info, config.packing), config.packing.max_items)
+        requests = requests_needed([n + per_item_out for n in inputs], limit, overhead)
         usage = Usage(input_tokens=sum(inputs) + requests * overhead,
                       output_tokens=len(items) * expected_output(spec.words))
         most = Usage(input_tokens=usage.input_tokens, output_tokens=len(items) * per_item_out)

@@ -1,7 +1,7 @@
-"""The run's results journal: one JSON line per finished product, appended and fsynced after each batch.
+"""The run's results journal: one JSON line per finished product, appended and fsynced after each job.
 
 A run killed at any point and started again with the same catalog and config reads the journal and skips
-every product in it, so nothing finished is paid for twice (the gateway's cache covers a batch that was paid
+every product in it, so nothing finished is paid for twice (the gateway's cache covers a job that was paid
 but not yet journaled). The journal is also where a run keeps its rows: it holds only each row's offset in
 memory and reads a row back when the output is written, so a run's memory does not grow with its catalog.
 A finished run removes its journal.

@@ -16,22 +16,22 @@ from collections.abc import Sequence
 from contentmill.errors import ProviderUnavailable
 from contentmill.gateway import Generation
 from contentmill.gateway import batch as batch_api
-from contentmill.products.describing import Answers, Describer, batch_gateway
+from contentmill.products.describing import Answers, Describer, job_gateway
 from contentmill.products.prompts import TEMPLATE_VERSION, build_request
-from contentmill.products.work import Batch, BatchResult, Work
+from contentmill.products.work import Job, JobResult, Work
 
 DEFAULT_WAIT_S = 24 * 3600.0  # the Batch API's completion window
 
 
-async def describe_offline(batch: Batch, wait_s: float = DEFAULT_WAIT_S) -> BatchResult:
+async def describe_offline(job: Job, wait_s: float = DEFAULT_WAIT_S) -> JobResult:
     """The body of one Batch API task: the batch's packed groups (one tier and language) as one vendor batch."""
-    async with batch_gateway() as gateway:
-        return await _describe(Describer(gateway, batch.config, batch.tags), batch.groups, wait_s)
+    async with job_gateway() as gateway:
+        return await _describe(Describer(gateway, job.config, job.tags), job.groups, wait_s)
 
 
-async def _describe(describer: Describer, groups: Sequence[Sequence[Work]], wait_s: float) -> BatchResult:
+async def _describe(describer: Describer, groups: Sequence[Sequence[Work]], wait_s: float) -> JobResult:
     started = time.perf_counter()
-    result = BatchResult()
+    result = JobResult()
     tier = groups[0][0].tier
     models = describer.config.models(tier)
     requests = [(f"g{i}", build_request([w.item() for w in group], group[0].language, models.words))

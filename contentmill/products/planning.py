@@ -1,9 +1,9 @@
-"""Planning a run: what needs a model, and packing it into batches, read from the catalog as batches are wanted.
+"""Planning a run: what needs a model, and packing it into jobs, read from the catalog as jobs are wanted.
 
 Planning costs nothing: a product in this run's journal (a killed run being resumed) keeps its row, a product
 whose current output in the knowledge graph was made from the same field values is served from it, and a
 product with the same fields as another (a variant: same name, brand, price, text under another id) waits for
-that product's description and reuses it. The rest go into one queue per tier and language; a batch is taken
+that product's description and reuses it. The rest go into one queue per tier and language; a job is taken
 from a queue once it holds a full request (``max_items``, or the model's context share), or at the end of the
 catalog. So the products held at any time are a few requests' worth, whatever the catalog's size.
 """
@@ -18,7 +18,7 @@ from contentmill.gateway import Gateway
 from contentmill.products.catalog import Product, iter_catalog
 from contentmill.products.config import ProductsConfig, Tier
 from contentmill.products.output import Row
-from contentmill.products.packing import Budget, budget, context_tokens, take
+from contentmill.products.packing import PackLimit, context_tokens, pack_limit, take
 from contentmill.products.prompts import output_budget, overhead_tokens
 from contentmill.products.recording import Recorder
 from contentmill.products.reuse import Priors, changed_fields, priors
@@ -92,7 +92,7 @@ class Planner:
             self.recorder.record([variant_row(work, Row.from_dict(done))], {work.id: work})
 
     def settle_followers(self) -> None:
-        """Variants still waiting once every batch is recorded: their leaders' rows are in the journal now."""
+        """Variants still waiting once every job is recorded: their leaders' rows are in the journal now."""
         for leader, works in self.followers.items():
             done = self.recorder.journal.row(leader)
             if done is not None:
@@ -126,7 +126,7 @@ class Planner:
 
 
 class Packer:
-    """Per tier and language queues filled from the planner, and the next batch to send."""
+    """Per tier and language queues filled from the planner, and the next job to send."""
 
     def __init__(self, works: Iterator[Work], gateway: Gateway, config: ProductsConfig) -> None:
         self._works, self.gateway, self.config = works, gateway, config
@@ -137,11 +137,11 @@ class Packer:
         return not self.exhausted or any(self.queues.values())
 
     def requeue(self, works: Sequence[Work]) -> None:
-        """Works to send again (rate-limited, or their batch was lost) go first."""
+        """Works to send again (rate-limited, or their job was lost) go first."""
         for work in reversed(works):
             self.queues.setdefault((work.tier, work.language), deque()).appendleft(work)
 
-    async def next_batch(self, slots: int) -> list[Work] | None:
+    async def next_request(self, slots: int) -> list[Work] | None:
         """The next request's products, from the fullest queue; None when everything has been sent."""
         self._fill()
         filled = [(key, queue) for key, queue in self.queues.items() if queue]
@@ -150,14 +150,14 @@ class Packer:
         (tier, _language), queue = max(filled, key=lambda kq: len(kq[1]))
         models = self.config.models(tier)
         info = self.gateway.catalog.get(models.model)
-        limit = await budget(self.gateway, info, self.config.packing, slots)
+        limit = await pack_limit(self.gateway, info, self.config.packing, slots)
         per_item = output_budget(models.words, 1)
         costs = deque((i, w.tokens(info.tokenizer) + per_item) for i, w in zip(range(limit.items), queue, strict=False))
         chosen = take(costs, limit, overhead_tokens(queue[0].language, models.words, info.tokenizer))
-        batch = [queue[i] for i in chosen]
+        works = [queue[i] for i in chosen]
         for _ in chosen:
             queue.popleft()
-        return batch
+        return works
 
     def _fill(self) -> None:
         """Read the catalog on until a queue holds a full request (or the catalog ends)."""
@@ -187,7 +187,7 @@ class Packer:
                 continue
             models = self.config.models(tier)
             info = self.gateway.catalog.get(models.model)
-            limit = Budget(context_tokens(info, self.config.packing), self.config.packing.max_items)
+            limit = PackLimit(context_tokens(info, self.config.packing), self.config.packing.max_items)
             costs = deque((i, w.tokens(info.tokenizer) + output_budget(models.words, 1))
                           for i, w in enumerate(queue))
             overhead = overhead_tokens(queue[0].language, models.words, info.tokenizer)

@@ -1,7 +1,7 @@
 """Recording finished rows: new descriptions into the knowledge graph (a new version supersedes the output it
 replaces), then every row into the run's journal (fsynced). After ``record`` returns, a crash loses nothing.
 
-Only the flow's process records: batches running elsewhere hand their rows back, and the graph and the
+Only the flow's process records: jobs running elsewhere hand their rows back, and the graph and the
 journal keep one writer (one thread at a time: the scheduler records off the event loop while planning may
 record rows it serves without a model).
 """

@@ -1,6 +1,6 @@
 """One product-descriptions run: the resources it holds (the flow's gateway, the knowledge graph, the journal),
-its three parts wired together (``planning``: what to describe and in which batches; ``describing``: one batch;
-``scheduling``: how many batches at once), and the output and summary at the end.
+its three parts wired together (``planning``: what to describe and in which jobs; ``describing``: one job;
+``scheduling``: how many jobs at once), and the output and summary at the end.
 
 The run reads the catalog as a stream and keeps its rows in the journal, not in memory: the output is written
 at the end by reading the catalog once more, in its order, each product's row from the journal.
@@ -52,9 +52,9 @@ class Summary:
     errors_out: str | None
     row_errors: int
     calls: int
-    batches: int
+    jobs: int
     rate_limited: int
-    lost_batches: int
+    lost_jobs: int
     concurrency: dict[str, float]
     seconds: float
     upstream_s: float
@@ -116,8 +116,8 @@ class ProductRun:
     async def run(self, dispatch: Dispatch, progress: Progress | None = None, *,
                   offline: Dispatch | None = None, per_task: int = 1) -> Summary:
         """Describe every product that needs it: through ``offline`` (the Batch API) first when given, then
-        online, ``dispatch`` running each batch of up to ``per_task`` requests; ``progress(finished, total)``
-        after each batch."""
+        online, ``dispatch`` running each job of up to ``per_task`` requests; ``progress(finished, total)``
+        after each job."""
         started = time.perf_counter()
         recorder = Recorder(self.journal, self.graph)
         planner = Planner(self.config, self.catalog, self.limit, recorder)
@@ -165,8 +165,8 @@ class ProductRun:
             failed=sum(t["failed"] for t in tiers), cached=sum(t["cached"] for t in tiers),
             reused=sum(t["reused"] for t in tiers), cost_usd=round(cost, 8), tokens=sum(t["tokens"] for t in tiers),
             by_tier=by_tier, by_category=by_category, out=str(self.out), errors_out=errors_out,
-            row_errors=len(errors), calls=stats.calls, batches=stats.batches, rate_limited=stats.rate_limited,
-            lost_batches=stats.lost,
+            row_errors=len(errors), calls=stats.calls, jobs=stats.jobs, rate_limited=stats.rate_limited,
+            lost_jobs=stats.lost,
             concurrency={"start": float(self.config.packing.start_concurrency), "min": min(trace),
                          "max": max(trace), "end": trace[-1], "decreases": float(aimd.decreases)},
             seconds=round(time.perf_counter() - started, 3), upstream_s=round(stats.upstream_s, 3),

@@ -1,9 +1,9 @@
-"""What travels between a run's planning, its batches and its scheduling: a product on its way to a
-description (``Work``), a batch of them as one task's input (``Batch``), and what the task gives back
-(``BatchResult``).
+"""What travels between a run's planning, its jobs and its scheduling: a product on its way to a
+description (``Work``), a job of them as one task's input (``Job``), and what the task gives back
+(``JobResult``).
 
-All three are plain picklable data, so a batch runs in the flow's process or in a Dask worker on another
-machine alike: a task needs nothing but its ``Batch`` (and the settings of the process it runs in).
+All three are plain picklable data, so a job runs in the flow's process or in a Dask worker on another
+machine alike: a task needs nothing but its ``Job`` (and the settings of the process it runs in).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class Work:
     cached: bool = True  # every call it took was served from the gateway's cache
     attempts: list[str] = field(default_factory=list)
     checks: dict[str, str] = field(default_factory=dict)
-    lost: int = 0  # batches of it that never came back (their worker died)
+    lost: int = 0  # jobs of it that never came back (their worker died)
     _tokens: int | None = None
 
     @property
@@ -60,7 +60,7 @@ class Work:
 
 
 @dataclass(frozen=True)
-class Batch:
+class Job:
     """One task's input: the products of packed requests (``groups``; online, one request each, sent side by side;
     with the Batch API, a tier's requests as one vendor batch), with the run's config (tiers already routed) and
     cost tags."""
@@ -85,18 +85,18 @@ class Batch:
 
 
 @dataclass
-class BatchResult:
+class JobResult:
     rows: list[Row] = field(default_factory=list)
     requeue: list[Work] = field(default_factory=list)  # rate-limited: to be sent again later
     rate_limited: bool = False
     retry_after: float | None = None
-    latency_s: float = 0.0  # wall time of the batch
+    latency_s: float = 0.0  # wall time of the job
     upstream_s: float = 0.0  # time spent in provider calls (0 for cache hits)
     calls: int = 0
     congested: bool = False  # a call needed retries (429s or errors the gateway absorbed)
 
-    def add(self, other: BatchResult) -> None:
-        """Take in the result of another request of the same batch, described side by side."""
+    def add(self, other: JobResult) -> None:
+        """Take in the result of another request of the same job, described side by side."""
         self.rows += other.rows
         self.requeue += other.requeue
         self.rate_limited |= other.rate_limited

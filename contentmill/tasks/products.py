@@ -1,13 +1,13 @@
-"""The product-descriptions batch as a Prefect task: one task run per batch of products, never one per product.
+"""The product-descriptions job as a Prefect task: one task run per job of products, never one per product.
 
-The task's input is the batch itself (products, config, run id: plain picklable data; in this process passed
+The task's input is the job itself (products, config, run id: plain picklable data; in this process passed
 ``quote``d, so Prefect does not walk every product), and it opens what it needs where it runs. With the flow's
-default task runner a batch is awaited in the flow's process, as a task of the flow; with any other
+default task runner a job is awaited in the flow's process, as a task of the flow; with any other
 (prefect-dask's ``DaskTaskRunner``) it is submitted to that runner, and its result comes back through the
 task's state.
 With the Batch API, one task submits a tier's packed requests as one batch and waits for it. Prefect's own
-retries stay off: a rate-limited batch comes back to the flow, which slows down and sends it again, and a
-failed item is retried inside the batch.
+retries stay off: a rate-limited job comes back to the flow, which slows down and sends it again, and a
+failed item is retried inside the job.
 """
 
 from __future__ import annotations
@@ -24,27 +24,27 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from contentmill.errors import ConfigError
-from contentmill.products.describing import describe_batch
+from contentmill.products.describing import describe_job
 from contentmill.products.offline import describe_offline
 from contentmill.products.scheduling import Dispatch
-from contentmill.products.work import Batch, BatchResult
+from contentmill.products.work import Job, JobResult
 
 _OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False, "retries": 0}
 
 
-@task(name="describe-batch", task_run_name="describe-{size}-{tier}", **_OPTIONS)
-async def describe_batch_task(batch: Batch, tier: str, size: int) -> BatchResult:
-    """Describe one batch: a packed request, checks item by item, lone retries, a tier up where checks fail."""
-    return await describe_batch(batch)
+@task(name="describe-products", task_run_name="describe-{size}-{tier}", **_OPTIONS)
+async def describe_job_task(job: Job, tier: str, size: int) -> JobResult:
+    """Describe one job: a packed request, checks item by item, lone retries, a tier up where checks fail."""
+    return await describe_job(job)
 
 
 @task(name="describe-batch-api", task_run_name="batch-api-{size}-{tier}", **_OPTIONS)
-async def describe_offline_task(batch: Batch, tier: str, size: int) -> BatchResult:
+async def describe_offline_task(job: Job, tier: str, size: int) -> JobResult:
     """Describe one tier's products through one Batch API batch, then check and retry online what failed."""
-    return await describe_offline(batch)
+    return await describe_offline(job)
 
 
-BatchTask = Task[[Batch, str, int], Coroutine[Any, Any, BatchResult]]
+JobTask = Task[[Job, str, int], Coroutine[Any, Any, JobResult]]
 REQUESTS_PER_TASK = 4  # on a cluster: a task's own cost (its run in the worker, a gateway opened) spread over 4
 
 
@@ -56,35 +56,35 @@ class Dispatchers:
 
 
 def dispatchers(runner: TaskRunner[Any] | None) -> Dispatchers:
-    """How a flow run whose task runner is ``runner`` sends its batches."""
+    """How a flow run whose task runner is ``runner`` sends its jobs."""
     if runner is None or isinstance(runner, ThreadPoolTaskRunner):
-        return Dispatchers(_inline(describe_batch_task), _inline(describe_offline_task), 1)
-    return Dispatchers(_submitted(describe_batch_task), _submitted(describe_offline_task), REQUESTS_PER_TASK)
+        return Dispatchers(_inline(describe_job_task), _inline(describe_offline_task), 1)
+    return Dispatchers(_submitted(describe_job_task), _submitted(describe_offline_task), REQUESTS_PER_TASK)
 
 
-def _quoted(batch: Batch) -> Batch:
-    return cast(Batch, quote(batch))
+def _quoted(job: Job) -> Job:
+    return cast(Job, quote(job))
 
 
-def _inline(task: BatchTask) -> Dispatch:
-    async def dispatch(batch: Batch) -> BatchResult:
-        return await task(_quoted(batch), batch.tier, batch.size)
+def _inline(task: JobTask) -> Dispatch:
+    async def dispatch(job: Job) -> JobResult:
+        return await task(_quoted(job), job.tier, job.size)
 
     return dispatch
 
 
-def _submitted(task: BatchTask) -> Dispatch:
-    async def dispatch(batch: Batch) -> BatchResult:
+def _submitted(task: JobTask) -> Dispatch:
+    async def dispatch(job: Job) -> JobResult:
         try:  # not quoted: a quoted parameter reaches a Dask worker as a bare tuple
-            future = cast(PrefectFuture[BatchResult], task.submit(batch, batch.tier, batch.size))
+            future = cast(PrefectFuture[JobResult], task.submit(job, job.tier, job.size))
         except OSError as error:  # the cluster cannot be reached: nothing to send again
-            raise ConfigError(f"cannot send batches to the task runner's cluster: {error}") from None
+            raise ConfigError(f"cannot send jobs to the task runner's cluster: {error}") from None
         return await _outcome(future)
 
     return dispatch
 
 
-async def _outcome(future: PrefectFuture[BatchResult]) -> BatchResult:
+async def _outcome(future: PrefectFuture[JobResult]) -> JobResult:
     """The task's result, awaited without holding a thread while it runs elsewhere."""
     loop = asyncio.get_running_loop()
     finished: asyncio.Future[None] = loop.create_future()
@@ -93,7 +93,7 @@ async def _outcome(future: PrefectFuture[BatchResult]) -> BatchResult:
         if not finished.done():
             finished.set_result(None)
 
-    def wake(_future: PrefectFuture[BatchResult]) -> None:
+    def wake(_future: PrefectFuture[JobResult]) -> None:
         loop.call_soon_threadsafe(settle)
 
     future.add_done_callback(wake)

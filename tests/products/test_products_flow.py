@@ -37,7 +37,7 @@ async def artifacts(flow_run_id: str) -> dict[str, Any]:
     return {artifact.key or str(artifact.type): artifact for artifact in found}
 
 
-async def test_a_packed_batch_with_one_bad_item_retries_that_item_alone_and_variants_reuse(
+async def test_a_packed_request_with_one_bad_item_retries_that_item_alone_and_variants_reuse(
         shop: Callable[..., Upstream], tmp_path: Path) -> None:
     server = shop(corrupt_item=["p0007"])
     rows = [product_row(n) for n in range(1, 25)]
