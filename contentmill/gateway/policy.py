@@ -216,17 +216,14 @@ class Policy:
         return out
 
     def vendor_limit(self, account: str, info: ModelInfo, kind: Literal["rpm", "tpm"], amount: float) -> Claim:
-        """The claim on a model's requests- or tokens-per-minute at one vendor account (shared by every caller
-        of that account, whatever their tags)."""
+        """The claim on a model's requests- or tokens-per-minute at one vendor account (shared by every caller of
+        that account, whatever their tags). It refills at the vendor's rate but holds ``headroom`` less: a call is
+        admitted here a moment before the vendor counts it, and the headroom absorbs that lag."""
         per_minute = info.rpm if kind == "rpm" else info.tpm
         assert per_minute, f"{info.name} has no {kind}"
-        return self.vendor_bucket(f"acct:{account}:{info.name}:{kind}", amount, per_minute, f"{kind} of {info.name}")
-
-    def vendor_bucket(self, key: str, amount: float, per_minute: int, label: str) -> Claim:
-        """A vendor's per-minute limit, refilling at the vendor's rate but holding ``headroom`` less: a call is
-        admitted here a moment before the vendor counts it, and the headroom absorbs that lag."""
         keep = 1.0 - self.headroom
-        return Claim(key, "bucket", amount, per_minute * keep, period_s=60.0 * keep, label=label)
+        return Claim(f"acct:{account}:{info.name}:{kind}", "bucket", amount, per_minute * keep, period_s=60.0 * keep,
+                     label=f"{kind} of {info.name}")
 
     @staticmethod
     def budget_claim(budget: Budget, concrete: str, amount: float, now: float) -> Claim:
