@@ -3,7 +3,9 @@
 The flow runs in this process against the Prefect API in use (PREFECT_API_URL, or a temporary local one
 started for the run), so every run is recorded with its artifacts like a run started from the UI. Prefect's
 own console logging is muted while it runs: the CLI shows each step itself, and keeps ``--json`` output and
-errors to the one object or the one line its conventions promise.
+errors to the one object or the one line its conventions promise. The module stays whole: its options, the
+shortcuts that answer before a flow starts (a stored video, a dry run, a script only) and the display of a run
+are one command's.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ the reason, and if that fails too the script is written scene by scene instead. 
 ``local``) writes scene by scene from the start: the code fixes the structure and each sentence is checked,
 then retried with another seed where it is junk. A scene no attempt could write is left out while at least
 three remain; otherwise the step fails with MalformedResponse. Malformed output never reaches the script.
+The module stays whole: the three ways of writing (JSON, scene by scene, from a source) share the request's
+checks and fall back on one another in ``write_script``, and the step around them stores what they wrote.
 """
 
 from __future__ import annotations
