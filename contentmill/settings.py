@@ -242,11 +242,15 @@ class Settings(BaseSettings):
 def _explain(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        field = str(item["loc"][0]) if item["loc"] else "settings"
-        variable = ENV_PREFIX + field.upper() if field in Settings.model_fields else field
+        message = str(item["msg"]).removeprefix("Value error, ")  # pydantic's wrapping of our own messages
         given = item.get("input")
-        shown = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
-        lines.append(f"{variable}: {item['msg']}{shown}")
+        if not isinstance(given, dict) and given is not None and repr(given) not in message:
+            message += f" (got {given!r})"
+        if not item["loc"]:  # a check across several settings names them itself
+            lines.append(message)
+            continue
+        field = str(item["loc"][0])
+        lines.append(f"{ENV_PREFIX + field.upper() if field in Settings.model_fields else field}: {message}")
     return "invalid settings: " + "; ".join(lines)
 
 

@@ -63,14 +63,18 @@ def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str,
                                       message: str) -> None:
     monkeypatch.setenv(variable, value)
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as refused:
         load_settings()
+    said = str(refused.value)
+    assert said.count(repr(value)) == 1 and said.count(variable) == 1 and "Value error" not in said
 
 
 def test_services_profile_needs_its_services(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONTENTMILL_PROFILE", "services")
-    with pytest.raises(ConfigError, match="CONTENTMILL_REDIS_URL, CONTENTMILL_DATABASE_URL"):
+    with pytest.raises(ConfigError, match="CONTENTMILL_REDIS_URL, CONTENTMILL_DATABASE_URL") as refused:
         load_settings()
+    assert str(refused.value) == ("invalid settings: the services profile needs CONTENTMILL_REDIS_URL, "
+                                  "CONTENTMILL_DATABASE_URL to be set")
 
 
 def test_toml_file_and_environment_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
