@@ -131,7 +131,7 @@ def _following(settings: Settings, catalog: Path, config: Path | None, limit: in
     from contentmill.products.journal import finished_count
     from contentmill.products.runner import count_products, journal_path
 
-    stop = threading.Event()
+    stop, done = threading.Event(), threading.Event()
 
     def follow() -> None:
         try:
@@ -140,13 +140,18 @@ def _following(settings: Settings, catalog: Path, config: Path | None, limit: in
             total = count_products(catalog, products_config, limit)
         except ContentmillError:
             return  # the flow reports the same error
-        while not stop.wait(0.5):
-            show(finished_count(journal), total)
+        seen = 0
+        while not stop.wait(0.5):  # the finished run removes its journal: what was seen stays shown
+            seen = max(seen, finished_count(journal))
+            show(seen, total)
+        if done.is_set():
+            show(total, total)  # every product has its row in the output
 
     follower = threading.Thread(target=follow, name="products-progress", daemon=True)
     follower.start()
     try:
         yield
+        done.set()
     finally:
         stop.set()
         follower.join()
