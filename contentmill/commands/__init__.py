@@ -35,6 +35,10 @@ def settings_or_fail() -> Settings:
     except ContentmillError as exc:
         fail(str(exc))
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if settings.log_level.upper() != "DEBUG":
+        # psycopg warns when it closes a connection whose failed write the command has already reported in its
+        # one line ("error ignored terminating <psycopg.Pipeline ...>"): noise for the user, kept for DEBUG.
+        logging.getLogger("psycopg").setLevel(logging.ERROR)
     return settings
 
 

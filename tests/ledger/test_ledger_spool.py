@@ -200,6 +200,7 @@ def test_report_says_how_many_records_wait_when_the_ledger_refuses_them(
         env = cli_env(database.render_as_string(hide_password=False), "http://127.0.0.1:9/v1", tmp_path)
         data, stderr = report_json(env)
         assert data["spooled_rows"] == 3 and data["total"]["calls"] == 0
+        assert len(stderr.splitlines()) == 1, stderr
         (line,) = stderr.splitlines()
         assert line.startswith("contentmill: call records still wait in the spool: ") and "read-only" in line
         table = subprocess.run([sys.executable, "-m", "contentmill.cli", "report"], env=env, capture_output=True,
