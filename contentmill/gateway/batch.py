@@ -193,9 +193,7 @@ async def _cache_hit(gateway: Host, key: CacheKey, call: Call) -> Generation | N
     hit = await gateway.cache.get(key, TEXT.serializer)
     if hit is None:
         return None
-    gen = TEXT.decode(hit.value, call.info.name, call.estimate).as_hit(hit.cost_usd, hit.tier, call.tags)
-    gateway.meter.hit(gen, call)
-    return gen
+    return gateway.meter.hit(TEXT, hit.value, call, hit.cost_usd, hit.tier)
 
 
 async def _reserve(meter: Meter, info: ModelInfo, claims: list[Claim], pending: Sequence[PendingItem]

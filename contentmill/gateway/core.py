@@ -48,12 +48,13 @@ from contentmill.gateway.generation import (
     estimate_text_usage,
     request_hash,
 )
+from contentmill.gateway.journal import ReservationJournal
 from contentmill.gateway.meter import Meter
 from contentmill.gateway.pending import is_pending
 from contentmill.gateway.policy import NO_LIMITS, CallLimits, Policy, with_caller
 from contentmill.gateway.retry import RetryPolicy, call_with_retries
 from contentmill.gateway.stream import StreamEnd, TextStream
-from contentmill.ledger import AlertEngine, CallRecord, LedgerStore
+from contentmill.ledger import AlertEngine, CallRecord, LedgerStore, LedgerWriter
 from contentmill.metering import Usage, usage_ceiling
 from contentmill.providers.base import (
     EmbeddingModel,
@@ -118,10 +119,33 @@ class Gateway:
             build_cache(CacheConfig.from_settings(s)) if s.cache_enabled else None)
         self.meter = Meter(s, retry=self.retry, admission=admission, store=ledger, policy=policy, alerts=alerts,
                            settle_in_background=settle_in_background)
-        # The meter's parts, named here as callers and operators know them.
-        self.admission, self.journal, self.policy = self.meter.admission, self.meter.journal, self.meter.policy
-        self.store, self.ledger, self.alerts = self.meter.store, self.meter.ledger, self.meter.alerts
         self.cooldowns = cooldowns or Cooldowns()
+
+    # The meter's parts, named here as callers and operators know them.
+
+    @property
+    def admission(self) -> Admission:
+        return self.meter.admission
+
+    @property
+    def journal(self) -> ReservationJournal | None:
+        return self.meter.journal
+
+    @property
+    def policy(self) -> Policy:
+        return self.meter.policy
+
+    @property
+    def store(self) -> LedgerStore:
+        return self.meter.store
+
+    @property
+    def ledger(self) -> LedgerWriter:
+        return self.meter.ledger
+
+    @property
+    def alerts(self) -> AlertEngine:
+        return self.meter.alerts
 
     # -- models ---------------------------------------------------------------------------------------------
 
@@ -212,7 +236,7 @@ class Gateway:
                 assert self.cache is not None
                 hit = await self.cache.get(key, JSON)
                 if hit is not None:
-                    return TextStream.replay(self._hit(codecs.TEXT, hit.value, call, hit.cost_usd, hit.tier))
+                    return TextStream.replay(self.meter.hit(codecs.TEXT, hit.value, call, hit.cost_usd, hit.tier))
             await self.meter.open(call, self.account(name), wait_s)
             self.meter.keep(call)  # only a stream can outlive its reservation: the reader sets its pace
             started = time.perf_counter()
@@ -439,7 +463,7 @@ class Gateway:
         assert self.cache is not None
         hit = await self.cache.get(key, codec.serializer)
         if hit is not None:
-            return self._hit(codec, hit.value, call, hit.cost_usd, hit.tier)
+            return self.meter.hit(codec, hit.value, call, hit.cost_usd, hit.tier)
         produced: list[Generation] = []
 
         async def compute() -> Any:
@@ -453,12 +477,7 @@ class Gateway:
         # Another caller paid for it while this one waited (single flight): what it cost is what this saved.
         found = await self.cache.fetch(key, record=False)
         saved = found.entry.cost_usd if found is not None else 0.0
-        return self._hit(codec, value, call, saved, "singleflight")
-
-    def _hit(self, codec: Codec, value: Any, call: Call, saved: float, tier: str) -> Generation:
-        gen = codec.decode(value, call.info.name, call.estimate).as_hit(saved, tier, call.tags)
-        self.meter.hit(gen, call)
-        return gen
+        return self.meter.hit(codec, value, call, saved, "singleflight")
 
     async def _admitted_call(self, call: Call, invoke: Callable[[], Awaitable[Result]], wait_s: float | None
                              ) -> tuple[Result, Bill, int, float]:

@@ -27,6 +27,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from contentmill.catalog import ModelInfo
 from contentmill.errors import (
@@ -41,7 +42,7 @@ from contentmill.gateway.admission_fallback import FallbackAdmission
 from contentmill.gateway.admission_redis import RedisAdmission
 from contentmill.gateway.admission_sqlite import SQLiteAdmission
 from contentmill.gateway.billing import Bill, Call
-from contentmill.gateway.generation import Generation
+from contentmill.gateway.generation import Codec, Generation
 from contentmill.gateway.journal import ReservationJournal
 from contentmill.gateway.policy import CallFacts, Policy
 from contentmill.gateway.retry import RetryPolicy
@@ -106,10 +107,13 @@ class Meter:
                                           tags=tags))
         return error
 
-    def hit(self, gen: Generation, call: Call) -> None:
-        """Record an answer served from the cache (charged nothing, ``gen.saved_usd`` saved)."""
+    def hit(self, codec: Codec, value: Any, call: Call, saved: float, tier: str) -> Generation:
+        """The answer ``call`` finds in the cache (``value``, kept by ``codec``), recorded as a hit: charged
+        nothing, ``saved`` saved."""
+        gen = codec.decode(value, call.info.name, call.estimate).as_hit(saved, tier, call.tags)
         self.record(CallRecord.from_generation(gen, api_type=call.info.modality, request_hash=call.request_hash,
-                                               cache_status=f"hit:{gen.cache_tier}", saved_usd=gen.saved_usd))
+                                               cache_status=f"hit:{tier}", saved_usd=saved))
+        return gen
 
     # -- admission -------------------------------------------------------------------------------------------
 
