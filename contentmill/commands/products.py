@@ -128,7 +128,7 @@ def _following(settings: Settings, catalog: Path, config: Path | None, limit: in
                show: Callable[[int, int | None], None]) -> Iterator[None]:
     """Call ``show(finished, total)`` every half second from the run's journal, until the block ends."""
     from contentmill.products.config import load_config
-    from contentmill.products.journal import finished_count
+    from contentmill.products.journal import FinishedCount
     from contentmill.products.runner import count_products, journal_path
 
     stop, done = threading.Event(), threading.Event()
@@ -136,14 +136,12 @@ def _following(settings: Settings, catalog: Path, config: Path | None, limit: in
     def follow() -> None:
         try:
             products_config = load_config(config)
-            journal = journal_path(settings, catalog, products_config, limit)
+            finished = FinishedCount(journal_path(settings, catalog, products_config, limit))
             total = count_products(catalog, products_config, limit)
         except ContentmillError:
             return  # the flow reports the same error
-        seen = 0
-        while not stop.wait(0.5):  # the finished run removes its journal: what was seen stays shown
-            seen = max(seen, finished_count(journal))
-            show(seen, total)
+        while not stop.wait(0.5):
+            show(finished(), total)
         if done.is_set():
             show(total, total)  # every product has its row in the output
 

@@ -66,13 +66,28 @@ class RunJournal:
         self.path.unlink(missing_ok=True)
 
 
-def finished_count(path: Path) -> int:
-    """How many rows a journal holds now, read from outside the run (a progress bar): its complete lines."""
-    try:
-        with path.open("rb") as handle:
-            return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
-    except FileNotFoundError:
-        return 0
+class FinishedCount:
+    """How many rows a journal holds, read from outside the run (a progress bar): its complete lines. Each look
+    reads only what was appended since the last one; a journal that is gone (the finished run removed it) keeps
+    the count last seen, and one shorter than what was read (written anew) is counted again from the start."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._read = 0
+        self._lines = 0
+
+    def __call__(self) -> int:
+        try:
+            with self.path.open("rb") as handle:
+                if os.fstat(handle.fileno()).st_size < self._read:
+                    self._read = self._lines = 0
+                handle.seek(self._read)
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    self._lines += chunk.count(b"\n")
+                    self._read += len(chunk)
+        except FileNotFoundError:
+            pass
+        return self._lines
 
 
 def _product_id(line: bytes) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from contentmill.products.journal import RunJournal, finished_count
+from contentmill.products.journal import FinishedCount, RunJournal
 
 
 def test_rows_are_found_by_id_across_a_crash_cut_line_and_a_reopen(tmp_path: Path) -> None:
@@ -22,6 +22,12 @@ def test_rows_are_found_by_id_across_a_crash_cut_line_and_a_reopen(tmp_path: Pat
             {"id": "a", "description": "again"}, {"id": "b", "description": "Zweite, ß"},
             {"id": "c", "description": "third"}]
         assert reopened.row("d") is None and len(reopened) == 3
-    assert finished_count(path) == 5  # complete lines, as a progress bar reads them from outside
+    finished = FinishedCount(path)
+    assert finished() == 5  # complete lines, as a progress bar reads them from outside
+    journal.append([{"id": "d", "description": "fourth"}])
+    assert finished() == 6  # what was appended since, read from where the last look stopped
     journal.remove()
-    assert finished_count(path) == 0 and not RunJournal(path)
+    assert finished() == 6  # the finished run removed it: the count last seen stays
+    assert FinishedCount(path)() == 0 and not RunJournal(path)
+    path.write_bytes(b'{"id": "e"}\n')
+    assert finished() == 1  # a journal written anew, shorter than what was read, is counted from its start
