@@ -165,10 +165,9 @@ class LedgerStore(SQLStore):
     # calls -----------------------------------------------------------------------------------------------
 
     def _insert_calls(self, conn: Connection, records: Sequence[CallRecord]) -> None:
-        conn.execute(self._insert(calls), [call_row(r) for r in records])
-        tag_rows = [{"call_id": r.id, "key": k, "value": v} for r in records for k, v in r.tags.items()]
-        if tag_rows:
-            conn.execute(self._insert(call_tags), tag_rows)
+        self._bulk(calls).execute(conn, [call_row(r) for r in records])
+        self._bulk(call_tags).execute(conn, [{"call_id": r.id, "key": k, "value": v}
+                                             for r in records for k, v in r.tags.items()])
 
     def write_calls(self, records: Sequence[CallRecord]) -> int:
         """Insert a batch in one transaction; a record already stored (same id) is skipped."""
