@@ -9,6 +9,8 @@ only client (``AsyncOpenAI``, ``max_retries=0``, on uvloop), and these peers, al
     contentmill_redis_2w   contentmill serve --workers 2, admission on Redis
     contentmill_granian    the same ASGI app (1 worker, embedded admission) under granian instead of uvicorn
     contentmill_h11        the same under uvicorn's pure-Python choices: the asyncio loop and h11
+    contentmill_baseline   contentmill serve from another checkout (``--baseline-tree``), 1 worker, Redis: a
+                           change's before and after in one run
     litellm_proxy          LiteLLM's proxy (``litellm --config``), 1 worker
     portkey                Portkey's open-source gateway under node (npm ``@portkey-ai/gateway``, in bench/node)
 
@@ -66,7 +68,7 @@ START_TIMEOUT_S = 120.0
 IDLE_S = 5.0
 EMBEDDED = "embedded"  # which one (in memory, or the data directory's SQLite file) is told after the run
 PEERS = ("direct", "contentmill_embedded", "contentmill_redis", "contentmill_redis_2w", "contentmill_granian",
-         "contentmill_h11", "litellm_proxy", "portkey")
+         "contentmill_h11", "contentmill_baseline", "litellm_proxy", "portkey")
 # Far above what the run asks, so the gateway admits every call at once and the figures are pure overhead.
 CATALOG = "models:\n  openai:gpt-4o-mini: {rpm: 100000000, tpm: 100000000000}\n"
 counter = itertools.count()
@@ -229,8 +231,9 @@ class Peer:
 
 
 class Bench:
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, baseline_tree: Path | None = None) -> None:
         self.work = work
+        self.baseline_tree = baseline_tree  # the checkout contentmill_baseline runs
         self.logs = work / "logs"
         self.logs.mkdir()
         self.stops: list[Callable[[], object]] = []
@@ -249,7 +252,8 @@ class Bench:
 
     # contentmill ------------------------------------------------------------------------------------------------
 
-    def contentmill_env(self, name: str, upstream_key: str, redis: bool) -> dict[str, str]:
+    def contentmill_env(self, name: str, upstream_key: str, redis: bool, tree: Path | None = None
+                        ) -> dict[str, str]:
         data = self.work / name
         data.mkdir()
         catalog = data / "catalog.yaml"
@@ -262,6 +266,8 @@ class Bench:
             "CONTENTMILL_MONITOR_INTERVAL_S": "0", "CONTENTMILL_LOG_LEVEL": "WARNING",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         })
+        if tree is not None:
+            env["PYTHONPATH"] = str(tree)
         if redis:
             prefix = f"bench-server:{uuid.uuid4().hex[:12]}:"
             self.redis_prefixes.append(prefix)
@@ -275,9 +281,9 @@ class Bench:
             raise Skipped(f"contentmill keys create failed: {done.stderr.strip() or done.stdout.strip()}")
         return str(json.loads(done.stdout)["key"])
 
-    def contentmill(self, name: str, redis: bool, workers: int) -> Peer:
+    def contentmill(self, name: str, redis: bool, workers: int, tree: Path | None = None) -> Peer:
         upstream_key = self.upstream_key(name)
-        env = self.contentmill_env(name, upstream_key, redis)
+        env = self.contentmill_env(name, upstream_key, redis, tree)
         if redis:
             try:
                 import redis as redis_client
@@ -293,7 +299,7 @@ class Bench:
             raise Skipped(f"contentmill serve did not start: {exc}") from None
         self.stops.append(functools.partial(self._stop_served, name, server))
         note = f"uvicorn (uvloop, httptools), {workers} worker{'s' if workers > 1 else ''}, admission " + (
-            "on Redis" if redis else EMBEDDED)
+            "on Redis" if redis else EMBEDDED) + (f", from {_commit(tree)}" if tree is not None else "")
         return Peer(name, server.base_url, key, upstream_key, server.process.pid,
                     {"x-contentmill-cache": "off"}, note, redis=redis, data_dir=Path(env["CONTENTMILL_DATA_DIR"]))
 
@@ -400,6 +406,10 @@ class Bench:
             return self.contentmill(name, redis=True, workers=1)
         if name == "contentmill_redis_2w":
             return self.contentmill(name, redis=True, workers=2)
+        if name == "contentmill_baseline":
+            if self.baseline_tree is None:
+                raise Skipped("--baseline-tree names no checkout")
+            return self.contentmill(name, redis=True, workers=1, tree=self.baseline_tree)
         if name == "contentmill_granian":
             return self.granian(name)
         if name == "contentmill_h11":
@@ -637,11 +647,12 @@ def targets(results: dict[str, dict[str, Any]]) -> None:
         emit(figure="targets", peer=name, **{k: ("met" if v else "missed") for k, v in checks.items()})
 
 
-def _commit() -> str:
-    """The commit of the contentmill that is measured, with ``+changes`` if its tree differs from it."""
+def _commit(tree: Path | None = None) -> str:
+    """The commit of the contentmill that is measured (this one, or the checkout ``tree``), with ``+changes`` if
+    its tree differs from it."""
     import contentmill
 
-    where = Path(contentmill.__file__).resolve().parent
+    where = tree / "contentmill" if tree is not None else Path(contentmill.__file__).resolve().parent
     try:
         head = subprocess.run(["git", "-C", str(where), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, timeout=10).stdout.strip()
@@ -684,8 +695,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8, help="rounds alternating between the peers (default 8)")
     parser.add_argument("--warmup", type=int, default=200, help="sequential warm-up calls per peer (default 200)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (the servers' logs, data dirs)")
+    parser.add_argument("--baseline-tree", type=Path, default=None,
+                        help="another contentmill checkout, run as the contentmill_baseline peer (Redis admission)")
     options = parser.parse_args()
-    wanted = ["direct", *[n for n in options.only.split(",") if n and n != "direct"]] if options.only else list(PEERS)
+    if options.baseline_tree is not None and not (options.baseline_tree / "contentmill").is_dir():
+        parser.error(f"--baseline-tree {options.baseline_tree} holds no contentmill package")
+    wanted = ["direct", *[n for n in options.only.split(",") if n and n != "direct"]] if options.only else [
+        n for n in PEERS if n != "contentmill_baseline" or options.baseline_tree is not None]
     unknown = [n for n in wanted if n not in PEERS]
     if unknown:
         parser.error(f"unknown peer(s) {', '.join(unknown)}; known: {', '.join(PEERS)}")
@@ -698,7 +714,7 @@ def main() -> None:
          contentmill=_commit(), openai_sdk=openai.__version__, requests_c1=single, requests_c64=concurrent,
          clients=CLIENTS, rounds=options.rounds, load_average=os.getloadavg())
     work = Path(tempfile.mkdtemp(prefix="cm-bench-server-"))
-    bench = Bench(work)
+    bench = Bench(work, options.baseline_tree.resolve() if options.baseline_tree is not None else None)
     try:
         with interruptible():
             upstream = bench.start_upstream()
