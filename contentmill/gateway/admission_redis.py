@@ -3,6 +3,9 @@
 Limits, budgets and reservations then hold across every process and worker that shares the Redis. Keys:
 ``{prefix}b:...`` buckets (hash t=tokens, s=stamp), ``{prefix}c:...`` counters (hash u=used, r=reserved),
 ``{prefix}res:ID`` a reservation (its JSON) and ``{prefix}reservations`` the open ones by deadline.
+
+The scripts of every call (acquire, reconcile, levels) go over ``redis_wire.RedisWire``, pipelined on one
+connection per event loop; the rare operations (extend, orphans, seed) over the redis-py client.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from redis.exceptions import RedisError
 
 from contentmill.errors import AdmissionUnavailable
 from contentmill.gateway.admission import Admission, Claim, Refusal, Reservation
+from contentmill.gateway.redis_wire import TIMEOUT_S, RedisWire, Script
 from contentmill.ids import new_id
 
 _REFILL = """
@@ -140,7 +144,7 @@ def _unavailable_as_error(method: Callable[P, Coroutine[Any, Any, T]]) -> Callab
 
 P = ParamSpec("P")
 T = TypeVar("T")
-TIMEOUT_S = 5.0  # a Redis that does not answer in this long is unreachable, not slow
+ACQUIRE, RECONCILE, LEVELS = Script.of(_ACQUIRE), Script.of(_RECONCILE), Script.of(_LEVELS)
 
 
 def _limit(claim: Claim) -> float:
@@ -148,25 +152,25 @@ def _limit(claim: Claim) -> float:
 
 
 class RedisAdmission(Admission):
-    """Admission shared by every process on one Redis."""
+    """Admission shared by every process on one Redis. ``wire`` runs the scripts; without one, a wire to the
+    Redis, database and user of ``client``."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str = "contentmill:adm:") -> None:
+    def __init__(self, client: aioredis.Redis, prefix: str = "contentmill:adm:", wire: RedisWire | None = None
+                 ) -> None:
         self.client = client
+        self.wire = wire or RedisWire.like(client)
         self.prefix = prefix
         self._zset = prefix + "reservations"
-        self._acquire = client.register_script(_ACQUIRE)
-        self._reconcile = client.register_script(_RECONCILE)
-        self._levels = client.register_script(_LEVELS)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "contentmill:adm:") -> RedisAdmission:
-        return cls(aioredis.Redis.from_url(url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S), prefix)
+        client = aioredis.Redis.from_url(url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S)
+        return cls(client, prefix, RedisWire.from_url(url))
 
     @property
     def where(self) -> str:
-        """host:port of the Redis (never its password)."""
-        kwargs = self.client.connection_pool.connection_kwargs
-        return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+        """host:port (or the unix socket) of the Redis, never its password."""
+        return self.wire.where
 
     def _key(self, claim: Claim) -> str:
         return f"{self.prefix}{'b' if claim.kind == 'bucket' else 'c'}:{claim.key}"
@@ -178,7 +182,7 @@ class RedisAdmission(Admission):
     async def acquire(self, claims: Sequence[Claim], *, ttl_s: float, payload: str = "") -> Reservation | Refusal:
         reservation = Reservation(new_id(), tuple(claims), 0.0, payload)
         keys = [self._key(c) for c in claims] + [self._zset, self._res_key(reservation.id)]
-        result = await self._acquire(keys=keys, args=[reservation.id, ttl_s, reservation.to_json()])
+        result = await self.wire.run(ACQUIRE, keys, [reservation.id, ttl_s, reservation.to_json()])
         if int(result[0]) == 1:
             now = float(result[1])
             reservation.created, reservation.deadline = now, now + ttl_s
@@ -194,7 +198,7 @@ class RedisAdmission(Admission):
     async def reconcile(self, reservation: Reservation, actual: Sequence[float]) -> bool:
         keys = [self._key(c) for c in reservation.claims] + [self._zset, self._res_key(reservation.id)]
         settled = orjson.dumps(list(actual)).decode()
-        return int(await self._reconcile(keys=keys, args=[reservation.id, settled])) == 1
+        return int(await self.wire.run(RECONCILE, keys, [reservation.id, settled])) == 1
 
     @_unavailable_as_error
     async def extend(self, reservation: Reservation, ttl_s: float) -> bool:
@@ -210,7 +214,7 @@ class RedisAdmission(Admission):
         args: list[Any] = [len(claims)]
         for claim in claims:
             args += ["b" if claim.kind == "bucket" else "c", _limit(claim), claim.rate]
-        raw = await self._levels(keys=[self._key(c) for c in claims], args=args)
+        raw = await self.wire.run(LEVELS, [self._key(c) for c in claims], args)
         values = [float(x) for x in raw]
         return [(math.inf if math.isinf(c.limit) else values[2 * i], values[2 * i + 1])
                 for i, c in enumerate(claims)]
@@ -244,4 +248,5 @@ class RedisAdmission(Admission):
             await pipe.execute()
 
     async def aclose(self) -> None:
+        await self.wire.aclose()
         await self.client.aclose()
