@@ -21,7 +21,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from cache.cache_helpers import free_port, listening
-from redis.exceptions import AuthenticationError, ResponseError
+from redis.exceptions import AuthenticationError, InvalidResponse, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -92,6 +92,15 @@ async def test_an_error_reply_fails_only_its_command(wire: RedisWire, redis_pref
         await wire.execute("HGET", key, "f")
     assert await wire.execute("GET", key) == b"not a hash"  # the same connection goes on
     assert len(connections(str(wire.name))) == 1
+    await wire.aclose()
+
+
+async def test_a_cancelled_caller_leaves_the_order_intact(wire: RedisWire) -> None:
+    slow = asyncio.ensure_future(wire.execute("BLPOP", f"nothing-{uuid.uuid4().hex}", 0.2))
+    gone = asyncio.ensure_future(wire.execute("ECHO", "dropped"))
+    await asyncio.sleep(0.05)  # both written; the ECHO's reply is behind the BLPOP's
+    gone.cancel()
+    assert await asyncio.gather(wire.execute("ECHO", "kept"), slow) == [b"kept", None]
     await wire.aclose()
 
 
@@ -195,6 +204,37 @@ async def test_a_silent_server_times_out_every_pending_command_without_a_task_pe
     finally:
         await wire.aclose()
         server.close()
+
+
+async def test_a_reply_that_is_not_resp_fails_what_is_pending_and_drops_the_connection() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    answered: list[socket.socket] = []
+
+    def garble() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            answered.append(conn)
+            conn.recv(65536)
+            conn.sendall(b"@not a reply type\r\n")
+
+    thread = threading.Thread(target=garble, daemon=True)
+    thread.start()
+    wire = RedisWire.from_url(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", name=None)
+    try:
+        for _ in range(2):  # the second command opens a new connection, which fails alike
+            with pytest.raises(InvalidResponse, match="not RESP"):
+                await wire.execute("PING")
+        assert wait_until(lambda: len(answered) == 2)
+    finally:
+        await wire.aclose()
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        thread.join(5)
+        for conn in answered:
+            conn.close()
 
 
 async def test_a_refused_port_is_a_connection_error_at_once() -> None:

@@ -312,8 +312,9 @@ class RedisWire:
             task.exception()  # retrieved here too: every caller waiting for it may have been cancelled
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> _Link:
-        for other in [other for other in self._links if other.is_closed()]:
-            del self._links[other]  # a loop closed without shutting down: nothing left to close it with
+        for other in list(self._links):  # a copy: other threads' loops add and remove their own
+            if other.is_closed():  # closed without shutting down: nothing left to close its connection with
+                self._links.pop(other, None)
         end = self.endpoint
         link = _Link(loop, self.timeout, end.where, self._forget)
         if end.path is not None:
@@ -339,7 +340,7 @@ class RedisWire:
 
     def _forget(self, link: _Link) -> None:
         if self._links.get(link.loop) is link:
-            del self._links[link.loop]
+            self._links.pop(link.loop, None)
 
     async def _hello(self, link: _Link) -> None:
         """AUTH, CLIENT SETNAME and SELECT, pipelined; a refusal closes the connection."""
