@@ -78,10 +78,12 @@ class BatchWriter(Generic[R]):
         """Records queued and not yet written, oldest first."""
         return list(self._queue)
 
-    def _write_batch(self) -> int:
-        """Write up to one batch from the head of the queue; on failure put it back in order and raise."""
+    def _write_batch(self, most: int | None = None) -> int:
+        """Write up to one batch (at most ``most`` records) from the head of the queue; on failure put it back in
+        order and raise."""
         batch: list[R] = []
-        while self._queue and len(batch) < self.batch_size:
+        most = self.batch_size if most is None else min(most, self.batch_size)
+        while self._queue and len(batch) < most:
             batch.append(self._queue.popleft())
         if not batch:
             return 0
@@ -99,6 +101,19 @@ class BatchWriter(Generic[R]):
         with self._flush_lock:
             while self._queue:
                 total += self._write_batch()
+        return total
+
+    def _flush_round(self) -> int:
+        """The writer thread's round: the records queued when it begins. Those that arrive while it writes wait
+        for the next round, so a busy writer commits once a round, not once more for the few that came meanwhile
+        (each commit is an fsync and CPU the serving threads share)."""
+        total = 0
+        with self._flush_lock:
+            left = len(self._queue)
+            while left > 0 and self._queue:
+                wrote = self._write_batch(left)
+                total += wrote
+                left -= wrote
         return total
 
     # What a subclass may do when a write succeeds or fails (LedgerWriter: drain or fill its spool).
@@ -135,7 +150,7 @@ class BatchWriter(Generic[R]):
             if self._stop.is_set():
                 return  # close() writes what is left
             try:
-                wrote = self.flush()
+                wrote = self._flush_round()
             except Exception as exc:  # noqa: BLE001 - the thread must outlive any one failure
                 self.failures += 1
                 delay = min(self.max_backoff_s, max(self.interval_s, delay * 2))
