@@ -1,8 +1,11 @@
 """The HTTP side of any OpenAI-compatible API: base URL, auth, its HTTP client, and vendor errors and usage.
 
-Requests go straight to a lean aiohttp-backed httpx transport (``providers/transport.py``) by default: an API
-client needs none of httpx.Client's cookie jar, redirect and auth machinery, which costs more per call than the
-HTTP exchange itself. Pass ``http_client=`` to use your own ``httpx.AsyncClient`` instead (tests may pass one on
+Requests go straight to ``providers/transport.py`` by default: an API client needs none of httpx.Client's cookie
+jar, redirect and auth machinery, which costs more per call than the HTTP exchange itself. There a whole-answer
+POST (``post``) goes through the lean HTTP/1.1 client of ``providers/http1.py``, which never resends a request by
+itself, so a retry is always the gateway's, with its own ledger row; a streamed answer (``stream_lines``) goes
+through aiohttp under httpx's Request/Response API. Neither uses proxies from the environment. Pass
+``http_client=`` to use your own ``httpx.AsyncClient`` for both instead (tests may pass one on
 ``httpx.MockTransport``). Vendor errors map into ``contentmill.errors`` with status, request id and Retry-After
 kept; a vendor's usage block is read as it was sent (``reported_usage``), to be checked before it is billed.
 """
@@ -30,7 +33,7 @@ from contentmill.errors import (
     UnusableAnswer,
 )
 from contentmill.metering import ReportedUsage, Usage, read_count, usage_figures
-from contentmill.providers.transport import EVENT_STREAM, AiohttpTransport, WholeAnswer
+from contentmill.providers.transport import EVENT_STREAM, ApiTransport, WholeAnswer
 
 USER_AGENT = "contentmill/0.1"
 
@@ -89,7 +92,7 @@ class OpenAICompatClient:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
         self._client = http_client
-        self._transport = AiohttpTransport() if http_client is None else None
+        self._transport = ApiTransport() if http_client is None else None
         self._timeout = timeout
         self._timeouts = httpx.Timeout(timeout).as_dict()
         headers = {"user-agent": USER_AGENT, "content-type": "application/json", **(extra_headers or {})}

@@ -1,23 +1,30 @@
-"""A lean httpx transport on aiohttp, for API calls made by the thousand.
+"""The transport every OpenAI-compatible call goes through: a lean HTTP/1.1 client for whole answers, aiohttp for
+the rest.
 
-httpx's own transport is CPU-bound at a few hundred calls a second with many concurrent calls; aiohttp's
-connection handling is several times faster. This transport keeps httpx's Request/Response API on top of it:
-a plain answer is read whole (one buffer, no per-chunk wrapping), and a request that accepts
-``text/event-stream`` gets a streamed body. Bodies are handed over as sent; httpx decodes them.
-aiohttp's errors become httpx's, so callers see one family.
+``post`` (the online call: POST JSON, read the whole answer) goes through ``http1.Http1Client``: one write per
+request on a kept-alive connection and httptools parsing the answer, without httpx's objects on either side (a
+``Reply``: status, headers, body). It never resends a POST by itself (the gateway's retries decide), and a gzip or
+deflate body comes back decoded. ``http1.py`` states what it pools and what a failure does to a connection.
 
-``post`` is the same exchange without httpx's objects on either side (a ``Reply``: status, headers, body): for
-a whole JSON answer they cost about a third of the call's CPU (docs/benchmarks.md, "Server").
+``handle_async_request`` keeps httpx's Request/Response API on one aiohttp session, for the callers that need
+httpx's objects and for streamed answers (a request that accepts ``text/event-stream``): a plain answer is read
+whole, a stream is handed over as it comes. Bodies are handed over as sent (aiohttp asks for gzip and deflate but
+does not decode them); httpx decodes them. aiohttp's errors become httpx's, so callers see one family, the same
+classes the lean client raises.
+
+Neither side uses proxies from the environment (the aiohttp session does not trust it; the lean client connects
+straight to the host).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
 import httpx
+
+from contentmill.providers.http1 import Http1Client, Reply
 
 
 class WholeAnswer(Protocol):
@@ -32,14 +39,6 @@ class WholeAnswer(Protocol):
     @property
     def content(self) -> bytes: ...
 
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A whole answer from ``AiohttpTransport.post``; ``headers`` look names up in any case."""
-
-    status_code: int
-    headers: Mapping[str, str]
-    content: bytes
 
 EVENT_STREAM = "text/event-stream"
 
@@ -80,13 +79,15 @@ class _StreamedBody(httpx.AsyncByteStream):
         self._response.release()
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """httpx transport over one aiohttp session, created on first use in the running event loop."""
+class ApiTransport(httpx.AsyncBaseTransport):
+    """``post`` on the lean HTTP/1.1 client; httpx's ``handle_async_request`` (and streams) over one aiohttp
+    session, created on first use in the running event loop. Each side keeps its own connections."""
 
     def __init__(self, max_connections: int = 256, keepalive_s: float = 30.0) -> None:
         self._max_connections = max_connections
         self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
+        self._http1 = Http1Client(max_connections, keepalive_s)
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -115,16 +116,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str],
                    timeouts: Mapping[str, float | None]) -> Reply:
-        """POST ``body`` and read the whole answer; errors are httpx's, as from ``handle_async_request``."""
-        timeout = _client_timeout(timeouts)
-        try:
-            async with self._get_session().post(url, data=body, headers=headers, allow_redirects=False,
-                                                timeout=timeout) as response:
-                return Reply(response.status, response.headers, await response.read())
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _httpx_error(exc, None) from exc
+        """POST ``body`` once and read the whole answer (decoded if compressed); errors are httpx's, as from
+        ``handle_async_request``. ``timeouts`` is ``httpx.Timeout.as_dict()``: connect, read, write, pool."""
+        return await self._http1.post(url, body, headers, timeouts)
 
     async def aclose(self) -> None:
+        await self._http1.aclose()
         if self._session is not None:
             await self._session.close()
             self._session = None
