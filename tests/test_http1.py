@@ -407,3 +407,24 @@ async def test_a_header_that_would_split_the_request_is_refused() -> None:
             await client.post(server.url, b"{}", {**HEADERS, "x-note": "a\r\nx-injected: 1"}, TIMEOUTS)
         assert server.accepted == 0
     assert "x-injected" not in str(info.value)
+
+
+def test_a_client_used_in_a_second_event_loop_starts_afresh(upstream: Callable[..., Upstream]) -> None:
+    server = upstream()
+    client = Http1Client()
+    first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
+
+    async def ask() -> int:
+        reply = await client.post(server.base_url + "/chat/completions", chat_body("Hi."), HEADERS, TIMEOUTS)
+        return reply.status_code
+
+    try:
+        assert first.run_until_complete(ask()) == 200
+        assert second.run_until_complete(ask()) == 200  # the first loop's connection is dropped, a new one made
+        first.run_until_complete(asyncio.sleep(0.05))  # where the dropped connection finishes closing
+        assert client.open_connections() == 1
+        second.run_until_complete(client.aclose())
+    finally:
+        first.close()
+        second.close()
+    assert server.stats()["requests"] == 2

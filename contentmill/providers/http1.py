@@ -36,6 +36,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Iterator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TypeVar, cast, overload
 from urllib.parse import urlsplit
@@ -291,7 +292,10 @@ class Connection(asyncio.Protocol):
             waiter.set_exception(error)
 
     def usable(self) -> bool:
-        return not self.closed and self.transport is not None and not self.transport.is_closing()
+        """Open, not closed by its peer, and nothing of a request answered early still waits to be sent."""
+        transport = self.transport
+        return (not self.closed and transport is not None and not transport.is_closing()
+                and not transport.get_write_buffer_size())
 
     def close(self) -> None:
         """Close after what was written is sent (an answer read whole, or a connection idle too long)."""
@@ -422,7 +426,8 @@ class Pool:
 
     def close(self) -> None:
         for connection in list(self.connections):
-            connection.abort()
+            with suppress(RuntimeError):  # a pool left behind by a loop that has closed since
+                connection.abort()
 
 
 class Http1Client:
@@ -435,12 +440,13 @@ class Http1Client:
         # (url, header fields) -> the pool and the request's head up to the Content-Length value
         self._routes: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[Pool, bytes]] = {}
         self._ssl_context: ssl.SSLContext | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeouts: Timeouts) -> Reply:
         """POST ``body`` once and read the whole answer; raises httpx's errors (the module docstring says which)."""
         key = (url, tuple(headers.items()))
         route = self._routes.get(key)
-        if route is None:
+        if route is None or route[0].loop is not asyncio.get_running_loop():
             route = self._route(key)
         pool, head = route
         connection = pool.take_idle()
@@ -456,6 +462,10 @@ class Http1Client:
         return reply
 
     def _route(self, key: tuple[str, tuple[tuple[str, str], ...]]) -> tuple[Pool, bytes]:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # connections belong to the loop that made them: a new loop starts afresh
+            self._drop_pools()
+            self._loop = loop
         url, fields = key
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
@@ -471,8 +481,8 @@ class Http1Client:
         pool = self._pools.get(pools_key)
         if pool is None:
             context = self._ssl() if scheme == "https" else None
-            pool = self._pools[pools_key] = Pool(asyncio.get_running_loop(), scheme, host, port, context,
-                                                 self.max_connections, self.keepalive_s)
+            pool = self._pools[pools_key] = Pool(loop, scheme, host, port, context, self.max_connections,
+                                                 self.keepalive_s)
         route = (pool, request_head(parts.path or "/", parts.query, host, port, scheme, fields))
         if len(self._routes) >= MAX_ROUTES:
             self._routes.clear()
@@ -491,6 +501,9 @@ class Http1Client:
 
     async def aclose(self) -> None:
         """Close every connection, in use or idle."""
+        self._drop_pools()
+
+    def _drop_pools(self) -> None:
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
