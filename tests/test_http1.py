@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import shutil
 import socket
+import ssl
+import subprocess
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -53,8 +57,9 @@ def answer(body: bytes, *fields: str, status: str = "200 OK") -> bytes:
 class RawServer:
     """A loopback server that runs ``handler`` per connection and counts the connections it accepted."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self.tls = tls
         self.accepted = 0
         self.closed_by_client = 0
         self.port = 0
@@ -65,6 +70,10 @@ class RawServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1/chat/completions"
+
+    @property
+    def https_url(self) -> str:
+        return f"https://localhost:{self.port}/v1/chat/completions"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
@@ -80,7 +89,7 @@ class RawServer:
             self._tasks.discard(task)
 
     async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -106,8 +115,8 @@ class RawServer:
 
 
 @asynccontextmanager
-async def raw_server(handler: Handler | None = None) -> AsyncIterator[RawServer]:
-    server = RawServer(lambda r, w: asyncio.sleep(0))
+async def raw_server(handler: Handler | None = None, tls: ssl.SSLContext | None = None) -> AsyncIterator[RawServer]:
+    server = RawServer(lambda r, w: asyncio.sleep(0), tls)
     server.handler = handler if handler is not None else server.keep_alive()
     async with server:
         yield server
@@ -428,3 +437,25 @@ def test_a_client_used_in_a_second_event_loop_starts_afresh(upstream: Callable[.
         first.close()
         second.close()
     assert server.stats()["requests"] == 2
+
+
+async def test_https_verifies_the_certificate_and_keeps_the_connection(tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: no certificate for a TLS server")
+    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    async with raw_server(tls=tls) as server:
+        async with lean_client(ssl_context=ssl.create_default_context(cafile=str(cert))) as client:
+            for i in range(3):
+                reply = await client.post(server.https_url, b"%d" % i, HEADERS, TIMEOUTS)
+                assert orjson.loads(reply.content) == {"echo": f"{i}"}
+        assert server.accepted == 1
+        async with lean_client() as client:  # the system's CAs do not vouch for it
+            with pytest.raises(httpx.ConnectError) as info:
+                await client.post(server.https_url, b"{}", HEADERS, TIMEOUTS)
+    assert f"localhost:{server.port}" in str(info.value)
+    assert_no_secret(info.value)

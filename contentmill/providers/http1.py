@@ -431,15 +431,17 @@ class Pool:
 
 
 class Http1Client:
-    """Keep-alive pools per (scheme, host, port), made in the running event loop on first use."""
+    """Keep-alive pools per (scheme, host, port), made in the running event loop on first use. https verifies the
+    host's certificate with ``ssl_context`` (by default ``ssl.create_default_context()``, the system's CAs)."""
 
-    def __init__(self, max_connections: int = 256, keepalive_s: float = 30.0) -> None:
+    def __init__(self, max_connections: int = 256, keepalive_s: float = 30.0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.max_connections = max_connections
         self.keepalive_s = keepalive_s
         self._pools: dict[tuple[str, str, int], Pool] = {}
         # (url, header fields) -> the pool and the request's head up to the Content-Length value
         self._routes: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[Pool, bytes]] = {}
-        self._ssl_context: ssl.SSLContext | None = None
+        self._ssl_context = ssl_context
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeouts: Timeouts) -> Reply:
