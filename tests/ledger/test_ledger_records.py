@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ledger_helpers import T0, call
 
 from contentmill.errors import ContentmillError, LedgerError, UnsafeTag
 from contentmill.ledger import Budget, check_tags
+from contentmill.ledger.records import _PLAIN_VALUE, secret_kind
 from contentmill.metering import Usage
 
 SECRET_VALUES = [
@@ -152,3 +155,13 @@ def test_a_malformed_budget_is_refused(fields: dict[str, object], problem: str) 
     values.update(fields)
     with pytest.raises(LedgerError, match=problem):
         Budget(**values)  # type: ignore[arg-type]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=256))
+def test_a_value_of_lower_case_letters_and_digits_is_one_no_credential_check_refuses(value: str) -> None:
+    """Such values (request ids, digests, names) skip the credential patterns; this holds only while none of
+    them can match one, which a new pattern must keep true."""
+    assert _PLAIN_VALUE.fullmatch(value)
+    assert secret_kind(value) is None
+    assert check_tags({"request": value}) == {"request": value}
