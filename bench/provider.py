@@ -2,7 +2,7 @@
 
 Figures (one JSON line each):
 - per-call overhead: median latency of sequential calls through the provider vs a raw aiohttp call (ratio);
-- throughput with 64 concurrent calls: provider (httpx on the aiohttp transport) vs raw aiohttp (ratio),
+- throughput with 64 concurrent calls: provider (its lean HTTP/1.1 client, providers/http1.py) vs raw aiohttp (ratio),
   with httpx's default transport alongside for reference.
 Rounds alternate between the clients so machine noise hits them alike; a throughput ratio is the median of
 the per-round ratios. Usage: ``python bench/provider.py [CALLS_PER_ROUND] [ROUNDS]``.
