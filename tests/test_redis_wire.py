@@ -155,6 +155,18 @@ async def test_a_killed_connection_is_admission_unavailable_then_admission_goes_
     assert wait_until(lambda: not connections(name))
 
 
+async def test_an_error_answered_by_redis_says_so_and_does_not_call_redis_unreachable(redis_prefix: str) -> None:
+    admission = RedisAdmission.from_url(REDIS_URL, prefix=redis_prefix + "adm:")
+    claim = Claim("rpm", "bucket", 1, 100, period_s=60.0, label="rpm test")
+    redis.Redis.from_url(REDIS_URL).set(f"{redis_prefix}adm:b:rpm", "not a hash")  # another program's key
+    with pytest.raises(AdmissionUnavailable) as caught:
+        await admission.acquire([claim], ttl_s=30)
+    message = str(caught.value)
+    assert "answered with an error" in message and "WRONGTYPE" in message and "\n" not in message
+    assert "cannot be reached" not in message
+    await admission.aclose()
+
+
 class SilentServer:
     """Accepts connections and never answers."""
 

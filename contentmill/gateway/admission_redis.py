@@ -17,7 +17,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from contentmill.errors import AdmissionUnavailable
 from contentmill.gateway.admission import Admission, Claim, Refusal, Reservation
@@ -125,8 +125,9 @@ return out
 
 
 def _unavailable_as_error(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """A Redis that cannot be reached (down, cut mid-call, timing out) is an ``AdmissionUnavailable`` in one line
-    that names where it is, never a driver traceback."""
+    """A Redis that cannot be reached (down, cut mid-call, timing out), or that answers a command with an error
+    (out of memory, a key of another type under our prefix), is an ``AdmissionUnavailable`` in one line that names
+    where it is and which of the two it was, never a driver traceback."""
 
     @functools.wraps(method)
     async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -135,6 +136,11 @@ def _unavailable_as_error(method: Callable[P, Coroutine[Any, Any, T]]) -> Callab
         except RedisError as exc:
             self = args[0]
             assert isinstance(self, RedisAdmission)
+            if isinstance(exc, ResponseError):
+                raise AdmissionUnavailable(
+                    f"Redis at {self.where} answered with an error ({exc}): limits and budgets cannot be checked, "
+                    "so nothing was called; see Redis' log (out of memory? another program's keys under "
+                    "CONTENTMILL_REDIS_PREFIX?)") from None
             raise AdmissionUnavailable(
                 f"Redis at {self.where} cannot be reached ({type(exc).__name__}: {exc}): limits and budgets cannot "
                 "be checked, so nothing was called; start it or fix CONTENTMILL_REDIS_URL") from None
