@@ -227,13 +227,16 @@ class SQLStore(ABC):
         """The dialect's INSERT, which has ``on_conflict_do_nothing`` and ``on_conflict_do_update``."""
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
 
+    def _insert_new(self, table: sa.Table) -> Any:
+        """INSERT ... ON CONFLICT DO NOTHING on the primary key: a retried batch is written once."""
+        keys = [column.name for column in table.primary_key]
+        return self._dialect_insert(table).on_conflict_do_nothing(index_elements=keys)
+
     def _bulk(self, table: sa.Table) -> BulkInsert:
-        """``table``'s INSERT ... ON CONFLICT DO NOTHING on its primary key, compiled once for this database."""
+        """``_insert_new(table)`` compiled once for this database, to insert many rows at a time."""
         bulk = self._bulk_inserts.get(table.name)
         if bulk is None:
-            keys = [column.name for column in table.primary_key]
-            statement = self._dialect_insert(table).on_conflict_do_nothing(index_elements=keys)
-            bulk = self._bulk_inserts[table.name] = BulkInsert(statement, table, self.engine.dialect)
+            bulk = self._bulk_inserts[table.name] = BulkInsert(self._insert_new(table), table, self.engine.dialect)
         return bulk
 
 

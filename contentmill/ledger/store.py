@@ -155,12 +155,7 @@ class LedgerStore(SQLStore):
 
     def insert_ignoring_duplicates(self, table: sa.Table) -> Any:
         """INSERT ... ON CONFLICT DO NOTHING on ``table``'s primary key."""
-        return self._insert(table)
-
-    def _insert(self, table: sa.Table) -> Any:
-        """INSERT ... ON CONFLICT DO NOTHING on the primary key: a retried batch is written once."""
-        keys = [column.name for column in table.primary_key]
-        return self._dialect_insert(table).on_conflict_do_nothing(index_elements=keys)
+        return self._insert_new(table)
 
     # calls -----------------------------------------------------------------------------------------------
 

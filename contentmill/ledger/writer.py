@@ -97,23 +97,21 @@ class BatchWriter(Generic[R]):
 
     def flush(self) -> int:
         """Write everything queued now, in this thread; raises LedgerError if the store refuses."""
-        total = 0
-        with self._flush_lock:
-            while self._queue:
-                total += self._write_batch()
-        return total
+        return self._flush(round_only=False)
 
-    def _flush_round(self) -> int:
-        """The writer thread's round: the records queued when it begins. Those that arrive while it writes wait
-        for the next round, so a busy writer commits once a round, not once more for the few that came meanwhile
-        (each commit is an fsync and CPU the serving threads share)."""
+    def _flush(self, *, round_only: bool) -> int:
+        """Write what is queued in batches. ``round_only`` (the writer thread's round): only the records queued
+        when it begins; those that arrive while it writes wait for the next round, so a busy writer commits once
+        a round, not once more for the few that came meanwhile (each commit is an fsync and CPU the serving
+        threads share)."""
         total = 0
         with self._flush_lock:
-            left = len(self._queue)
-            while left > 0 and self._queue:
+            left = len(self._queue) if round_only else None
+            while self._queue and (left is None or left > 0):
                 wrote = self._write_batch(left)
                 total += wrote
-                left -= wrote
+                if left is not None:
+                    left -= wrote
         return total
 
     # What a subclass may do when a write succeeds or fails (LedgerWriter: drain or fill its spool).
@@ -150,7 +148,7 @@ class BatchWriter(Generic[R]):
             if self._stop.is_set():
                 return  # close() writes what is left
             try:
-                wrote = self._flush_round()
+                wrote = self._flush(round_only=True)
             except Exception as exc:  # noqa: BLE001 - the thread must outlive any one failure
                 self.failures += 1
                 delay = min(self.max_backoff_s, max(self.interval_s, delay * 2))
