@@ -142,22 +142,31 @@ class SingleFlight:
             return await produce(), False
         finally:
             renewing.cancel()
-            with suppress(asyncio.CancelledError):
-                await renewing
-            assert self._release is not None
-            with suppress(*_REDIS_ERRORS):
-                await self._release(keys=[lock], args=[token])
+            try:
+                await asyncio.wait([renewing])  # a cancellation of the holder itself still reaches its caller
+            finally:
+                assert self._release is not None
+                with suppress(*_REDIS_ERRORS):
+                    await self._release(keys=[lock], args=[token])
 
     async def _keep_lease(self, lock: str, token: str) -> None:
+        """Renew the lease every third of it until cancelled. redis-py's asyncio client can absorb a cancellation
+        that lands while a command is in flight (the command then returns as if nothing happened), so the task
+        also looks at whether it was asked to stop after each renewal, or the holder would wait on it forever."""
         assert self._renew is not None
+        me = asyncio.current_task()
+        assert me is not None
         while True:
             await asyncio.sleep(self.lease_ms / 3000)
             try:
-                if not await self._renew(keys=[lock], args=[token, self.lease_ms]):
-                    log.warning("lost the single-flight lock %s; another process may compute it too", lock)
-                    return
+                renewed = await self._renew(keys=[lock], args=[token, self.lease_ms])
             except _REDIS_ERRORS:
-                continue  # Redis hiccup: try again at the next beat; the lease still runs meanwhile
+                renewed = True  # Redis hiccup: try again at the next beat; the lease still runs meanwhile
+            if me.cancelling():
+                return
+            if not renewed:
+                log.warning("lost the single-flight lock %s; another process may compute it too", lock)
+                return
 
     async def _await_holder(
         self, lock: str, recheck: Callable[[], Awaitable[Hit[T] | None]], deadline: float

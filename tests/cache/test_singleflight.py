@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import subprocess
 import sys
 import time
@@ -128,3 +129,29 @@ async def test_a_waiter_takes_over_when_the_leader_is_cancelled() -> None:
     assert await waiter == ("value 2", False)
     with pytest.raises(asyncio.CancelledError):
         await leader
+
+
+
+@pytest.mark.timeout(60)
+async def test_a_holder_ends_when_its_lease_renewal_absorbs_the_cancellation(
+    redis_client: Redis, prefix: str
+) -> None:
+    """Each computation ends just after a renewal of its lease went out. On Python 3.11, redis-py sends a command
+    under ``asyncio.wait_for``, which returns the command's result instead of raising when a cancellation meets a
+    finished send; the renewal task, cancelled then, did not stop, kept the lock alive and its holder waiting for it
+    forever (a products run hung at its last job). Each holder now ends, its lock released."""
+    lease_s = 0.15
+    flight = SingleFlight(redis_client, prefix=f"{prefix}:lock:", lease_s=lease_s, wait_s=5.0)
+    rng = random.Random(7)
+
+    async def compute() -> str:
+        await asyncio.sleep(lease_s / 3 + rng.uniform(0, 300e-6))  # the first renewal's moment
+        return "computed"
+
+    async def nothing() -> None:
+        return None
+
+    async with asyncio.timeout(30):
+        for n in range(40):
+            assert await flight.run(f"k{n}", compute, nothing) == ("computed", False)
+    assert not [key async for key in redis_client.scan_iter(match=f"{prefix}:lock:*")]

@@ -66,7 +66,12 @@ def dask_workers(process: subprocess.Popen[str]) -> list[psutil.Process]:
 
 
 def finish(process: subprocess.Popen[str]) -> dict[str, Any]:
-    out, err = process.communicate(timeout=RUN_TIMEOUT_S)
+    try:
+        out, err = process.communicate(timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"the run did not end within {RUN_TIMEOUT_S:.0f} s; its last output:\n{err[-6000:]}")
     assert process.returncode == 0, err[-4000:]
     summary: dict[str, Any] = json.loads(out)
     return summary
