@@ -322,7 +322,8 @@ class RedisWire:
         else:
             connecting = loop.create_connection(lambda: link, end.host, end.port, ssl=end.tls)
         try:
-            await asyncio.wait_for(connecting, self.connect_timeout)
+            async with asyncio.timeout(self.connect_timeout):  # not wait_for: on 3.11 it can absorb a cancellation
+                await connecting
         except TimeoutError:
             raise RedisTimeoutError(f"Redis at {end.where} did not accept a connection in "
                                     f"{self.connect_timeout:g} s") from None
