@@ -4,6 +4,8 @@ One run, one fake upstream (``contentmill.testing.upstream``, 0 ms latency), the
 only client (``AsyncOpenAI``, ``max_retries=0``, on uvloop), and these peers, all started by this script:
 
     direct                 the fake upstream called directly: the baseline every figure is compared with
+    relay                  a byte relay in front of it (bench/relay.py: uvloop, no parsing, no logic): the floor
+                           any proxy pays here, one more process and two more hops each way
     contentmill_embedded   contentmill serve, 1 worker, the embedded profile's admission (no Redis)
     contentmill_redis      contentmill serve, 1 worker, admission on Redis
     contentmill_redis_2w   contentmill serve --workers 2, admission on Redis
@@ -67,7 +69,7 @@ BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 120.0
 IDLE_S = 5.0
 EMBEDDED = "embedded"  # which one (in memory, or the data directory's SQLite file) is told after the run
-PEERS = ("direct", "contentmill_embedded", "contentmill_redis", "contentmill_redis_2w", "contentmill_granian",
+PEERS = ("direct", "relay", "contentmill_embedded", "contentmill_redis", "contentmill_redis_2w", "contentmill_granian",
          "contentmill_h11", "contentmill_baseline", "litellm_proxy", "portkey")
 # Far above what the run asks, so the gateway admits every call at once and the figures are pure overhead.
 CATALOG = "models:\n  openai:gpt-4o-mini: {rpm: 100000000, tpm: 100000000000}\n"
@@ -368,6 +370,19 @@ class Bench:
         return Peer(name, root + "/v1", master_key, upstream_key, launched.pid, {},
                     f"LiteLLM {version} proxy (uvicorn), 1 worker, master key, no database, LITELLM_LOG=ERROR")
 
+    def relay(self, name: str) -> Peer:
+        assert self.upstream is not None
+        upstream = httpx.URL(self.upstream.base_url)
+        port = free_port()
+        launched = Launched(name, [sys.executable, str(Path(__file__).with_name("relay.py")), "--port", str(port),
+                                   "--to", f"{upstream.host}:{upstream.port}"], dict(os.environ), self.logs)
+        self.stops.append(launched.stop)
+        root = f"http://127.0.0.1:{port}"
+        launched.wait_http(root + "/")
+        key = self.upstream_key(name)
+        return Peer(name, root + upstream.path.rstrip("/"), key, key, launched.pid, {},
+                    "bench/relay.py (uvloop, bytes passed both ways untouched), 1 process")
+
     def portkey(self, name: str) -> Peer:
         node, npm = shutil.which("node"), shutil.which("npm")
         if node is None:
@@ -400,6 +415,8 @@ class Bench:
             key = self.upstream_key(name)
             return Peer(name, self.upstream.base_url, key, key, self.upstream.process.pid, {},
                         "the fake upstream itself (aiohttp, 1 process)")
+        if name == "relay":
+            return self.relay(name)
         if name == "contentmill_embedded":
             return self.contentmill(name, redis=False, workers=1)
         if name == "contentmill_redis":
