@@ -64,6 +64,7 @@ from contentmill.settings import Settings
 
 log = logging.getLogger("contentmill.gateway")
 STREAM_RENEWAL_LIMIT_S = 86400.0  # a stream still open after a day has been abandoned: its reservation may go
+ROW_KEPT_WAIT_S = 30.0  # how long a background settlement waits for the ledger to keep the call's row
 
 
 class Meter:
@@ -80,7 +81,8 @@ class Meter:
         self._owned = {name for name, given in (("admission", admission), ("store", store), ("alerts", alerts))
                        if given is None}
         self.store = store or LedgerStore(settings_url(settings))
-        self.ledger = LedgerWriter(self.store, spool=LedgerSpool.for_settings(settings))
+        self.ledger = LedgerWriter(self.store, spool=LedgerSpool.for_settings(settings), on_written=self._rows_kept)
+        self._awaited_rows: dict[int, tuple[CallRecord, asyncio.Future[None]]] = {}  # by id(): rows waited for
         self.policy = policy or Policy.from_settings(settings, self.store.budgets())
         self.alerts = alerts if alerts is not None else AlertEngine(self.store, sinks=alert_sinks(settings))
         self.admission = admission or self._built_admission()
@@ -99,6 +101,36 @@ class Meter:
     def record(self, record: CallRecord) -> None:
         self.ledger.put(record)
         self.alerts.observe(record)
+
+    async def record_kept(self, record: CallRecord) -> None:
+        """Write ``record`` and return once the ledger keeps it for good (the writer's next round: in the store, or
+        in the spool while the store is down), or after ``ROW_KEPT_WAIT_S`` with a warning."""
+        kept = asyncio.get_running_loop().create_future()
+        self._awaited_rows[id(record)] = (record, kept)
+        try:
+            self.record(record)
+            async with asyncio.timeout(ROW_KEPT_WAIT_S):
+                await kept
+        except TimeoutError:
+            log.warning("the ledger has not kept call %s after %.0f s; settling its reservation anyway",
+                        record.id, ROW_KEPT_WAIT_S)
+        finally:
+            entry = self._awaited_rows.get(id(record))
+            if entry is not None and entry[0] is record:
+                del self._awaited_rows[id(record)]
+
+    def _rows_kept(self, batch: list[CallRecord]) -> None:
+        """In the writer's thread: wake whoever waits for a row of ``batch``, in that waiter's event loop."""
+        if not self._awaited_rows:
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for record in batch:
+            entry = self._awaited_rows.get(id(record))
+            if entry is not None and entry[0] is record:
+                by_loop.setdefault(entry[1].get_loop(), []).append(entry[1])
+        for loop, futures in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits any more
+                loop.call_soon_threadsafe(_wake, futures)
 
     def refused(self, error: ContentmillError, info: ModelInfo, estimate: Usage, tags: Mapping[str, str]
                 ) -> ContentmillError:
@@ -250,9 +282,13 @@ class Meter:
                     self.journal.settled(reservation.id)
 
     async def close(self, call: Call, billed: Bill, row: Callable[[], CallRecord]) -> None:
-        """Settle an answered call at what it is billed, then write its ledger row (``row``, built late so a
-        background close does not slow the answer). With ``settle_in_background`` both happen after the
-        caller has the answer."""
+        """Settle an answered call at what it is billed and write its ledger row (``row``, built late so a
+        background close does not slow the answer).
+
+        With ``settle_in_background`` both happen after the caller has the answer, and the row goes first: the
+        reservation is settled only once the ledger keeps the row. A process killed in between leaves the
+        reservation open, and the sweep that finds it charges it as reserved but writes no second row for it
+        (``sweep_orphans``); settled first, a kill before the writer's round lost the row of a paid call."""
 
         async def close() -> None:
             try:
@@ -260,10 +296,16 @@ class Meter:
             finally:
                 self.record(row())  # paid for: the row is written whatever became of the settlement
 
+        async def close_after_row() -> None:
+            try:
+                await self.record_kept(row())
+            finally:
+                await self.settle(call, billed.usage, billed.cost_usd)
+
         if not self._settle_in_background:
             await close()
             return
-        task = asyncio.get_running_loop().create_task(close())
+        task = asyncio.get_running_loop().create_task(close_after_row())
         self._settlements.add(task)
         task.add_done_callback(self._closed)
 
@@ -293,6 +335,9 @@ class Meter:
         if self.journal is not None:  # the same reservation may be in both: it is charged once
             taken = {r.id for r in orphans}
             orphans += [r for r in self.journal.orphans(time.time() if now is None else now) if r.id not in taken]
+        if orphans:  # a process killed after its row was kept and before settling: charged, not written again
+            recorded = await asyncio.to_thread(self.store.recorded_reservations, [r.id for r in orphans])
+            orphans = [r for r in orphans if r.id not in recorded]
         records = [_orphan_record(r) for r in orphans]
         if records:
             self.store.write_calls(records)
@@ -368,6 +413,12 @@ def refusal_error(refusal: Refusal) -> ContentmillError:
         + (f"; retry in {refusal.retry_after:.2f} s" if refusal.retry_after is not None else ""),
         retry_after=refusal.retry_after,
     )
+
+
+def _wake(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
 
 
 def _orphan_record(reservation: Reservation) -> CallRecord:

@@ -184,6 +184,16 @@ class LedgerStore(SQLStore):
         with self._read("read calls") as conn:
             return [record_from_row(row) for row in conn.execute(query)]
 
+    def recorded_reservations(self, reservation_ids: Sequence[str]) -> set[str]:
+        """Which of these reservations already have a call row (a reservation has at most one)."""
+        found: set[str] = set()
+        with self._read("look up reservations' call rows") as conn:
+            for start in range(0, len(reservation_ids), 500):
+                query = sa.select(calls.c.reservation_id).where(
+                    calls.c.reservation_id.in_(reservation_ids[start:start + 500]))
+                found.update(conn.scalars(query))
+        return found
+
     def count_calls(self) -> int:
         with self._read("count calls") as conn:
             return conn.scalar(sa.select(sa.func.count()).select_from(calls)) or 0

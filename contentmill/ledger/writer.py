@@ -48,10 +48,14 @@ class BatchWriter(Generic[R]):
         interval_s: float = INTERVAL_S,
         max_backoff_s: float = MAX_BACKOFF_S,
         name: str = "contentmill-ledger-writer",
+        on_written: Callable[[list[R]], object] | None = None,
     ) -> None:
+        """``on_written`` is called, in the thread that wrote them, with each batch once it is kept for good (in
+        the store, or in a subclass's spool); it must be quick and must not raise."""
         if batch_size < 1 or interval_s <= 0:
             raise ValueError("batch_size must be at least 1 and interval_s positive")
         self._write = write
+        self._on_written = on_written
         self.batch_size = batch_size
         self.interval_s = interval_s
         self.max_backoff_s = max_backoff_s
@@ -93,7 +97,17 @@ class BatchWriter(Generic[R]):
             self._queue.extendleft(reversed(batch))
             raise
         self.written += len(batch)
+        self._kept(batch)
         return len(batch)
+
+    def _kept(self, batch: list[R]) -> None:
+        """Tell ``on_written`` that ``batch`` is kept for good."""
+        if self._on_written is None:
+            return
+        try:
+            self._on_written(batch)
+        except Exception:  # noqa: BLE001 - the batch is written; a failing listener must not write it again
+            log.exception("a listener for written ledger rows failed")
 
     def flush(self) -> int:
         """Write everything queued now, in this thread; raises LedgerError if the store refuses."""
@@ -208,6 +222,7 @@ class LedgerWriter(BatchWriter[CallRecord]):
         batch_size: int = BATCH_SIZE,
         interval_s: float = INTERVAL_S,
         max_backoff_s: float = MAX_BACKOFF_S,
+        on_written: Callable[[list[CallRecord]], object] | None = None,
     ) -> None:
         self.store = store
         self.spool = spool or LedgerSpool.for_settings()
@@ -215,7 +230,8 @@ class LedgerWriter(BatchWriter[CallRecord]):
         self.drained = 0  # records it took from the spool into the store, whoever spooled them
         self._outage = False  # the store refused a write and none has succeeded since
         self._spool_error: LedgerError | None = None
-        super().__init__(store.write_calls, batch_size=batch_size, interval_s=interval_s, max_backoff_s=max_backoff_s)
+        super().__init__(store.write_calls, batch_size=batch_size, interval_s=interval_s, max_backoff_s=max_backoff_s,
+                         on_written=on_written)
 
     def _started(self) -> None:
         self._drain()
@@ -250,6 +266,7 @@ class LedgerWriter(BatchWriter[CallRecord]):
             for _ in batch:
                 self._queue.popleft()
         self.spooled += len(batch)
+        self._kept(batch)
         level = logging.WARNING if self._outage else logging.ERROR
         self._outage = True
         log.log(level, "ledger write failed: %s kept in the spool %s and written to the ledger at its next "
