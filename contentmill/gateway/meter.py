@@ -82,7 +82,9 @@ class Meter:
                        if given is None}
         self.store = store or LedgerStore(settings_url(settings))
         self.ledger = LedgerWriter(self.store, spool=LedgerSpool.for_settings(settings), on_written=self._rows_kept)
-        self._awaited_rows: dict[int, tuple[CallRecord, asyncio.Future[None]]] = {}  # by id(): rows waited for
+        # Rows waited for, by id(): the waiter holds its row and a batch holds its rows, so an id seen on either
+        # side is that row's own.
+        self._awaited_rows: dict[int, asyncio.Future[None]] = {}
         self.policy = policy or Policy.from_settings(settings, self.store.budgets())
         self.alerts = alerts if alerts is not None else AlertEngine(self.store, sinks=alert_sinks(settings))
         self.admission = admission or self._built_admission()
@@ -105,8 +107,7 @@ class Meter:
     async def record_kept(self, record: CallRecord) -> None:
         """Write ``record`` and return once the ledger keeps it for good (the writer's next round: in the store, or
         in the spool while the store is down), or after ``ROW_KEPT_WAIT_S`` with a warning."""
-        kept = asyncio.get_running_loop().create_future()
-        self._awaited_rows[id(record)] = (record, kept)
+        kept = self._awaited_rows[id(record)] = asyncio.get_running_loop().create_future()
         try:
             self.record(record)
             async with asyncio.timeout(ROW_KEPT_WAIT_S):
@@ -115,9 +116,7 @@ class Meter:
             log.warning("the ledger has not kept call %s after %.0f s; settling its reservation anyway",
                         record.id, ROW_KEPT_WAIT_S)
         finally:
-            entry = self._awaited_rows.get(id(record))
-            if entry is not None and entry[0] is record:
-                del self._awaited_rows[id(record)]
+            del self._awaited_rows[id(record)]
 
     def _rows_kept(self, batch: list[CallRecord]) -> None:
         """In the writer's thread: wake whoever waits for a row of ``batch``, in that waiter's event loop."""
@@ -125,9 +124,9 @@ class Meter:
             return
         by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for record in batch:
-            entry = self._awaited_rows.get(id(record))
-            if entry is not None and entry[0] is record:
-                by_loop.setdefault(entry[1].get_loop(), []).append(entry[1])
+            kept = self._awaited_rows.get(id(record))
+            if kept is not None:
+                by_loop.setdefault(kept.get_loop(), []).append(kept)
         for loop, futures in by_loop.items():
             with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits any more
                 loop.call_soon_threadsafe(_wake, futures)

@@ -23,13 +23,13 @@ from contentmill.gateway import Gateway
 from contentmill.gateway.admission import Claim, Reservation
 from contentmill.ledger import CallRecord
 from contentmill.metering import Usage
-from contentmill.settings import load_settings
+from contentmill.settings import Settings, load_settings
 from contentmill.testing.harness import Served, Upstream
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-def _settings(env: dict[str, str]) -> object:
+def _settings(env: dict[str, str]) -> Settings:
     return load_settings(
         data_dir=Path(env["CONTENTMILL_DATA_DIR"]), openai_base_url=env["OPENAI_BASE_URL"],
         openai_api_key=SecretStr(UPSTREAM_KEY), monitor_interval_s=0,
@@ -53,7 +53,7 @@ def test_a_server_killed_right_after_answering_leaves_its_paid_call_one_row(
     assert answer.choices[0].message.content
 
     async def sweep() -> list[CallRecord]:
-        async with Gateway(_settings(env)) as gateway:  # type: ignore[arg-type]
+        async with Gateway(_settings(env)) as gateway:
             return await gateway.sweep_orphans(now=time.time() + 3600)
 
     swept = asyncio.run(sweep())
@@ -72,7 +72,7 @@ def test_a_sweep_writes_no_second_row_for_a_reservation_the_ledger_has(tmp_path:
     claim = Claim("budget:team=shop:day", "counter", 0.002, 1.0, ttl_s=86400.0, label="budget team=shop per day")
 
     async def run() -> tuple[list[CallRecord], Reservation, Reservation]:
-        async with Gateway(_settings(env)) as gateway:  # type: ignore[arg-type]
+        async with Gateway(_settings(env)) as gateway:
             meter = gateway.meter
             opened = []
             for _ in range(2):
