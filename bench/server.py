@@ -68,6 +68,10 @@ PORTKEY_ENTRY = NODE_DIR / "node_modules" / "@portkey-ai" / "gateway" / "build" 
 BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 120.0
 IDLE_S = 5.0
+# Before each phase at concurrency 1 the peers and Redis are let go quiet (under QUIET_SHARE of a core over
+# QUIET_WINDOW_S, waiting at most QUIET_LIMIT_S): what the previous peer's 64-client phase left running is not
+# measured as the next peer's latency, and it is counted in that phase's CPU.
+QUIET_SHARE, QUIET_WINDOW_S, QUIET_LIMIT_S = 0.05, 0.2, 10.0
 EMBEDDED = "embedded"  # which one (in memory, or the data directory's SQLite file) is told after the run
 PEERS = ("direct", "relay", "contentmill_embedded", "contentmill_redis", "contentmill_redis_2w", "contentmill_granian",
          "contentmill_h11", "contentmill_baseline", "litellm_proxy", "portkey")
@@ -227,6 +231,7 @@ class Peer:
     redis: bool = False
     idle_cpu_pct: float = 0.0
     single_cpu_s: float = 0.0
+    settle_s: list[float] = field(default_factory=list)  # how long the machine took to go quiet after each burst
     sent: int = 0
     errors: int = 0
     first_error: str = ""
@@ -542,6 +547,20 @@ def _redis_pid() -> int | None:
     return pid if _stat(pid) is not None else None
 
 
+async def quiet(pids: list[int], window_s: float = QUIET_WINDOW_S, limit_s: float = QUIET_LIMIT_S) -> float:
+    """Wait until ``pids`` (with their children) together use under QUIET_SHARE of a core over ``window_s``, at
+    most ``limit_s``; returns the seconds waited."""
+    started = time.perf_counter()
+    last = sum(cpu_seconds(pid) for pid in pids)
+    while time.perf_counter() - started < limit_s:
+        await asyncio.sleep(window_s)
+        now = sum(cpu_seconds(pid) for pid in pids)
+        if now - last < QUIET_SHARE * window_s:
+            break
+        last = now
+    return time.perf_counter() - started
+
+
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -564,6 +583,8 @@ async def measure(peers: list[Peer], single: int, concurrent: int, rounds: int, 
         await burst(peer, 4 * CLIENTS, CLIENTS)
     single_parts, burst_parts = chunks(single, rounds), chunks(concurrent, rounds)
     redis_pid = _redis_pid() if any(peer.redis for peer in peers) else None
+    everyone = [peer.pid for peer in peers] + ([redis_pid] if redis_pid else [])
+    await quiet(everyone)
     for index in range(rounds):
         order = peers[index % len(peers):] + peers[:index % len(peers)]  # each round starts with another peer
         for peer in order:
@@ -575,9 +596,12 @@ async def measure(peers: list[Peer], single: int, concurrent: int, rounds: int, 
             peer.burst_s += elapsed
             peer.round_rps.append(burst_parts[index] / elapsed)
             peer.burst_requests += burst_parts[index]
+            # What the burst left running (a ledger written after the answers) is the burst's, and the next peer's
+            # sequential calls start on an idle machine rather than beside it.
+            peer.settle_s.append(await quiet(everyone))
             peer.burst_cpu_s += cpu_seconds(peer.pid) - between
             peer.burst_client_cpu_s += _own_cpu_seconds() - client_before
-            if redis_before is not None:
+            if redis_before is not None and redis_pid:
                 peer.burst_redis_cpu_s = (peer.burst_redis_cpu_s or 0.0) + cpu_seconds(redis_pid) - redis_before
             peer.single_cpu_s += between - before
     for peer in peers:
@@ -629,6 +653,7 @@ def report(peers: list[Peer], upstream: Served, single: int, concurrent: int) ->
                "cpu_ms_per_request_c64": round(peer.burst_cpu_s / peer.burst_requests * 1e3, 3),
                "cpu_ms_per_request_c1": round(peer.single_cpu_s / max(1, single) * 1e3, 3),
                "client_cpu_ms_per_request_c64": round(peer.burst_client_cpu_s / peer.burst_requests * 1e3, 3),
+               "settle_s_max": round(max(peer.settle_s, default=0.0), 2),
                "errors": peer.errors, "sent": peer.sent, "reached_upstream": reached}
         if peer.first_error:
             row["first_error"] = peer.first_error
@@ -642,7 +667,8 @@ def report(peers: list[Peer], upstream: Served, single: int, concurrent: int) ->
             row["redis_cpu_ms_per_request_c64"] = round(peer.burst_redis_cpu_s / peer.burst_requests * 1e3, 3)
         emit(figure="server_resources", **{k: row[k] for k in (
             "peer", "rss_mb", "processes", "cpu_ms_per_request_c64", "cpu_ms_per_request_c1",
-            "redis_cpu_ms_per_request_c64", "client_cpu_ms_per_request_c64", "idle_cpu_pct") if k in row})
+            "redis_cpu_ms_per_request_c64", "client_cpu_ms_per_request_c64", "idle_cpu_pct", "settle_s_max")
+            if k in row})
         emit(figure="check", **{k: row[k] for k in ("peer", "setup", "sent", "errors", "reached_upstream")},
              **({"first_error": peer.first_error} if peer.first_error else {}))
     targets(results)
