@@ -118,6 +118,19 @@ async def test_a_script_runs_again_after_script_flush(wire: RedisWire, redis_pre
     await wire.aclose()
 
 
+async def test_many_runs_of_a_script_answer_in_order_after_script_flush(wire: RedisWire, redis_prefix: str) -> None:
+    script = Script.of(f"-- {uuid.uuid4().hex}\nreturn redis.call('INCRBY', KEYS[1], ARGV[1])")
+    keys = [redis_prefix + f"many{i % 3}" for i in range(30)]
+    assert await wire.run_many(script, [([k], [1]) for k in keys]) == [1 + i // 3 for i in range(30)]
+    await wire.execute("SCRIPT", "FLUSH")
+    assert await wire.run_many(script, [([k], [10]) for k in keys]) == [10 + 10 + 10 * (i // 3) for i in range(30)]
+    await wire.execute("SET", redis_prefix + "text", "not a number")
+    with pytest.raises(ResponseError):  # one call's error is raised once every call has its reply
+        await wire.run_many(script, [([keys[0]], [1]), ([redis_prefix + "text"], [1]), ([keys[1]], [1])])
+    assert [await wire.execute("GET", k) for k in keys[:2]] == [b"111", b"111"]  # both others ran
+    await wire.aclose()
+
+
 async def test_a_killed_connection_fails_what_is_in_flight_and_the_next_call_reconnects(wire: RedisWire) -> None:
     assert await wire.execute("PING") == b"PONG"
     [before] = connections(str(wire.name))

@@ -7,9 +7,10 @@ that is a new task per command on Python 3.11, encoding and parsing layers). Her
 Invariants:
 
 - **One connection per event loop**, opened by the first command of that loop and shared by all its callers.
-  Commands are *pipelined*: each is written whole at once and its future joins a FIFO; Redis answers in the order
-  it read, so the n-th reply resolves the n-th future. A caller cancelled while it waits leaves its future in the
-  FIFO; its reply is read and dropped, and the order holds.
+  Commands are *pipelined*: each joins a FIFO with its future, and the commands of one turn of the event loop
+  are written together at its end (one ``writev``: the settlements of a ledger round are one send, not
+  hundreds); Redis answers in the order it read, so the n-th reply resolves the n-th future. A caller cancelled
+  while it waits leaves its future in the FIFO; its reply is read and dropped, and the order holds.
 - **An error reply fails only its command** (``redis.exceptions.ResponseError``, e.g. WRONGTYPE); the connection
   goes on. **Anything else fails every pending command and drops the connection**: the connection lost
   (``ConnectionError``), a protocol error (``InvalidResponse``), a command unanswered for ``timeout`` seconds
@@ -53,17 +54,21 @@ _CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": 
 
 
 def pack(args: Sequence[Arg]) -> bytes:
-    """One command in RESP: an array of bulk strings (floats as ``repr``, as redis-py sends them)."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        if isinstance(arg, str):
-            arg = arg.encode()
-        elif isinstance(arg, float):
-            arg = float.__repr__(arg).encode()
-        elif isinstance(arg, int):
-            arg = b"%d" % arg
-        out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
-    return b"".join(out)
+    """One command in RESP: an array of bulk strings (floats as ``repr``, as redis-py sends them), packed by
+    hiredis."""
+    return cast(bytes, hiredis.pack_command(cast(Any, tuple(args))))
+
+
+def _evalsha(script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> bytes:
+    return pack([b"EVALSHA", script.sha, len(keys), *keys, *args])
+
+
+def _eval(script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> bytes:
+    return pack([b"EVAL", script.source, len(keys), *keys, *args])
+
+
+def _noscript(error: ResponseError) -> bool:
+    return str(error).startswith("NOSCRIPT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,16 +157,24 @@ class _Link(asyncio.Protocol):
         self._waiting: deque[asyncio.Future[Any]] = deque()
         self._deadlines: deque[float] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        self._queued: list[bytes] = []  # written at the end of this loop turn
 
     def send(self, command: bytes) -> asyncio.Future[Any]:
-        """Write a packed command; the future gets its reply."""
+        """Queue a packed command for this turn's write; the future gets its reply."""
         future = self.loop.create_future()
-        cast(asyncio.Transport, self.transport).write(command)
+        if not self._queued:
+            self.loop.call_soon(self._write)
+        self._queued.append(command)
         self._waiting.append(future)
         self._deadlines.append(self.loop.time() + self.timeout)
         if self._timer is None:
             self._timer = self.loop.call_at(self._deadlines[0], self._check_deadline)
         return future
+
+    def _write(self) -> None:
+        queued, self._queued = self._queued, []
+        if queued and self.open and self.transport is not None:
+            self.transport.writelines(queued)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -211,6 +224,7 @@ class _Link(asyncio.Protocol):
         """Fail every pending command with ``kind`` and drop the connection."""
         if self.open:
             self.open = False
+            self._queued.clear()
             if self.transport is not None:
                 self.transport.abort()
         if self._timer is not None:
@@ -226,6 +240,7 @@ class _Link(asyncio.Protocol):
     def close(self) -> None:
         """Close once what was written has been sent; pending commands fail when the connection ends."""
         if self.open:
+            self._write()
             self.open = False
             if self.transport is not None:
                 self.transport.close()
@@ -281,11 +296,27 @@ class RedisWire:
     async def run(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
         """Run a Lua script by its SHA1, sending its source when Redis does not have it."""
         try:
-            return await self._send(pack([b"EVALSHA", script.sha, len(keys), *keys, *args]))
+            return await self._send(_evalsha(script, keys, args))
         except ResponseError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
+            if not _noscript(exc):
                 raise
-        return await self._send(pack([b"EVAL", script.source, len(keys), *keys, *args]))
+        return await self._send(_eval(script, keys, args))
+
+    async def run_many(self, script: Script, calls: Sequence[tuple[Sequence[Arg], Sequence[Arg]]]) -> list[Any]:
+        """``run`` for each (keys, args), all written in one turn; the replies in order. An error reply is raised
+        once every call has its reply."""
+        replies = await asyncio.gather(*(self._send(_evalsha(script, keys, args)) for keys, args in calls),
+                                       return_exceptions=True)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, ResponseError) and _noscript(reply)]
+        if missing:
+            again = await asyncio.gather(*(self._send(_eval(script, *calls[i])) for i in missing),
+                                         return_exceptions=True)
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return replies
 
     def _send(self, command: bytes) -> Awaitable[Any]:
         link = self._links.get(asyncio.get_running_loop())
