@@ -92,6 +92,19 @@ async def test_reconcile_refunds_and_moves_reserved_to_spent(backend: Admission)
     assert room == pytest.approx(0.9) and reserved == pytest.approx(0.0)
 
 
+async def test_many_settled_at_once_each_settle_once_in_order(backend: Admission) -> None:
+    claims = [bucket(10, limit=1000), counter(0.1, limit=10)]
+    held = [await backend.acquire(claims, ttl_s=30) for _ in range(40)]
+    assert all(isinstance(r, Reservation) for r in held)
+    opened = [r for r in held if isinstance(r, Reservation)]
+    assert await backend.reconcile(opened[0], [10, 0.1])  # settled alone first: in the batch it is a no-op
+    assert await backend.reconcile_many([(r, [5, 0.01]) for r in opened]) == [False] + [True] * 39
+    assert await backend.reconcile_many([(r, [5, 0.01]) for r in opened[:3]]) == [False] * 3  # never twice
+    (tokens, _), (room, reserved) = await backend.levels([bucket(0, limit=1000), counter(0, limit=10)])
+    assert tokens == pytest.approx(1000 - 10 - 39 * 5, abs=5)  # plus what refilled meanwhile
+    assert room == pytest.approx(10 - 0.1 - 39 * 0.01) and reserved == pytest.approx(0.0)
+
+
 async def test_orphans_are_kept_at_their_reserved_amount(backend: Admission) -> None:
     late = await backend.acquire([counter(0.3)], ttl_s=60)
     live = await backend.acquire([counter(0.2)], ttl_s=3600)

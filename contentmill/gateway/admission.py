@@ -106,6 +106,11 @@ class Admission(ABC):
     async def reconcile(self, reservation: Reservation, actual: Sequence[float]) -> bool:
         """Settle with the actual amount of each claim (same order); False if it was already settled or swept."""
 
+    async def reconcile_many(self, settlements: Sequence[tuple[Reservation, Sequence[float]]]) -> list[bool]:
+        """``reconcile`` each (reservation, actual amounts) in order; a backend may send them in one exchange.
+        If it raises, those settled before it stay settled (settling again is a no-op: False)."""
+        return [await self.reconcile(reservation, actual) for reservation, actual in settlements]
+
     @abstractmethod
     async def extend(self, reservation: Reservation, ttl_s: float) -> bool:
         """Keep a live call's reservation from being swept: its deadline moves to ``ttl_s`` from now. False if it

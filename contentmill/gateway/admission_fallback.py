@@ -84,10 +84,19 @@ class FallbackAdmission(Admission):
         return outcome
 
     async def reconcile(self, reservation: Reservation, actual: Sequence[float]) -> bool:
-        if reservation.id in self._local_ids:
-            self._local_ids.discard(reservation.id)
-            return await self.local.reconcile(reservation, actual)
-        return await self.primary.reconcile(reservation, actual)
+        return (await self.reconcile_many([(reservation, actual)]))[0]
+
+    async def reconcile_many(self, settlements: Sequence[tuple[Reservation, Sequence[float]]]) -> list[bool]:
+        """Each reservation settles where it was made: this machine's books during an outage, else Redis."""
+        local = [s for s in settlements if s[0].id in self._local_ids]
+        shared = [s for s in settlements if s[0].id not in self._local_ids]
+        done: dict[str, bool] = {}
+        if local:
+            self._local_ids.difference_update(reservation.id for reservation, _ in local)
+            done.update(zip((r.id for r, _ in local), await self.local.reconcile_many(local), strict=True))
+        if shared:
+            done.update(zip((r.id for r, _ in shared), await self.primary.reconcile_many(shared), strict=True))
+        return [done[reservation.id] for reservation, _ in settlements]
 
     async def extend(self, reservation: Reservation, ttl_s: float) -> bool:
         if reservation.id in self._local_ids:

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from contentmill.errors import AdmissionUnavailable
 from contentmill.gateway.admission import Admission, Claim, Refusal, Reservation
-from contentmill.gateway.redis_wire import TIMEOUT_S, RedisWire, Script
+from contentmill.gateway.redis_wire import TIMEOUT_S, Arg, RedisWire, Script
 from contentmill.ids import new_id
 
 _REFILL = """
@@ -200,11 +200,16 @@ class RedisAdmission(Admission):
             wait = (claim.amount - available) / claim.rate
         return Refusal(claim, available, used, reserved, wait)
 
-    @_unavailable_as_error
     async def reconcile(self, reservation: Reservation, actual: Sequence[float]) -> bool:
-        keys = [self._key(c) for c in reservation.claims] + [self._zset, self._res_key(reservation.id)]
-        settled = orjson.dumps(list(actual)).decode()
-        return int(await self.wire.run(RECONCILE, keys, [reservation.id, settled])) == 1
+        return (await self.reconcile_many([(reservation, actual)]))[0]
+
+    @_unavailable_as_error
+    async def reconcile_many(self, settlements: Sequence[tuple[Reservation, Sequence[float]]]) -> list[bool]:
+        """One script call each, written together (pipelined)."""
+        calls: list[tuple[list[Arg], list[Arg]]] = [
+            ([*(self._key(c) for c in reservation.claims), self._zset, self._res_key(reservation.id)],
+             [reservation.id, orjson.dumps(list(actual))]) for reservation, actual in settlements]
+        return [int(reply) == 1 for reply in await self.wire.run_many(RECONCILE, calls)]
 
     @_unavailable_as_error
     async def extend(self, reservation: Reservation, ttl_s: float) -> bool:

@@ -26,6 +26,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,9 +83,11 @@ class Meter:
                        if given is None}
         self.store = store or LedgerStore(settings_url(settings))
         self.ledger = LedgerWriter(self.store, spool=LedgerSpool.for_settings(settings), on_written=self._rows_kept)
-        # Rows waited for, by id(): the waiter holds its row and a batch holds its rows, so an id seen on either
-        # side is that row's own.
-        self._awaited_rows: dict[int, asyncio.Future[None]] = {}
+        # Answered calls whose settlement waits for the ledger to keep their row, by id() of the row: the entry
+        # holds its row, so an id seen in a written batch is that row's own.
+        self._after_rows: dict[int, _AfterRow] = {}
+        self._overdue_checks: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}
+        self._closing = 0  # background closes whose row is not queued yet
         self.policy = policy or Policy.from_settings(settings, self.store.budgets())
         self.alerts = alerts if alerts is not None else AlertEngine(self.store, sinks=alert_sinks(settings))
         self.admission = admission or self._built_admission()
@@ -104,32 +107,19 @@ class Meter:
         self.ledger.put(record)
         self.alerts.observe(record)
 
-    async def record_kept(self, record: CallRecord) -> None:
-        """Write ``record`` and return once the ledger keeps it for good (the writer's next round: in the store, or
-        in the spool while the store is down), or after ``ROW_KEPT_WAIT_S`` with a warning."""
-        kept = self._awaited_rows[id(record)] = asyncio.get_running_loop().create_future()
-        try:
-            self.record(record)
-            async with asyncio.timeout(ROW_KEPT_WAIT_S):
-                await kept
-        except TimeoutError:
-            log.warning("the ledger has not kept call %s after %.0f s; settling its reservation anyway",
-                        record.id, ROW_KEPT_WAIT_S)
-        finally:
-            del self._awaited_rows[id(record)]
-
     def _rows_kept(self, batch: list[CallRecord]) -> None:
-        """In the writer's thread: wake whoever waits for a row of ``batch``, in that waiter's event loop."""
-        if not self._awaited_rows:
+        """In the writer's thread: the settlements that waited for a row of ``batch`` go to their event loop,
+        one callback per loop and batch."""
+        if not self._after_rows:
             return
-        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        by_loop: dict[asyncio.AbstractEventLoop, list[_AfterRow]] = {}
         for record in batch:
-            kept = self._awaited_rows.get(id(record))
-            if kept is not None:
-                by_loop.setdefault(kept.get_loop(), []).append(kept)
-        for loop, futures in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits any more
-                loop.call_soon_threadsafe(_wake, futures)
+            waiting = self._after_rows.pop(id(record), None)  # popped once: here, or as overdue in the loop
+            if waiting is not None:
+                by_loop.setdefault(waiting.loop, []).append(waiting)
+        for loop, kept in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop has closed: its reservations go to the sweep
+                loop.call_soon_threadsafe(self._settle_after_rows, kept)
 
     def refused(self, error: ContentmillError, info: ModelInfo, estimate: Usage, tags: Mapping[str, str]
                 ) -> ContentmillError:
@@ -248,23 +238,38 @@ class Meter:
 
     async def settle(self, call: Call, usage: Usage, cost: float) -> None:
         """Settle the call's reservation at what it was billed (nothing held for a call that never reserved)."""
-        if call.keeper is not None:
-            call.keeper.cancel()
-        if call.reservation is not None:
-            await self.reconcile(call.reservation, [m.actual(usage, cost) for m in call.metered])
+        await self.settle_many([(call, usage, cost)])
+
+    async def settle_many(self, calls: Sequence[tuple[Call, Usage, float]]) -> None:
+        """``settle`` for several calls, in one exchange with the limits' store."""
+        settlements = []
+        for call, usage, cost in calls:
+            if call.keeper is not None:
+                call.keeper.cancel()
+            if call.reservation is not None:
+                settlements.append((call.reservation, [m.actual(usage, cost) for m in call.metered]))
+        await self.reconcile_many(settlements)
 
     async def reconcile(self, reservation: Reservation, actual: Sequence[float]) -> None:
         """Settle ``reservation`` at ``actual`` (one amount per claim). When the limits' store cannot be reached
         the answer, already paid, is still returned and recorded: the settlement waits in this process."""
+        await self.reconcile_many([(reservation, actual)])
+
+    async def reconcile_many(self, settlements: Sequence[tuple[Reservation, Sequence[float]]]) -> None:
+        """``reconcile`` for several reservations at once; those the store cannot take wait in this process
+        (settling one twice is a no-op, so those it took before failing are harmless to try again)."""
+        if not settlements:
+            return
         await self._settle_waiting()
         try:
-            await self.admission.reconcile(reservation, actual)
+            await self.admission.reconcile_many(settlements)
         except AdmissionUnavailable as exc:
-            self._unsettled.append((reservation, list(actual)))
+            self._unsettled += [(reservation, list(actual)) for reservation, actual in settlements]
             log.warning("%d settlement(s) wait for the limits' store: %s", len(self._unsettled), exc)
             return
         if self.journal is not None:
-            self.journal.settled(reservation.id)
+            for reservation, _ in settlements:
+                self.journal.settled(reservation.id)
 
     async def _settle_waiting(self) -> None:
         if not self._unsettled:
@@ -285,35 +290,66 @@ class Meter:
         background close does not slow the answer).
 
         With ``settle_in_background`` both happen after the caller has the answer, and the row goes first: the
-        reservation is settled only once the ledger keeps the row. A process killed in between leaves the
-        reservation open, and the sweep that finds it charges it as reserved but writes no second row for it
-        (``sweep_orphans``); settled first, a kill before the writer's round lost the row of a paid call."""
-
-        async def close() -> None:
+        reservation is settled only once the ledger keeps the row (the settlements of one written batch go to
+        the limits' store together). A process killed in between leaves the reservation open, and the sweep
+        that finds it charges it as reserved but writes no second row for it (``sweep_orphans``); settled
+        first, a kill before the writer's round lost the row of a paid call."""
+        if not self._settle_in_background:
             try:
                 await self.settle(call, billed.usage, billed.cost_usd)
             finally:
                 self.record(row())  # paid for: the row is written whatever became of the settlement
-
-        async def close_after_row() -> None:
-            try:
-                await self.record_kept(row())
-            finally:
-                await self.settle(call, billed.usage, billed.cost_usd)
-
-        if not self._settle_in_background:
-            await close()
             return
-        task = asyncio.get_running_loop().create_task(close_after_row())
+        # Two turns of the loop: the answer's write, queued in this one, goes out before the row is built.
+        loop = asyncio.get_running_loop()
+        self._closing += 1
+        loop.call_soon(loop.call_soon, self._record_then_settle, call, billed, row, loop)
+
+    def _record_then_settle(self, call: Call, billed: Bill, row: Callable[[], CallRecord],
+                            loop: asyncio.AbstractEventLoop) -> None:
+        self._closing -= 1
+        record = row()
+        self._after_rows[id(record)] = _AfterRow(call, billed, record, loop, time.monotonic())
+        if loop not in self._overdue_checks:
+            self._overdue_checks[loop] = loop.call_later(ROW_KEPT_WAIT_S, self._settle_overdue, loop)
+        self.record(record)
+
+    def _settle_overdue(self, loop: asyncio.AbstractEventLoop, everything: bool = False) -> None:
+        """Settle the calls of ``loop`` whose row the ledger has not kept in ``ROW_KEPT_WAIT_S`` (the store and
+        the spool both refuse it), or all of them (``everything``), with a warning; check again when the next
+        one would be overdue."""
+        check = self._overdue_checks.pop(loop, None)
+        if check is not None:
+            check.cancel()
+        now = time.monotonic()
+        overdue, oldest = [], None
+        for key, waiting in list(self._after_rows.items()):
+            if waiting.loop is not loop:
+                continue
+            if everything or now - waiting.since >= ROW_KEPT_WAIT_S:
+                if self._after_rows.pop(key, None) is not None:  # not taken by the writer meanwhile
+                    overdue.append(waiting)
+            elif oldest is None or waiting.since < oldest:
+                oldest = waiting.since
+        if overdue:
+            log.warning("the ledger has not kept %d call row(s) after %.0f s; settling their reservations anyway",
+                        len(overdue), ROW_KEPT_WAIT_S)
+            self._settle_after_rows(overdue)
+        if oldest is not None:
+            self._overdue_checks[loop] = loop.call_later(oldest + ROW_KEPT_WAIT_S - now, self._settle_overdue, loop)
+
+    def _settle_after_rows(self, kept: list[_AfterRow]) -> None:
+        task = asyncio.get_running_loop().create_task(self.settle_many(
+            [(w.call, w.billed.usage, w.billed.cost_usd) for w in kept]))
         self._settlements.add(task)
         task.add_done_callback(self._closed)
 
     def _closed(self, task: asyncio.Task[None]) -> None:
-        """A call closed in the background; one whose settlement failed is said (its reservation stays held
-        until swept, charged as reserved, so no budget is passed)."""
+        """Calls closed in the background; a settlement that failed is said (its reservations stay held until
+        swept, charged as reserved, so no budget is passed)."""
         self._settlements.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("settling a paid call failed: %r", task.exception())
+            log.error("settling paid calls failed: %r", task.exception())
 
     async def fail(self, call: Call, error: BaseException, *, latency_s: float, retries: int) -> None:
         """Settle and record a call whose provider failed (billed only for an unusable answer that reports
@@ -366,7 +402,18 @@ class Meter:
 
     async def drain(self) -> None:
         """Finish every settlement under way or waiting, and stop the monitor."""
-        if self._settlements:
+        loop = asyncio.get_running_loop()
+        waited = time.monotonic()
+        # Calls closed in the background: rows still being queued, then kept by the writer's next round.
+        while self._closing or any(w.loop is loop for w in list(self._after_rows.values())):
+            if time.monotonic() - waited >= ROW_KEPT_WAIT_S:
+                self._settle_overdue(loop, everything=True)  # warns and settles them
+                break
+            await asyncio.sleep(0.02)
+        check = self._overdue_checks.pop(loop, None)
+        if check is not None:
+            check.cancel()
+        while self._settlements:
             await asyncio.wait(set(self._settlements))
         await self._settle_waiting()
         if self._unsettled:
@@ -414,10 +461,15 @@ def refusal_error(refusal: Refusal) -> ContentmillError:
     )
 
 
-def _wake(futures: list[asyncio.Future[None]]) -> None:
-    for future in futures:
-        if not future.done():
-            future.set_result(None)
+@dataclass(slots=True)
+class _AfterRow:
+    """An answered call whose reservation is settled once the ledger keeps its row."""
+
+    call: Call
+    billed: Bill
+    row: CallRecord  # held, so its id() is not reused while the writer may report it
+    loop: asyncio.AbstractEventLoop
+    since: float
 
 
 def _orphan_record(reservation: Reservation) -> CallRecord:

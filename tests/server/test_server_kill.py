@@ -81,9 +81,9 @@ def test_a_sweep_writes_no_second_row_for_a_reservation_the_ledger_has(tmp_path:
                 opened.append(outcome)
             recorded, lost = opened
             # The row of the first was kept, then its process died before settling; the second left no row.
-            await meter.record_kept(CallRecord(model="openai:gpt-4o-mini", api_type="text", estimate=Usage(),
-                                               outcome="ok", cost_usd=0.001, reservation_id=recorded.id,
-                                               tags={"team": "shop"}))
+            meter.record(CallRecord(model="openai:gpt-4o-mini", api_type="text", estimate=Usage(), outcome="ok",
+                                    cost_usd=0.001, reservation_id=recorded.id, tags={"team": "shop"}))
+            meter.ledger.flush()
             swept = await gateway.sweep_orphans(now=time.time() + 3600)
             return swept, recorded, lost
 
