@@ -21,6 +21,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import orjson
 import tiktoken
 
 from contentmill.errors import ConfigError
@@ -107,9 +108,12 @@ class ReportedUsage:
 def usage_figures(block: Any) -> str:
     """A vendor's usage block as compact, printable JSON of at most MAX_FIGURES_CHARS characters."""
     try:
-        text = json.dumps(block, separators=(",", ":"), default=repr)
-    except ValueError:  # a circular structure: only hand-built data, never decoded JSON
-        text = repr(block)
+        text = orjson.dumps(block, default=repr).decode()
+    except orjson.JSONEncodeError:  # keys that are not text, integers past 64 bits, circular structures
+        try:
+            text = json.dumps(block, separators=(",", ":"), default=repr)
+        except ValueError:  # a circular structure: only hand-built data, never decoded JSON
+            text = repr(block)
     if not text.isprintable():
         text = "".join(c if c.isprintable() else "?" for c in text)
     return text if len(text) <= MAX_FIGURES_CHARS else text[: MAX_FIGURES_CHARS - 3] + "..."
