@@ -8,6 +8,7 @@ prometheus_client's multiprocess mode does. Labels are model, team and outcome c
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -16,6 +17,19 @@ from contentmill.gateway import Generation
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class _CallSeries:
+    """The series one model call of a model, team and outcome counts in."""
+
+    calls: Counter
+    cached: Counter
+    latency: Histogram
+    saved: Counter
+    input_tokens: Counter
+    output_tokens: Counter
+    cost: Counter
 
 
 class Metrics:
@@ -36,18 +50,27 @@ class Metrics:
         self.refusals = Counter("contentmill_refusals", "Requests refused, by error code", ["code"], registry=r)
         self.latency = Histogram("contentmill_request_latency_seconds", "Time to the full answer, by model and team",
                                  ["model", "team"], buckets=LATENCY_BUCKETS, registry=r)
+        self._series: dict[tuple[str, str, str], _CallSeries] = {}  # by model, team and outcome
 
     def observe(self, gen: Generation, seconds: float, outcome: str = "ok") -> None:
         team = gen.tags.get("team", "")
-        self.calls.labels(gen.model, team, "cached" if gen.cached else outcome).inc()
-        self.latency.labels(gen.model, team).observe(seconds)
+        series = self._series.get((gen.model, team, outcome))
+        if series is None:  # labels() validates and locks on every call; a call's series are looked up once
+            series = self._series[(gen.model, team, outcome)] = _CallSeries(
+                self.calls.labels(gen.model, team, outcome), self.calls.labels(gen.model, team, "cached"),
+                self.latency.labels(gen.model, team), self.saved.labels(gen.model, team),
+                self.tokens.labels(gen.model, team, "input"), self.tokens.labels(gen.model, team, "output"),
+                self.cost.labels(gen.model, team))
+        series.latency.observe(seconds)
         if gen.cached:
+            series.cached.inc()
             self.cache_hits.labels(gen.cache_tier or "unknown").inc()
-            self.saved.labels(gen.model, team).inc(gen.saved_usd)
+            series.saved.inc(gen.saved_usd)
             return
-        self.tokens.labels(gen.model, team, "input").inc(gen.usage.input_tokens)
-        self.tokens.labels(gen.model, team, "output").inc(gen.usage.output_tokens)
-        self.cost.labels(gen.model, team).inc(gen.cost_usd)
+        series.calls.inc()
+        series.input_tokens.inc(gen.usage.input_tokens)
+        series.output_tokens.inc(gen.usage.output_tokens)
+        series.cost.inc(gen.cost_usd)
 
     def exposition(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
