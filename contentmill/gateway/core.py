@@ -291,9 +291,7 @@ class Gateway:
             usage = Usage(input_tokens=call.estimate.input_tokens, output_tokens=provider.count_tokens(end.text),
                           estimated=True)
         billed = call.bill(usage, end.reported)
-        usage, cost = billed.usage, billed.cost_usd
-        await self.meter.settle(call, usage, cost)
-        gen = Generation(model=call.info.name, usage=usage, cost_usd=cost, estimate=call.estimate,
+        gen = Generation(model=call.info.name, usage=billed.usage, cost_usd=billed.cost_usd, estimate=call.estimate,
                          latency_s=time.perf_counter() - started, attempts=attempts, request_id=end.request_id,
                          text=end.text, finish_reason=end.finish_reason or ("stop" if end.error is None else None),
                          tags=call.tags)
@@ -306,8 +304,8 @@ class Gateway:
         else:
             self.cooldowns.succeeded(call.info.name)
             if key is not None and self.cache is not None:
-                await self.cache.set(key, codecs.TEXT.encode(gen), JSON, cost_usd=cost)
-        self.meter.record(record)
+                await self.cache.set(key, codecs.TEXT.encode(gen), JSON, cost_usd=billed.cost_usd)
+        await self.meter.close(call, billed, lambda: record)  # in the server: the row first, as for any answer
         return gen
 
     async def speak(

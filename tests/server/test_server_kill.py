@@ -37,20 +37,25 @@ def _settings(env: dict[str, str]) -> Settings:
            if "CONTENTMILL_REDIS_URL" in env else {}))
 
 
-@pytest.mark.parametrize("admission", ["embedded", "redis"])
+@pytest.mark.parametrize(("admission", "stream"), [("embedded", False), ("redis", False), ("redis", True)])
 def test_a_server_killed_right_after_answering_leaves_its_paid_call_one_row(
-        admission: str, serve: Callable[..., Served], upstream_server: Upstream,
+        admission: str, stream: bool, serve: Callable[..., Served], upstream_server: Upstream,
         sdk: Callable[..., openai.OpenAI], redis_prefix: str, tmp_path: Path) -> None:
     extra = {"redis_url": REDIS_URL, "redis_prefix": redis_prefix} if admission == "redis" else {}
     env = server_env(upstream_server.base_url, tmp_path / "data", **extra)
     key = make_key(env, budget_usd=1.0, period="day")
     server = serve(env)
-    answer = sdk(server, key.secret).chat.completions.create(
-        model="gpt-4o-mini", max_tokens=40, messages=[{"role": "user", "content": "Name a walnut desk lamp."}],
-        extra_headers={"x-contentmill-cache": "off"})
-    server.process.kill()  # at once: within the writer's round after the answer
+    ask = {"model": "gpt-4o-mini", "max_tokens": 40, "extra_headers": {"x-contentmill-cache": "off"},
+           "messages": [{"role": "user", "content": "Name a walnut desk lamp."}]}
+    client = sdk(server, key.secret)
+    if stream:
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in
+                       client.chat.completions.create(stream=True, **ask) if chunk.choices)  # type: ignore[call-overload]
+    else:
+        text = client.chat.completions.create(**ask).choices[0].message.content or ""  # type: ignore[call-overload]
+    server.process.kill()  # at once: within the writer's round after the answer's last byte
     server.process.wait()
-    assert answer.choices[0].message.content
+    assert text
 
     async def sweep() -> list[CallRecord]:
         async with Gateway(_settings(env)) as gateway:
