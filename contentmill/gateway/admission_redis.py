@@ -151,6 +151,7 @@ def _unavailable_as_error(method: Callable[P, Coroutine[Any, Any, T]]) -> Callab
 P = ParamSpec("P")
 T = TypeVar("T")
 ACQUIRE, RECONCILE, LEVELS = Script.of(_ACQUIRE), Script.of(_RECONCILE), Script.of(_LEVELS)
+SETTLE_CHUNK = 32  # settlements sent to Redis at once (reconcile_many)
 
 
 def _limit(claim: Claim) -> float:
@@ -205,11 +206,16 @@ class RedisAdmission(Admission):
 
     @_unavailable_as_error
     async def reconcile_many(self, settlements: Sequence[tuple[Reservation, Sequence[float]]]) -> list[bool]:
-        """One script call each, written together (pipelined)."""
+        """One script call each, pipelined, SETTLE_CHUNK at a time: Redis runs its commands one after another,
+        so a call's acquire sent meanwhile waits behind one chunk (about 0.7 ms), not a whole ledger round."""
         calls: list[tuple[list[Arg], list[Arg]]] = [
             ([*(self._key(c) for c in reservation.claims), self._zset, self._res_key(reservation.id)],
              [reservation.id, orjson.dumps(list(actual))]) for reservation, actual in settlements]
-        return [int(reply) == 1 for reply in await self.wire.run_many(RECONCILE, calls)]
+        settled: list[bool] = []
+        for start in range(0, len(calls), SETTLE_CHUNK):
+            replies = await self.wire.run_many(RECONCILE, calls[start:start + SETTLE_CHUNK])
+            settled += [int(reply) == 1 for reply in replies]
+        return settled
 
     @_unavailable_as_error
     async def extend(self, reservation: Reservation, ttl_s: float) -> bool:
