@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import orjson
 
-from contentmill.ids import new_id
+from contentmill.ids import ordered_id
 
 ClaimKind = Literal["bucket", "counter"]
 
@@ -198,7 +198,7 @@ class Books:
                 return refusal
         for claim in claims:
             self.charge(claim, claim.amount, claim.amount, now)
-        reservation = Reservation(new_id(), tuple(claims), now + ttl_s, payload, now)
+        reservation = Reservation(ordered_id(), tuple(claims), now + ttl_s, payload, now)
         self.open[reservation.id] = reservation
         return reservation
 

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError, ResponseError
 from contentmill.errors import AdmissionUnavailable
 from contentmill.gateway.admission import Admission, Claim, Refusal, Reservation
 from contentmill.gateway.redis_wire import TIMEOUT_S, Arg, RedisWire, Script
-from contentmill.ids import new_id
+from contentmill.ids import ordered_id
 
 _REFILL = """
 local function bucket_tokens(key, limit, rate, now)
@@ -187,7 +187,7 @@ class RedisAdmission(Admission):
 
     @_unavailable_as_error
     async def acquire(self, claims: Sequence[Claim], *, ttl_s: float, payload: str = "") -> Reservation | Refusal:
-        reservation = Reservation(new_id(), tuple(claims), 0.0, payload)
+        reservation = Reservation(ordered_id(), tuple(claims), 0.0, payload)
         keys = [self._key(c) for c in claims] + [self._zset, self._res_key(reservation.id)]
         result = await self.wire.run(ACQUIRE, keys, [reservation.id, ttl_s, reservation.to_json()])
         if int(result[0]) == 1:

@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from contentmill.errors import CatalogError, GatewayError, LedgerError, UnsafeTag
-from contentmill.ids import new_id
+from contentmill.ids import new_id, ordered_id
 from contentmill.metering import Usage
 
 ApiType = Literal["text", "speech", "video", "embedding", "image"]  # the catalog's modalities
@@ -233,7 +233,7 @@ class CallRecord:
     tags: Mapping[str, str] = field(default_factory=dict)
     flagged: bool = False
     provider: str = ""
-    id: str = field(default_factory=new_id)
+    id: str = field(default_factory=ordered_id)
     ts: datetime = field(default_factory=utcnow)
 
     def __post_init__(self) -> None:

@@ -31,7 +31,7 @@ from contentmill.errors import ContentmillError, EngineError, ProviderError, Unk
 from contentmill.gateway import Gateway, Generation
 from contentmill.gateway.policy import CallLimits, RateLimit, Scope
 from contentmill.gateway.stream import TextStream
-from contentmill.ids import new_id
+from contentmill.ids import ordered_id
 from contentmill.ledger import Budget
 from contentmill.ledger.records import check_tags
 from contentmill.providers.resolve import configured
@@ -142,7 +142,7 @@ class Server:
             return
         if scope["type"] != "http":
             return
-        request = Request(scope, receive, new_id()[:24], self.settings.server_max_body_bytes)
+        request = Request(scope, receive, ordered_id()[:24], self.settings.server_max_body_bytes)
         path, method = scope["path"], scope["method"]
         handler = self._routes.get((method, path))
         if handler is None and path.startswith("/admin/keys/"):
